@@ -1,0 +1,215 @@
+"""The ``streamseg`` command line.
+
+``streamseg run`` with no arguments runs the embedded default: the bundled CDNOW sample
+through the engine into a SQLite store under ``.streamseg/``, and prints the segments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamseg.config import ConfigError, Settings, load_settings
+from streamseg.events import change_json_schema, event_json_schema
+
+app = typer.Typer(
+    help="Real-time customer segmentation: events in, live segments out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file.", show_default=False)
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URI: memory://, sqlite:///PATH, redis://HOST:PORT/DB."),
+]
+
+
+def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config, overrides)
+    except (ConfigError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _nested(**sections: dict[str, Any | None]) -> dict[str, Any]:
+    """Flag values as nested overrides, leaving out flags that were not given."""
+    result: dict[str, Any] = {}
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            result[section] = given
+    return result
+
+
+def _open_engine(settings: Settings) -> Any:
+    from streamseg.engine import SegmentationEngine
+    from streamseg.store import open_store
+
+    try:
+        store = open_store(settings.store.uri, password=settings.store.redis_password,
+                           prefix=settings.store.redis_prefix)
+    except Exception as error:  # noqa: BLE001 - shown to the user as is
+        typer.echo(f"error: cannot open store {settings.store.uri}: {error}", err=True)
+        raise typer.Exit(2) from None
+    return SegmentationEngine(settings, store)
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    source: Annotated[str | None, typer.Option(
+        help="Input: .jsonl/.csv path, '-' for stdin, kafka://HOST:PORT/TOPIC, sample:cdnow."
+    )] = None,
+    store: StoreOption = None,
+    sink: Annotated[str | None, typer.Option(
+        help="Segment changes: .jsonl path, '-' for stdout, kafka://HOST:PORT/TOPIC."
+    )] = None,
+    dead_letter: Annotated[str | None, typer.Option(
+        help="Rejected input: .jsonl path, '-', kafka://HOST:PORT/TOPIC."
+    )] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on file input.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+) -> None:
+    """Run the stream: read events, keep segments, publish changes."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(config, _nested(
+        source={"uri": source}, store={"uri": store},
+        sinks={"changes": sink, "dead_letter": dead_letter},
+    ))
+    from streamseg.pipeline import Application
+    from streamseg.segments import format_table, profile_segments
+
+    try:
+        application = Application(settings)
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with application.handle_signals():
+            summary = application.run(progress=progress and sys.stderr.isatty())
+        engine = application.engine
+        profiles = profile_segments(
+            application.store.iter_customers(), engine.now(),
+            settings.features.half_life_days, names=engine.names,
+        )
+    finally:
+        application.close()
+    if settings.sinks.changes != "-":
+        typer.echo(format_table(profiles))
+    typer.echo(summary.line(), err=settings.sinks.changes == "-")
+
+
+@app.command()
+def schema(
+    changes: Annotated[bool, typer.Option(
+        "--changes", help="The segment-change CloudEvent instead of the input event."
+    )] = False,
+) -> None:
+    """Print the JSON Schema of input events (or of change events)."""
+    typer.echo(json.dumps(change_json_schema() if changes else event_json_schema(), indent=2))
+
+
+@app.command()
+def segments(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON with centroid vectors.")] = False,
+) -> None:
+    """One row per segment: size and profile in original units."""
+    from streamseg.segments import format_table, profile_segments
+
+    settings = _settings(config, _nested(store={"uri": store}))
+    engine = _open_engine(settings)
+    centroids = engine.model.centroids if engine.model.ready else None
+    profiles = profile_segments(engine.store.iter_customers(), engine.now(),
+                                settings.features.half_life_days, centroids, engine.names)
+    if as_json:
+        typer.echo(json.dumps([p.to_dict(with_centroid=True) for p in profiles], indent=2))
+    else:
+        typer.echo(format_table(profiles))
+
+
+@app.command()
+def get(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show one customer's segment and features."""
+    settings = _settings(config, _nested(store={"uri": store}))
+    engine = _open_engine(settings)
+    state = engine.store.get(customer_id)
+    if state is None:
+        typer.echo(f"error: no customer {customer_id!r} in {settings.store.uri}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(_customer_document(state, engine, settings), indent=2))
+
+
+@app.command()
+def export(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    out: Annotated[str, typer.Option(help="Output .jsonl path, '-' for stdout.")] = "-",
+) -> None:
+    """Every customer as JSON Lines: segment, features (original units), vector."""
+    settings = _settings(config, _nested(store={"uri": store}))
+    engine = _open_engine(settings)
+    handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        count = 0
+        for state in engine.store.iter_customers():
+            handle.write(json.dumps(_customer_document(state, engine, settings)) + "\n")
+            count += 1
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    if out != "-":
+        typer.echo(f"exported {count} customers to {out}")
+
+
+def _customer_document(state: Any, engine: Any, settings: Settings) -> dict[str, Any]:
+    features = None
+    if state.features.has_purchases:
+        features = state.features.snapshot(
+            engine.now(), half_life_days=settings.features.half_life_days
+        ).to_dict()
+    return {
+        "customer_id": state.customer_id,
+        "segment": state.segment,
+        "segment_name": state.segment_name,
+        "features": features,
+        "vector": state.vector,
+        "updated_at": state.updated_at,
+        "model_version": state.model_version,
+    }
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Events output (.jsonl).")] = Path("simulated.jsonl"),
+    truth: Annotated[Path | None, typer.Option(
+        help="Ground truth CSV (customer_id,archetype); default <out>.truth.csv."
+    )] = None,
+) -> None:
+    """Write a synthetic stream of customer archetypes and its ground truth."""
+    from streamseg.simulate import write_stream
+
+    count, truth_file = write_stream(out, customers, seed, truth)
+    typer.echo(f"wrote {count} events for {customers} customers to {out}; truth in {truth_file}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,287 @@
+"""Configuration: one :class:`Settings` object, configured from one place.
+
+Precedence, lowest first: the defaults below (the embedded default: the bundled CDNOW
+sample, SQLite, JSON Lines files), a YAML file (``--config``), environment variables
+(``STREAMSEG_`` prefix, ``__`` between nested names, e.g.
+``STREAMSEG_MODEL__N_CLUSTERS=6``), then command-line flags. Every option is documented
+where it is defined. Invalid values fail fast with the field's dotted name.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from streamseg.sources.file import CsvMapping
+
+#: Where the bundled real sample lives; ``source.uri: sample:cdnow`` points here.
+SAMPLE_PATH = Path(__file__).parent / "data" / "cdnow_sample.csv"
+SAMPLE_URI = "sample:cdnow"
+#: Column mapping of the bundled CDNOW sample (``customer_id,date,quantity,amount``).
+SAMPLE_CSV = CsvMapping(
+    customer_id="customer_id", timestamp="date", amount="amount", quantity="quantity",
+    timestamp_format="%Y%m%d",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(_Section):
+    uri: str = Field(
+        SAMPLE_URI,
+        description="Input: a .jsonl/.csv path, '-' for stdin, kafka://HOST:PORT/TOPIC, or "
+        "sample:cdnow for the bundled real sample.",
+    )
+    csv: CsvMapping | None = Field(
+        None, description="Column mapping for CSV input (the sample has its own)."
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="Records per pipeline batch.")
+    poll_timeout_s: float = Field(
+        0.5, gt=0, description="How long one poll waits for records on an unbounded source."
+    )
+
+
+class KafkaSettings(_Section):
+    """Passed to kafka-python's KafkaConsumer / KafkaProducer."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated HOST:PORT list; a kafka:// URI wins."
+    )
+    group_id: str = Field("streamseg", description="Consumer group; offsets are kept per group.")
+    client_id: str = Field("streamseg", description="Client id shown in broker logs/metrics.")
+    dead_letter_topic: str | None = Field(
+        None, description="Topic for rejected input; default '<first input topic>.dlq'."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How to talk to the brokers."
+    )
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256/512, ...")
+    sasl_plain_username: str | None = Field(None, description="SASL user name.")
+    sasl_plain_password: SecretStr | None = Field(
+        None, description="SASL password (set via STREAMSEG_KAFKA__SASL_PLAIN_PASSWORD)."
+    )
+    ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
+    consumer: dict[str, Any] = Field(
+        default_factory=dict, description="Extra KafkaConsumer options, passed through."
+    )
+    producer: dict[str, Any] = Field(
+        default_factory=dict, description="Extra KafkaProducer options, passed through."
+    )
+
+    def client_options(self) -> dict[str, Any]:
+        """Options shared by consumer and producer, secrets revealed only here."""
+        options: dict[str, Any] = {
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        for name in ("sasl_mechanism", "sasl_plain_username", "ssl_cafile", "ssl_certfile",
+                     "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        if self.sasl_plain_password is not None:
+            options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        return options
+
+
+class StoreSettings(_Section):
+    uri: str = Field(
+        "sqlite:///.streamseg/state.db",
+        description="memory://, sqlite:///PATH (relative) or sqlite:////ABS/PATH, or "
+        "redis://HOST:PORT/DB (rediss:// for TLS).",
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (STREAMSEG_STORE__REDIS_PASSWORD); never logged."
+    )
+    redis_prefix: str = Field("streamseg", description="Prefix of every Redis key.")
+
+
+class SinkSettings(_Section):
+    changes: str = Field(
+        ".streamseg/changes.jsonl",
+        description="Segment-change events: a .jsonl path, '-' for stdout, or kafka://.../TOPIC.",
+    )
+    dead_letter: str = Field(
+        ".streamseg/dead-letter.jsonl",
+        description="Rejected input: a .jsonl path, '-', or kafka://.../TOPIC.",
+    )
+
+
+class FeatureSettings(_Section):
+    half_life_days: float = Field(
+        90.0, gt=0, description="Half-life of the time decay of orders and spend."
+    )
+    rescore_min_days: float = Field(
+        1.0, gt=0, description="Shortest wait before an idle customer is re-scored."
+    )
+    rescore_max_days: float = Field(
+        14.0, gt=0, description="Longest wait before an idle customer is re-scored."
+    )
+    rescore_growth: float = Field(
+        0.5, gt=0,
+        description="Wait = growth x current recency (clamped): recency is on a log scale, so "
+        "re-scoring can grow sparser as a customer stays idle.",
+    )
+
+
+class ModelSettings(_Section):
+    kind: Literal["customer-kmeans", "river-kmeans"] = Field(
+        "customer-kmeans", description="customer-kmeans (default) or River's KMeans baseline."
+    )
+    n_clusters: int = Field(5, ge=2, le=100, description="Number of segments k.")
+    warmup: int = Field(500, ge=2, description="Customers buffered before k-means++ seeding.")
+    reservoir_size: int = Field(
+        5000, ge=10, description="Customers kept in a uniform sample for refinement."
+    )
+    refine_every: int = Field(
+        1000, ge=1, description="Customer updates between Lloyd refinements of the centroids."
+    )
+    lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
+    n_init: int = Field(10, ge=1, description="k-means++ restarts when seeding/re-seeding.")
+    hysteresis: float = Field(
+        0.0, ge=0, lt=1,
+        description="Relative margin by which a new centroid must be closer before a "
+        "customer changes segment (against flapping).",
+    )
+    seed: int = Field(42, description="Random seed: same input and seed, same segments.")
+
+
+class PipelineSettings(_Section):
+    clock: Literal["event", "wall"] = Field(
+        "event",
+        description="'event': time is the latest event time seen (replays behave like live "
+        "traffic); 'wall': the machine's clock.",
+    )
+    max_rescore_per_batch: int = Field(
+        2000, ge=0, description="Bound on inactivity re-scorings done after each batch."
+    )
+    checkpoint_every_events: int = Field(
+        20_000, ge=1, description="Checkpoint the model after this many customer updates..."
+    )
+    checkpoint_every_seconds: float = Field(
+        5.0, gt=0, description="...or after this many seconds, whichever comes first."
+    )
+
+
+class MetricsSettings(_Section):
+    enabled: bool = Field(False, description="Serve Prometheus metrics and health over HTTP.")
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you need more.")
+    port: int = Field(9108, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+
+
+class Settings(BaseSettings):
+    """All of streamseg's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMSEG_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    sinks: SinkSettings = Field(default_factory=SinkSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls, _yaml_data.get()))
+
+    def resolved_source(self) -> tuple[str, CsvMapping | None]:
+        """The source path/URI with the ``sample:cdnow`` alias resolved."""
+        if self.source.uri == SAMPLE_URI:
+            return str(SAMPLE_PATH), self.source.csv or SAMPLE_CSV
+        return self.source.uri, self.source.csv
+
+
+_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "streamseg_yaml", default={}
+)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the parsed YAML file to pydantic-settings as the lowest-priority source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration, with every offending field named."""
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build :class:`Settings` from a YAML file, the environment and ``overrides``.
+
+    ``overrides`` are nested dicts (``{"store": {"uri": "memory://"}}``), e.g. from flags;
+    they are merged into the YAML values, then the environment is applied on top of the
+    YAML but under the flags.
+
+    >>> load_settings(overrides={"model": {"n_clusters": 7}}).model.n_clusters
+    7
+    >>> try:
+    ...     load_settings(overrides={"model": {"n_clusters": 1}})
+    ... except ConfigError as error:
+    ...     print(error)
+    invalid configuration: model.n_clusters: Input should be greater than or equal to 2
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    token = _yaml_data.set(data)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    finally:
+        _yaml_data.reset(token)

@@ -1,0 +1,218 @@
+"""Event schemas: what comes in, what goes out, and what is rejected.
+
+* :class:`TransactionEvent` -- one customer transaction, one JSON object per line
+  (or per Kafka message).
+* :class:`RawRecord` -- an input payload before parsing, with where it came from.
+* :class:`DeadLetter` -- a payload that could not be used, with the reason.
+* :class:`SegmentChange` -- a customer's segment changed; published as a
+  CloudEvents 1.0 structured JSON envelope (:meth:`SegmentChange.to_cloudevent`).
+
+>>> event = parse_event('{"event_id": "e1", "customer_id": "c1", '
+...                     '"timestamp": "2024-05-01T10:00:00", "amount": 12.5}')
+>>> event.timestamp.tzinfo is not None, event.type, event.amount
+(True, 'purchase', 12.5)
+>>> try:
+...     parse_event('{"event_id": "e2", "customer_id": "c1", "timestamp": "x", "amount": -1}')
+... except InvalidEvent as error:
+...     print(error.reason)
+timestamp: Input should be a valid datetime or date, invalid character in year; amount: Input should be greater than or equal to 0
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Reasons a customer's segment changes; they travel in every change event.
+ChangeReason = Literal["first_assignment", "behaviour", "inactivity", "model_update"]
+
+# Payloads above this size are rejected before JSON parsing: a single huge message must
+# not stall the worker or blow its memory.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class TransactionEvent(BaseModel):
+    """A customer transaction.
+
+    Producers must key Kafka messages by ``customer_id`` so that one customer's events
+    stay in one partition, in order.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    event_id: str = Field(min_length=1, max_length=256, description="Unique per event.")
+    customer_id: str = Field(min_length=1, max_length=256)
+    timestamp: datetime = Field(description="ISO 8601; a timestamp without a zone is UTC.")
+    amount: float = Field(ge=0, le=1e12, description="Order value (or refunded value), >= 0.")
+    type: Literal["purchase", "refund"] = "purchase"
+    quantity: int | None = Field(default=None, ge=1, le=1_000_000)
+    category: str | None = Field(default=None, max_length=256)
+    channel: str | None = Field(default=None, max_length=256)
+    currency: str | None = Field(default=None, max_length=16)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # Naive timestamps are UTC by contract; aware ones are normalised to UTC so that
+        # event times compare correctly whatever zone the producer wrote.
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @property
+    def epoch(self) -> float:
+        """Event time in seconds since the Unix epoch."""
+        return self.timestamp.timestamp()
+
+
+class InvalidEvent(ValueError):
+    """A payload that is not a valid :class:`TransactionEvent`; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in item["loc"]) or "event"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(payload: str | bytes) -> TransactionEvent:
+    """Parse one JSON payload, raising :class:`InvalidEvent` with a readable reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent(f"payload too large: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        return TransactionEvent.model_validate_json(payload)
+    except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise InvalidEvent("malformed JSON: " + error.errors()[0]["msg"]) from None
+        if any(item["type"] == "model_type" for item in error.errors()):
+            raise InvalidEvent("event must be a JSON object") from None
+        raise InvalidEvent(_describe(error)) from None
+
+
+def validate_event(fields: dict[str, Any]) -> TransactionEvent:
+    """Validate an already-decoded mapping (e.g. a CSV row)."""
+    try:
+        return TransactionEvent.model_validate(fields)
+    except ValidationError as error:
+        raise InvalidEvent(_describe(error)) from None
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """An input payload as read from a source, before parsing.
+
+    ``origin`` names where it came from for humans (``file.jsonl:12``,
+    ``kafka:events/0@1234``); ``stream`` and ``offset`` locate it, so that the engine
+    can tell a redelivered record from a new one. ``event`` is set when the source already decoded the record (CSV).
+    """
+
+    payload: str | bytes
+    origin: str
+    stream: str = ""  # position key, e.g. "file:/abs/path" or "kafka:topic:3"; "" = none
+    offset: int = 0  # position within the stream; increases by record
+    produced_at: float | None = None  # broker timestamp, seconds, for latency metrics
+    event: TransactionEvent | None = None
+    error: str | None = None  # set when the source itself could not decode the record
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A rejected payload with its reason and where it came from."""
+
+    payload: str
+    reason: str
+    origin: str
+    rejected_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @classmethod
+    def from_record(cls, record: RawRecord, reason: str) -> DeadLetter:
+        payload = record.payload
+        if isinstance(payload, bytes):
+            payload = payload.decode("utf-8", errors="replace")
+        return cls(payload=payload, reason=reason, origin=record.origin)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "origin": self.origin,
+                "rejected_at": self.rejected_at,
+                "payload": self.payload,
+            },
+            ensure_ascii=False,
+        )
+
+
+#: CloudEvents ``type`` of a segment change.
+CHANGE_EVENT_TYPE = "io.streamseg.segment.changed"
+# A fixed namespace so that the same change always gets the same CloudEvents id: a
+# consumer can de-duplicate changes that are re-published after a crash.
+_CHANGE_ID_NAMESPACE = uuid.UUID("6f1a3c1e-7f61-4d5e-9a55-3c9a0f1e2b7d")
+
+
+class SegmentChangeData(BaseModel):
+    """The ``data`` of a segment-change CloudEvent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    from_segment: int | None = Field(description="Previous segment id; null on first assignment.")
+    from_name: str | None
+    to_segment: int
+    to_name: str | None
+    reason: ChangeReason
+    event_time: datetime = Field(description="Event time (the service clock) of the change.")
+    model_version: int
+
+
+class SegmentChange(BaseModel):
+    """A segment-change event in the CloudEvents 1.0 structured JSON format."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: Literal["io.streamseg.segment.changed"] = CHANGE_EVENT_TYPE
+    time: datetime
+    subject: str = Field(description="The customer id.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: SegmentChangeData
+
+    @classmethod
+    def create(cls, data: SegmentChangeData, source: str = "streamseg") -> SegmentChange:
+        key = (
+            f"{data.customer_id}|{data.from_segment}|{data.to_segment}|"
+            f"{data.event_time.isoformat()}|{data.model_version}"
+        )
+        return cls(
+            id=str(uuid.uuid5(_CHANGE_ID_NAMESPACE, key)),
+            source=source,
+            time=data.event_time,
+            subject=data.customer_id,
+            data=data,
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema of :class:`TransactionEvent` (``streamseg schema``)."""
+    return TransactionEvent.model_json_schema()
+
+
+def change_json_schema() -> dict[str, Any]:
+    """JSON Schema of :class:`SegmentChange` (``streamseg schema --changes``)."""
+    return SegmentChange.model_json_schema()

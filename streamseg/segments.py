@@ -1,0 +1,100 @@
+"""Segment profiles in original units, for people and for marketing systems.
+
+A profile describes the typical (median) customer of a segment as of the service clock:
+how many days since their last purchase, how many orders and how much spend per 90
+days, their average order value and tenure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamseg.store import CustomerState
+
+PROFILE_FIELDS = ("recency_days", "orders_90d", "spend_90d", "avg_order_value", "tenure_days",
+                  "refund_share")
+
+
+@dataclass(slots=True)
+class SegmentProfile:
+    """The median customer of one segment, in original units."""
+
+    segment: int
+    size: int
+    share: float
+    recency_days: float
+    orders_90d: float
+    spend_90d: float
+    avg_order_value: float
+    tenure_days: float
+    refund_share: float
+    name: str | None = None
+    centroid_vector: list[float] | None = field(default=None)
+
+    def to_dict(self, with_centroid: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_centroid:
+            data.pop("centroid_vector")
+        return data
+
+
+def profile_segments(
+    states: Iterable[CustomerState],
+    now: float,
+    half_life_days: float,
+    centroids: np.ndarray | None = None,
+    names: dict[int, str] | None = None,
+) -> list[SegmentProfile]:
+    """Profiles of every segment from the customers' features at ``now``.
+
+    >>> from streamseg.features import CustomerFeatures
+    >>> f = CustomerFeatures.empty(); f.apply(0.0, 20.0, "purchase", half_life_days=90)
+    >>> [p.size for p in profile_segments([CustomerState("a", f, segment=0)], 86400.0, 90)]
+    [1]
+    """
+    columns: dict[int, list[list[float]]] = {}
+    total = 0
+    for state in states:
+        if state.segment is None or not state.features.has_purchases:
+            continue
+        snap = state.features.snapshot(now, half_life_days=half_life_days)
+        columns.setdefault(state.segment, []).append(
+            [getattr(snap, name) for name in PROFILE_FIELDS]
+        )
+        total += 1
+    profiles = []
+    for segment in sorted(columns):
+        values = np.median(np.asarray(columns[segment]), axis=0)
+        medians = {name: round(float(v), 2) for name, v in zip(PROFILE_FIELDS, values, strict=True)}
+        profiles.append(
+            SegmentProfile(
+                segment=segment,
+                size=len(columns[segment]),
+                share=round(len(columns[segment]) / total, 4),
+                name=(names or {}).get(segment),
+                centroid_vector=(
+                    centroids[segment].tolist()
+                    if centroids is not None and segment < len(centroids) else None
+                ),
+                **medians,
+            )
+        )
+    return profiles
+
+
+def format_table(profiles: list[SegmentProfile]) -> str:
+    """A plain-text table of profiles (``streamseg segments``)."""
+    header = (f"{'id':>3} {'name':<18} {'size':>7} {'share':>6} {'recency d':>9} "
+              f"{'orders/90d':>10} {'spend/90d':>10} {'avg order':>9} {'tenure d':>8}")
+    lines = [header, "-" * len(header)]
+    for p in profiles:
+        lines.append(
+            f"{p.segment:>3} {(p.name or '-'):<18} {p.size:>7} {p.share:>6.1%} "
+            f"{p.recency_days:>9.0f} {p.orders_90d:>10.2f} {p.spend_90d:>10.2f} "
+            f"{p.avg_order_value:>9.2f} {p.tenure_days:>8.0f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""File and stdin sources: JSON Lines, or CSV with a column mapping.
+
+A file's position is the number of data lines consumed, stored under the key
+``file:<absolute path>``; a restarted run skips that many lines and carries on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamseg.events import InvalidEvent, RawRecord, validate_event
+from streamseg.sources.base import Source
+
+
+class CsvMapping(BaseModel):
+    """Which CSV column holds which event field.
+
+    Columns left as ``None`` are absent from the file. Without an ``event_id`` column the
+    id is ``<file name>:<line number>``, which is unique and stable across re-reads.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field("customer_id", description="Column with the customer id.")
+    timestamp: str = Field("timestamp", description="Column with the event time.")
+    amount: str = Field("amount", description="Column with the order value.")
+    event_id: str | None = Field(None, description="Column with a unique event id.")
+    quantity: str | None = Field(None, description="Column with the item count.")
+    type: str | None = Field(None, description="Column with purchase/refund.")
+    category: str | None = Field(None, description="Column with the product category.")
+    channel: str | None = Field(None, description="Column with the sales channel.")
+    currency: str | None = Field(None, description="Column with the currency code.")
+    timestamp_format: str | None = Field(
+        None, description="strptime format of the timestamp column; ISO 8601 when unset."
+    )
+    delimiter: str = Field(",", description="Field separator.")
+
+
+class FileSource(Source):
+    """Reads a ``.jsonl`` or ``.csv`` file, or ``-`` for JSON Lines on stdin.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "events.jsonl")
+    >>> _ = open(path, "w").write('{"a": 1}\\n\\n{"b": 2}\\n')
+    >>> source = FileSource(path)
+    >>> [r.origin.split(os.sep)[-1] for r in source.poll(10, 0.0)], source.exhausted
+    (['events.jsonl:1', 'events.jsonl:3'], True)
+    """
+
+    def __init__(self, path: str, csv_mapping: CsvMapping | None = None) -> None:
+        self.path = path
+        self.is_stdin = path == "-"
+        self.is_csv = path.lower().endswith(".csv")
+        self.mapping = csv_mapping or CsvMapping()
+        self.key = "stdin" if self.is_stdin else f"file:{Path(path).resolve()}"
+        self._name = "stdin" if self.is_stdin else Path(path).name
+        self._stream = "" if self.is_stdin else self.key
+        if self.is_stdin:
+            self._handle: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8",
+                                                     errors="replace")
+            self._size: int | None = None
+        else:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"source file not found: {path}")
+            self._handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+            self._size = Path(path).stat().st_size
+        self._line = 0  # physical lines read so far
+        self._consumed = 0  # data records handed out so far (the stored position)
+        self._done = False
+        self._header: list[str] | None = None
+        if self.is_csv:
+            first = self._handle.readline()
+            self._line += 1
+            self._header = next(csv.reader([first], delimiter=self.mapping.delimiter), [])
+            self._check_header()
+
+    def _check_header(self) -> None:
+        assert self._header is not None
+        wanted = {
+            field: column
+            for field, column in self.mapping.model_dump().items()
+            if field not in ("timestamp_format", "delimiter") and column is not None
+        }
+        missing = [column for column in wanted.values() if column not in self._header]
+        if missing:
+            raise ValueError(
+                f"{self.path}: CSV header {self._header} lacks mapped column(s) {missing};"
+                " set source.csv in the config"
+            )
+
+    @property
+    def exhausted(self) -> bool:
+        return self._done
+
+    def seek(self, positions: dict[str, int]) -> None:
+        target = positions.get(self.key, 0)
+        while self._consumed < target and not self._done:
+            self._read_line()
+
+    def _read_line(self) -> str | None:
+        line = self._handle.readline()
+        if not line:
+            self._done = True
+            return None
+        self._line += 1
+        if line.strip():
+            self._consumed += 1
+            return line
+        return ""
+
+    def poll(self, max_records: int, timeout: float) -> list[RawRecord]:
+        records: list[RawRecord] = []
+        while len(records) < max_records:
+            line = self._read_line()
+            if line is None:
+                break
+            if not line:
+                continue  # blank lines are not records
+            origin = f"{self._name}:{self._line}"
+            if self.is_csv:
+                records.append(self._csv_record(line.rstrip("\r\n"), origin))
+            else:
+                records.append(RawRecord(line.rstrip("\r\n"), origin, self._stream, self._consumed))
+        return records
+
+    def _csv_record(self, line: str, origin: str) -> RawRecord:
+        assert self._header is not None
+        record = RawRecord(line, origin, self._stream, self._consumed)
+        values = next(csv.reader([line], delimiter=self.mapping.delimiter), [])
+        if len(values) != len(self._header):
+            record.error = f"CSV row has {len(values)} fields, header has {len(self._header)}"
+            return record
+        row = dict(zip(self._header, values, strict=True))
+        fields: dict[str, Any] = {}
+        for field, column in self.mapping.model_dump().items():
+            if field in ("timestamp_format", "delimiter") or column is None:
+                continue
+            value = row[column].strip()
+            if value != "":
+                fields[field] = value
+        fields.setdefault("event_id", origin)
+        if self.mapping.timestamp_format and "timestamp" in fields:
+            try:
+                parsed = datetime.strptime(fields["timestamp"], self.mapping.timestamp_format)
+            except ValueError as error:
+                record.error = f"timestamp: {error}"
+                return record
+            fields["timestamp"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        try:
+            record.event = validate_event(fields)
+        except InvalidEvent as error:
+            record.error = error.reason
+        return record
+
+    def positions_after(self, records: Sequence[RawRecord]) -> dict[str, int]:
+        if self.is_stdin or not records:
+            return {}
+        return {self.key: records[-1].offset}
+
+    def progress_total(self) -> int | None:
+        return self._size
+
+    def progress_done(self) -> int:
+        if self._size is None:
+            return 0
+        try:
+            return self._handle.buffer.tell() if hasattr(self._handle, "buffer") else 0
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        if not self.is_stdin:
+            self._handle.close()

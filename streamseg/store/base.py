@@ -1,0 +1,128 @@
+"""The store interface: per-customer state and the model's checkpoint.
+
+Every backend (memory, SQLite, Redis) implements :class:`Store`. A batch of the pipeline
+is written with a single :meth:`Store.write_batch` call, atomically where the backend
+allows, together with the source positions it reflects, so that a restarted worker
+resumes exactly after the last batch it wrote.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamseg.features import CustomerFeatures
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything the service keeps about one customer."""
+
+    customer_id: str
+    features: CustomerFeatures
+    segment: int | None = None
+    segment_name: str | None = None
+    raw_vector: list[float] | None = None  # unstandardised, as last learnt by the scaler
+    vector: list[float] | None = None  # model space, as last given to the model
+    updated_at: float | None = None  # event time (epoch seconds) of the last scoring
+    model_version: int = 0
+    next_rescore_at: float | None = None  # event time at which recency needs re-scoring
+    applied: dict[str, int] = field(default_factory=dict)  # source partition -> last offset
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "features": self.features.to_dict(),
+            "segment": self.segment,
+            "segment_name": self.segment_name,
+            "raw_vector": self.raw_vector,
+            "vector": self.vector,
+            "updated_at": self.updated_at,
+            "model_version": self.model_version,
+            "next_rescore_at": self.next_rescore_at,
+            "applied": self.applied,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
+        return cls(
+            customer_id=data["customer_id"],
+            features=CustomerFeatures.from_dict(data["features"]),
+            segment=data.get("segment"),
+            segment_name=data.get("segment_name"),
+            raw_vector=data.get("raw_vector"),
+            vector=data.get("vector"),
+            updated_at=data.get("updated_at"),
+            model_version=data.get("model_version", 0),
+            next_rescore_at=data.get("next_rescore_at"),
+            applied=data.get("applied") or {},
+        )
+
+    def vector_array(self) -> np.ndarray | None:
+        return None if self.vector is None else np.asarray(self.vector, dtype=float)
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """What the pipeline writes besides customer states at the end of a batch."""
+
+    model_state: dict[str, Any] | None = None  # None: unchanged since the last write
+    positions: dict[str, int] = field(default_factory=dict)  # source position key -> next
+    meta: dict[str, Any] = field(default_factory=dict)  # watermark, counters
+
+
+class Store(ABC):
+    """Where customer states, the model and source positions live."""
+
+    @abstractmethod
+    def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
+        """States of the given customers that exist (missing ids are absent)."""
+
+    @abstractmethod
+    def write_batch(self, states: Sequence[CustomerState], checkpoint: Checkpoint) -> None:
+        """Write states and checkpoint together (atomically where possible)."""
+
+    @abstractmethod
+    def due_for_rescore(self, until: float, limit: int) -> list[str]:
+        """Up to ``limit`` customer ids whose ``next_rescore_at`` is <= ``until``."""
+
+    @abstractmethod
+    def load_model(self) -> dict[str, Any] | None:
+        """The last checkpointed model state, or None."""
+
+    @abstractmethod
+    def positions(self) -> dict[str, int]:
+        """Source positions written with the last batch."""
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """Watermark and counters written with the last batch."""
+
+    @abstractmethod
+    def iter_customers(self) -> Iterator[CustomerState]:
+        """Every customer state (for export and reports)."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of customers stored."""
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        return self.get_many([customer_id]).get(customer_id)
+
+    def segment_sizes(self) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for state in self.iter_customers():
+            if state.segment is not None:
+                sizes[state.segment] = sizes.get(state.segment, 0) + 1
+        return sizes
+
+    def ping(self) -> bool:
+        """True when the backend answers (readiness)."""
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Release connections."""

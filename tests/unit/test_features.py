@@ -1,0 +1,110 @@
+"""Features against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from streamseg.features import SECONDS_PER_DAY, CustomerFeatures, OnlineStandardizer
+
+DAY = SECONDS_PER_DAY
+
+
+def test_decayed_sums_match_hand_computation() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(0 * DAY, 100.0, "purchase", half_life_days=90)
+    f.apply(90 * DAY, 50.0, "purchase", half_life_days=90)
+    f.apply(180 * DAY, 10.0, "purchase", half_life_days=90)
+    s = f.snapshot(270 * DAY, half_life_days=90)
+    # weights at day 270: 0.125, 0.25, 0.5
+    assert s.decayed_orders == pytest.approx(0.875)
+    assert s.recency_days == pytest.approx(90.0)
+    assert s.tenure_days == pytest.approx(270.0)
+    assert s.avg_order_value == pytest.approx(160.0 / 3)
+    assert s.total_spend == pytest.approx(160.0)
+    lam = math.log(2) / 90
+    window = (1 - math.exp(-lam * 270)) / lam
+    assert s.orders_90d == pytest.approx(0.875 * 90 / window)
+    assert s.spend_90d == pytest.approx((100 * 0.125 + 50 * 0.25 + 10 * 0.5) * 90 / window)
+
+
+def test_first_time_buyer_counts_one_order_per_90_days() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(10 * DAY, 30.0, "purchase", half_life_days=90)
+    s = f.snapshot(10 * DAY, half_life_days=90)
+    assert (s.orders_90d, s.spend_90d, s.recency_days, s.tenure_days) == (1.0, 30.0, 0.0, 0.0)
+
+
+def test_out_of_order_event_gives_same_sums_as_in_order() -> None:
+    in_order, shuffled = CustomerFeatures.empty(), CustomerFeatures.empty()
+    times = [0.0, 10.0, 25.0, 40.0]
+    for t in times:
+        in_order.apply(t * DAY, t + 1, "purchase", half_life_days=30)
+    for t in [0.0, 40.0, 10.0, 25.0]:
+        shuffled.apply(t * DAY, t + 1, "purchase", half_life_days=30)
+    a = in_order.snapshot(50 * DAY, half_life_days=30)
+    b = shuffled.snapshot(50 * DAY, half_life_days=30)
+    assert a.decayed_orders == pytest.approx(b.decayed_orders)
+    assert a.spend_90d == pytest.approx(b.spend_90d)
+    assert (a.recency_days, a.tenure_days) == (b.recency_days, b.tenure_days)
+    assert shuffled.reference_time == 40 * DAY  # never moved back
+
+
+def test_recency_never_negative_even_when_snapshot_is_earlier() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(100 * DAY, 5.0, "purchase", half_life_days=90)
+    assert f.snapshot(50 * DAY, half_life_days=90).recency_days == 0.0
+
+
+def test_refunds_reduce_spend_and_set_refund_share() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(0.0, 100.0, "purchase", half_life_days=90)
+    f.apply(0.0, 25.0, "refund", half_life_days=90)
+    s = f.snapshot(0.0, half_life_days=90)
+    assert s.refund_share == pytest.approx(0.25)
+    assert s.spend_90d == pytest.approx(75.0)
+    assert s.orders == 1
+
+
+def test_refund_only_customer_has_no_snapshot() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(0.0, 10.0, "refund", half_life_days=90)
+    assert not f.has_purchases
+    with pytest.raises(ValueError):
+        f.snapshot(0.0, half_life_days=90)
+
+
+def test_raw_vector_is_log1p_of_features() -> None:
+    f = CustomerFeatures.empty()
+    f.apply(0.0, 99.0, "purchase", half_life_days=90)
+    v = f.snapshot(9 * DAY, half_life_days=90).raw_vector()
+    assert v[0] == pytest.approx(math.log1p(9))
+    assert v[3] == pytest.approx(math.log(100))
+    assert v[5] == 0.0
+
+
+def test_standardizer_matches_population_statistics_with_reverts() -> None:
+    rng = np.random.default_rng(0)
+    points = {i: rng.normal(size=3) * [1, 10, 100] for i in range(200)}
+    scaler = OnlineStandardizer(3)
+    for x in points.values():
+        scaler.learn_one(x)
+    for i in range(0, 200, 2):  # every other customer changes
+        scaler.revert_one(points[i])
+        points[i] = rng.normal(size=3)
+        scaler.learn_one(points[i])
+    data = np.array(list(points.values()))
+    assert scaler.n == 200
+    np.testing.assert_allclose(scaler.mean, data.mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(scaler.std, data.std(axis=0), rtol=1e-9)
+    z = scaler.transform_one(data[0])
+    np.testing.assert_allclose(z, (data[0] - data.mean(0)) / data.std(0), rtol=1e-9)
+
+
+def test_standardizer_constant_coordinate_maps_to_zero() -> None:
+    scaler = OnlineStandardizer(2)
+    for x in ([1.0, 0.0], [2.0, 0.0], [3.0, 0.0]):
+        scaler.learn_one(np.array(x))
+    assert scaler.transform_one(np.array([2.0, 0.0]))[1] == 0.0
