@@ -95,6 +95,14 @@ def run(
     except (OSError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    api_handle = None
+    if settings.api.enabled:
+        from streamseg.api import create_app, start_api_in_thread
+
+        # The API opens its own store connection, except for an in-process store.
+        shared = application.store if settings.store.uri.startswith("memory://") else None
+        api_handle = start_api_in_thread(create_app(settings, shared), settings.api.host,
+                                         settings.api.port)
     try:
         with application.handle_signals():
             summary = application.run(progress=progress and sys.stderr.isatty())
@@ -104,6 +112,8 @@ def run(
             settings.features.half_life_days, names=engine.names,
         )
     finally:
+        if api_handle is not None:
+            api_handle.close()
         application.close()
     if settings.sinks.changes != "-":
         typer.echo(format_table(profiles))
@@ -209,6 +219,36 @@ def simulate(
 
     count, truth_file = write_stream(out, customers, seed, truth)
     typer.echo(f"wrote {count} events for {customers} customers to {out}; truth in {truth_file}")
+
+
+@app.command()
+def api(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the read API (GET /customers/{id}, /segments, /healthz, /readyz, /docs)."""
+    settings = _settings(config, _nested(store={"uri": store}, api={"host": host, "port": port}))
+    from streamseg.api import serve_api
+
+    serve_api(settings, settings.api.host, settings.api.port)
+
+
+@app.command()
+def report(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    out: Annotated[Path, typer.Option(help="Output HTML file.")] = Path("report.html"),
+    sample: Annotated[int, typer.Option(min=1, help="Customers drawn for the map.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of that sample.")] = 0,
+) -> None:
+    """Write one self-contained HTML page with plots of the segments."""
+    settings = _settings(config, _nested(store={"uri": store}))
+    from streamseg.report import write_report
+
+    path = write_report(settings, out, sample, seed)
+    typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

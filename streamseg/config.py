@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from streamseg.naming import DEFAULT_RULES, NameRule
 from streamseg.sources.file import CsvMapping
 
 #: Where the bundled real sample lives; ``source.uri: sample:cdnow`` points here.
@@ -155,6 +156,17 @@ class ModelSettings(_Section):
     seed: int = Field(42, description="Random seed: same input and seed, same segments.")
 
 
+class NamingSettings(_Section):
+    rules: list[NameRule] = Field(
+        default_factory=lambda: list(DEFAULT_RULES),
+        description="Candidate segment names and the profiles that earn them; see "
+        "streamseg.naming. More rules than segments is normal.",
+    )
+    stickiness: float = Field(
+        0.5, ge=0, description="Score bonus for a segment keeping its current name."
+    )
+
+
 class PipelineSettings(_Section):
     clock: Literal["event", "wall"] = Field(
         "event",
@@ -163,6 +175,10 @@ class PipelineSettings(_Section):
     )
     max_rescore_per_batch: int = Field(
         2000, ge=0, description="Bound on inactivity re-scorings done after each batch."
+    )
+    history_every_days: float = Field(
+        1.0, gt=0, description="Service-clock days between points of the segment-size history "
+        "kept for the report (bounded to 1000 points, thinned when full).",
     )
     checkpoint_every_events: int = Field(
         20_000, ge=1, description="Checkpoint the model after this many customer updates..."
@@ -178,6 +194,12 @@ class MetricsSettings(_Section):
     port: int = Field(9108, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
 
 
+class ApiSettings(_Section):
+    enabled: bool = Field(False, description="Also serve the read API inside `streamseg run`.")
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you need more.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the read API.")
+
+
 class Settings(BaseSettings):
     """All of streamseg's configuration."""
 
@@ -191,8 +213,10 @@ class Settings(BaseSettings):
     sinks: SinkSettings = Field(default_factory=SinkSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    naming: NamingSettings = Field(default_factory=NamingSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def settings_customise_sources(
