@@ -307,7 +307,6 @@ def create_app(
         store = open_store(settings.store.uri, password=settings.store.redis_password,
                            prefix=settings.store.redis_prefix)
     reader = _StoreReader(store, meta_ttl_seconds)
-    half_life = settings.features.half_life_days
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -347,7 +346,7 @@ def create_app(
         if state.features.has_purchases:
             # Without a watermark (nothing written yet) the snapshot is taken at the
             # customer's own latest event: snapshot() never goes back before it.
-            snap = state.features.snapshot(now or 0.0, half_life_days=half_life)
+            snap = settings.features.snapshot(state.features, now or 0.0)
             features = Features.model_validate(snap.to_dict())
         info = meta.segments.get(state.segment) if state.segment is not None else None
         return CustomerResponse(

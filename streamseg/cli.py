@@ -191,9 +191,7 @@ def export(
 def _customer_document(state: Any, engine: Any, settings: Settings) -> dict[str, Any]:
     features = None
     if state.features.has_purchases:
-        features = state.features.snapshot(
-            engine.now(), half_life_days=settings.features.half_life_days
-        ).to_dict()
+        features = settings.features.snapshot(state.features, engine.now()).to_dict()
     return {
         "customer_id": state.customer_id,
         "segment": state.segment,

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from streamseg.features import CustomerFeatures, FeatureSnapshot
 from streamseg.naming import DEFAULT_RULES, NameRule
 from streamseg.sources.file import CsvMapping
 
@@ -121,6 +122,13 @@ class FeatureSettings(_Section):
     half_life_days: float = Field(
         90.0, gt=0, description="Half-life of the time decay of orders and spend."
     )
+    first_gap_days: float = Field(
+        30.0, gt=0, description="Typical gap between orders assumed for a one-order customer."
+    )
+    grace_gaps: float = Field(
+        1.0, ge=0, description="A customer is 'overdue' once their recency exceeds this many "
+        "of their own typical gaps between orders (see streamseg.features).",
+    )
     rescore_min_days: float = Field(
         1.0, gt=0, description="Shortest wait before an idle customer is re-scored."
     )
@@ -132,6 +140,12 @@ class FeatureSettings(_Section):
         description="Wait = growth x current recency (clamped): recency is on a log scale, so "
         "re-scoring can grow sparser as a customer stays idle.",
     )
+
+
+    def snapshot(self, features: CustomerFeatures, now: float) -> FeatureSnapshot:
+        """The customer's features at ``now`` with these settings."""
+        return features.snapshot(now, half_life_days=self.half_life_days,
+                                 first_gap_days=self.first_gap_days, grace_gaps=self.grace_gaps)
 
 
 class ModelSettings(_Section):
@@ -180,11 +194,10 @@ class PipelineSettings(_Section):
         1.0, gt=0, description="Service-clock days between points of the segment-size history "
         "kept for the report (bounded to 1000 points, thinned when full).",
     )
-    checkpoint_every_events: int = Field(
-        20_000, ge=1, description="Checkpoint the model after this many customer updates..."
-    )
-    checkpoint_every_seconds: float = Field(
-        5.0, gt=0, description="...or after this many seconds, whichever comes first."
+    dedupe_window: int = Field(
+        8, ge=0, le=64,
+        description="Event ids remembered per customer: a repeated event_id among a "
+        "customer's last N events is applied once (0 disables).",
     )
 
 
@@ -227,7 +240,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls, _yaml_data.get()))
+        return (init_settings, env_settings, _YamlSource(settings_cls, _yaml_data.get() or {}))
 
     def resolved_source(self) -> tuple[str, CsvMapping | None]:
         """The source path/URI with the ``sample:cdnow`` alias resolved."""
@@ -236,8 +249,10 @@ class Settings(BaseSettings):
         return self.source.uri, self.source.csv
 
 
-_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "streamseg_yaml", default={}
+# The YAML file's content for the Settings being built (pydantic-settings calls the
+# sources without arguments, so the file travels in a context variable).
+_yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "streamseg_yaml", default=None
 )
 
 

@@ -15,6 +15,7 @@ are the pipeline's job. One batch, top to bottom:
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +34,15 @@ from streamseg.events import (
     TransactionEvent,
     parse_event,
 )
-from streamseg.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures, OnlineStandardizer
+from streamseg.features import (
+    SCALE_FLOOR,
+    SECONDS_PER_DAY,
+    VECTOR_FIELDS,
+    CustomerFeatures,
+    OnlineStandardizer,
+)
 from streamseg.model import Assignment, SegmentModel, build_model
+from streamseg.naming import SegmentNamer, centroid_units
 from streamseg.store import CustomerState, Store
 
 # Events more than this far ahead of the service clock are rejected: one bad clock on a
@@ -54,7 +62,22 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     rescored: int = 0
-    latest_produced_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The customers one batch has read (``loaded``) and changed (``touched``)."""
+
+    loaded: dict[str, CustomerState] = field(default_factory=dict)
+    touched: dict[str, CustomerState] = field(default_factory=dict)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+    def state(self, customer_id: str) -> CustomerState | None:
+        return self.touched.get(customer_id) or self.loaded.get(customer_id)
+
+    def finish(self) -> BatchOutcome:
+        self.outcome.states = list(self.touched.values())
+        return self.outcome
 
 
 class SegmentationEngine:
@@ -89,15 +112,27 @@ class SegmentationEngine:
         model_params = settings.model.model_dump(exclude={"kind"})
         if checkpoint is not None and checkpoint.get("kind") == settings.model.kind:
             self.model: SegmentModel = build_model(settings.model.kind, **model_params).from_state(
-                checkpoint["model"]
+                checkpoint["model"], lookup=self._stored_vectors
             )
             self.scaler = OnlineStandardizer.from_state(checkpoint["scaler"])
             self.watermark: float | None = checkpoint.get("watermark")
+            names = checkpoint.get("names") or {}
         else:
             self.model = build_model(settings.model.kind, **model_params)
-            self.scaler = OnlineStandardizer(len(VECTOR_FIELDS))
+            self.scaler = OnlineStandardizer(len(VECTOR_FIELDS), SCALE_FLOOR)
             self.watermark = None
-        self.names: dict[int, str] = {}
+            names = {}
+        self.namer = SegmentNamer(settings.naming.rules, settings.naming.stickiness)
+        #: Segment id -> name; refreshed from the centroids before each batch.
+        self.names: dict[int, str] = {int(k): v for k, v in names.items()}
+        # Unstandardised vector each customer was last scored with, for this batch. The
+        # scaler must forget it when the customer is re-scored; rather than store it, it
+        # is recomputed from the features as they were at ``updated_at`` (exactly).
+        self._scored_raw: dict[str, np.ndarray] = {}
+
+    def _stored_vectors(self, keys: list[str]) -> dict[str, list[float]]:
+        return {cid: state.vector for cid, state in self.store.get_many(keys).items()
+                if state.vector is not None}
 
     # -- the clock ------------------------------------------------------------------
     def now(self) -> float:
@@ -108,67 +143,87 @@ class SegmentationEngine:
 
     # -- one batch -------------------------------------------------------------------
     def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        outcome = BatchOutcome()
-        events = self._parse(records, outcome)
-        touched: dict[str, CustomerState] = {}
-        loaded = self.store.get_many({event.customer_id for event, _ in events})
-        pending: dict[str, tuple[Assignment, ChangeReason]] = {}
-
+        """Apply a batch of records; return what to publish and write."""
+        batch = self._begin()
+        events = self._parse(records, batch.outcome)
+        batch.loaded.update(self.store.get_many({event.customer_id for event, _ in events}))
+        outcome = batch.outcome
+        window = self.settings.pipeline.dedupe_window
         for event, record in events:
-            state = touched.get(event.customer_id) or loaded.get(event.customer_id)
+            state = batch.state(event.customer_id)
             if state is None:
                 state = CustomerState(event.customer_id, CustomerFeatures.empty())
             if record.stream and state.applied.get(record.stream, -1) >= record.offset:
                 outcome.duplicates += 1  # redelivered after a crash: already in the state
                 continue
+            id_hash = zlib.crc32(event.event_id.encode())
+            if window and id_hash in state.recent_ids:
+                outcome.duplicates += 1  # the same event produced twice
+                continue
+            self._remember_raw(state)
             state.features.apply(
                 event.epoch, event.amount, event.type,
                 half_life_days=self.settings.features.half_life_days,
             )
             if record.stream:
                 state.applied[record.stream] = record.offset
-            touched[state.customer_id] = state
+            if window:
+                state.recent_ids = [*state.recent_ids[-(window - 1):], id_hash] if window > 1 \
+                    else [id_hash]
+            batch.touched[state.customer_id] = state
             outcome.applied += 1
             if self.watermark is None or event.epoch > self.watermark:
                 self.watermark = event.epoch
-            if record.produced_at is not None:
-                outcome.latest_produced_at = max(outcome.latest_produced_at or 0.0,
-                                                 record.produced_at)
             if state.features.has_purchases:
-                self._score(state, "behaviour", touched, pending, outcome)
-
-        self._rescore_due(touched, pending, outcome, self.settings.pipeline.max_rescore_per_batch)
-        self._apply_pending(touched, pending, outcome)
-        outcome.states = list(touched.values())
-        return outcome
+                self._score(batch, state, "behaviour")
+        self._rescore_due(batch, self.settings.pipeline.max_rescore_per_batch)
+        return batch.finish()
 
     def finish(self) -> BatchOutcome:
-        """End of a finite stream: seed a model still warming up, catch up on idle customers."""
-        outcome = BatchOutcome()
-        touched: dict[str, CustomerState] = {}
-        pending: dict[str, tuple[Assignment, ChangeReason]] = {}
-        for assignment in self.model.flush():
-            pending[assignment.key] = (assignment, "behaviour")
-        self._apply_pending(touched, pending, outcome)
-        outcome.states = list(touched.values())
-        return outcome
+        """End of a finite stream: seed a model still warming up."""
+        batch = self._begin()
+        self._apply_assignments(batch, self.model.flush(), "behaviour")
+        return batch.finish()
 
     def rescore_batch(self, limit: int) -> BatchOutcome:
         """Re-score up to ``limit`` idle customers who are due (the inactivity timer)."""
-        outcome = BatchOutcome()
-        touched: dict[str, CustomerState] = {}
-        pending: dict[str, tuple[Assignment, ChangeReason]] = {}
-        self._rescore_due(touched, pending, outcome, limit)
-        self._apply_pending(touched, pending, outcome)
-        outcome.states = list(touched.values())
-        return outcome
+        batch = self._begin()
+        self._rescore_due(batch, limit)
+        return batch.finish()
+
+    def _begin(self) -> _Batch:
+        self._scored_raw.clear()
+        self.refresh_names()
+        return _Batch()
+
+    def refresh_names(self) -> None:
+        """Re-derive segment names from the current centroids (O(k^2), cheap)."""
+        if not self.model.ready:
+            return
+        centroids = self.model.centroids
+        self.names = self.namer.name(centroids, centroid_units(centroids, self.scaler),
+                                     self.names)
+
+    def segment_summaries(self) -> list[dict[str, Any]]:
+        """Each segment's id, name, size and centre in original units (from the model)."""
+        if not self.model.ready:
+            return []
+        centroids = self.model.centroids
+        sizes = self.model.sizes
+        return [
+            {"segment": segment, "name": self.names.get(segment), "size": int(sizes[segment]),
+             "centre": units}
+            for segment, units in enumerate(centroid_units(centroids, self.scaler))
+        ]
 
     def model_checkpoint(self) -> dict[str, Any]:
         return {
             "kind": self.settings.model.kind,
-            "model": self.model.to_state(),
+            # Light: the reservoir's vectors are in the store already (see __init__).
+            "model": self.model.to_state(with_vectors=False),
             "scaler": self.scaler.to_state(),
             "watermark": self.watermark,
+            "names": {str(k): v for k, v in self.names.items()},
         }
 
     # -- steps -----------------------------------------------------------------------
@@ -195,27 +250,22 @@ class SegmentationEngine:
             events.append((event, record))
         return events
 
-    def _score(
-        self,
-        state: CustomerState,
-        reason: ChangeReason,
-        touched: dict[str, CustomerState],
-        pending: dict[str, tuple[Assignment, ChangeReason]],
-        outcome: BatchOutcome,
-    ) -> None:
+    def _score(self, batch: _Batch, state: CustomerState, reason: ChangeReason) -> None:
         """Recompute a customer's vector at the service clock and (re)assign them."""
         features = self.settings.features
         now = max(self.now(), state.features.reference_time or 0.0)
-        snapshot = state.features.snapshot(now, half_life_days=features.half_life_days)
+        snapshot = features.snapshot(state.features, now)
         raw = snapshot.raw_vector()
-        if state.raw_vector is not None:
-            self.scaler.revert_one(np.asarray(state.raw_vector))
+        self._remember_raw(state)
+        previous_raw = self._scored_raw.get(state.customer_id)
+        if previous_raw is not None:
+            self.scaler.revert_one(previous_raw)
         self.scaler.learn_one(raw)
-        vector = self.scaler.transform_one(raw)
+        self._scored_raw[state.customer_id] = raw
+        vector = self.scaler.transform_one(raw).astype(np.float32).astype(np.float64)
         assignments = self.model.update_customer(
             state.customer_id, vector, state.vector_array(), state.segment
         )
-        state.raw_vector = raw.tolist()
         state.vector = vector.tolist()
         state.updated_at = now
         wait_days = min(
@@ -223,42 +273,47 @@ class SegmentationEngine:
             max(features.rescore_min_days, features.rescore_growth * snapshot.recency_days),
         )
         state.next_rescore_at = now + wait_days * SECONDS_PER_DAY
-        touched[state.customer_id] = state
+        batch.touched[state.customer_id] = state
+        self._apply_assignments(batch, assignments, reason)
+
+    def _apply_assignments(
+        self, batch: _Batch, assignments: Sequence[Assignment], reason: ChangeReason
+    ) -> None:
+        """Write the model's assignments into the states, at once.
+
+        Assignments of customers other than the one updated (seeding, refinement) are
+        applied now, not at the end of the batch: if such a customer has an event later
+        in the batch, the model must get back the segment it just gave them.
+        """
+        missing = [a.key for a in assignments if batch.state(a.key) is None]
+        if missing:
+            batch.loaded.update(self.store.get_many(missing))
         for assignment in assignments:
-            if assignment.key == state.customer_id:
-                self._assign(state, assignment, reason, outcome)
-            else:
-                pending[assignment.key] = (assignment, reason)
-
-    def _rescore_due(
-        self,
-        touched: dict[str, CustomerState],
-        pending: dict[str, tuple[Assignment, ChangeReason]],
-        outcome: BatchOutcome,
-        limit: int,
-    ) -> None:
-        if limit <= 0 or self.watermark is None:
-            return
-        due = [cid for cid in self.store.due_for_rescore(self.now(), limit) if cid not in touched]
-        for state in self.store.get_many(due).values():
-            if state.features.has_purchases:
-                self._score(state, "inactivity", touched, pending, outcome)
-                outcome.rescored += 1
-
-    def _apply_pending(
-        self,
-        touched: dict[str, CustomerState],
-        pending: dict[str, tuple[Assignment, ChangeReason]],
-        outcome: BatchOutcome,
-    ) -> None:
-        """Store assignments the model made for customers other than the one updated."""
-        missing = [key for key in pending if key not in touched]
-        touched.update(self.store.get_many(missing))
-        for key, (assignment, reason) in pending.items():
-            state = touched.get(key)
+            state = batch.state(assignment.key)
             if state is None:
                 continue  # the model knows a customer the store lost; nothing to update
-            self._assign(state, assignment, reason, outcome)
+            batch.touched[assignment.key] = state
+            self._assign(state, assignment, reason, batch.outcome)
+
+    def _remember_raw(self, state: CustomerState) -> None:
+        """Note the raw vector of the customer's last scoring before features change."""
+        if state.customer_id in self._scored_raw or state.updated_at is None:
+            return
+        if state.features.has_purchases:
+            snapshot = self.settings.features.snapshot(state.features, state.updated_at)
+            self._scored_raw[state.customer_id] = snapshot.raw_vector()
+
+    def _rescore_due(self, batch: _Batch, limit: int) -> None:
+        if limit <= 0 or self.watermark is None:
+            return
+        due = [cid for cid in self.store.due_for_rescore(self.now(), limit)
+               if cid not in batch.touched]
+        batch.loaded.update(self.store.get_many(c for c in due if c not in batch.loaded))
+        for cid in due:
+            state = batch.state(cid)
+            if state is not None and state.features.has_purchases:
+                self._score(batch, state, "inactivity")
+                batch.outcome.rescored += 1
 
     def _assign(
         self,
@@ -268,12 +323,14 @@ class SegmentationEngine:
         outcome: BatchOutcome,
     ) -> None:
         previous = state.segment
+        if not self.names:
+            self.refresh_names()  # the model was seeded during this batch
         state.vector = np.asarray(assignment.vector).tolist()
         state.model_version = self.model.version
+        state.segment_name = self.names.get(assignment.segment)
         if previous == assignment.segment:
             return
         state.segment = assignment.segment
-        state.segment_name = self.names.get(assignment.segment)
         if previous is None:
             why: ChangeReason = "first_assignment"
         elif assignment.by_model_update:

@@ -14,8 +14,9 @@
 >>> try:
 ...     parse_event('{"event_id": "e2", "customer_id": "c1", "timestamp": "x", "amount": -1}')
 ... except InvalidEvent as error:
-...     print(error.reason)
-timestamp: Input should be a valid datetime or date, invalid character in year; amount: Input should be greater than or equal to 0
+...     print(error.reason.replace("; ", "\n"))
+timestamp: Input should be a valid datetime or date, invalid character in year
+amount: Input should be greater than or equal to 0
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -114,7 +115,8 @@ class RawRecord:
 
     ``origin`` names where it came from for humans (``file.jsonl:12``,
     ``kafka:events/0@1234``); ``stream`` and ``offset`` locate it, so that the engine
-    can tell a redelivered record from a new one. ``event`` is set when the source already decoded the record (CSV).
+    can tell a redelivered record from a new one. ``event`` is set when the source
+    already decoded the record (CSV).
     """
 
     payload: str | bytes
@@ -155,7 +157,7 @@ class DeadLetter:
 
 
 #: CloudEvents ``type`` of a segment change.
-CHANGE_EVENT_TYPE = "io.streamseg.segment.changed"
+CHANGE_EVENT_TYPE: Final = "io.streamseg.segment.changed"
 # A fixed namespace so that the same change always gets the same CloudEvents id: a
 # consumer can de-duplicate changes that are re-published after a crash.
 _CHANGE_ID_NAMESPACE = uuid.UUID("6f1a3c1e-7f61-4d5e-9a55-3c9a0f1e2b7d")

@@ -24,9 +24,18 @@ Rates per 90 days
     (``lam = ln 2 / half_life``), but at least 90 days, so that a first-time buyer counts
     as one order per 90 days rather than an infinite rate.
 
+Days overdue
+    Raw recency is a saw-tooth: a customer who buys every 45 days swings from 0 to 45
+    days and back forever, and would cross a segment border twice per cycle. The model
+    therefore sees *days overdue*: recency beyond the customer's own typical gap between
+    orders (``tenure / (orders - 1)``; for a one-order customer a prior of
+    ``first_gap_days``, default 30). It stays 0 while a customer keeps their rhythm and
+    grows only when they are late -- which is what "at risk" and "lapsed" mean.
+    Profiles still report plain recency.
+
 The model-space vector (before online standardisation), see :data:`VECTOR_FIELDS`::
 
-    [log1p(recency_days), log1p(orders_90d), log1p(spend_90d),
+    [log1p(overdue_days), log1p(orders_90d), log1p(spend_90d),
      log1p(avg_order_value), log1p(tenure_days), refund_share]
 
 ``log1p`` tames the long right tails of money and counts so that one big spender does
@@ -50,11 +59,19 @@ from typing import Any
 import numpy as np
 
 SECONDS_PER_DAY = 86_400.0
+#: Typical gap between orders assumed for a customer with a single order.
+FIRST_GAP_DAYS = 30.0
+#: A customer is overdue once recency exceeds this many of their typical gaps.
+GRACE_GAPS = 1.0
 RATE_WINDOW_DAYS = 90.0
+
+#: Floor on the scale of each model-space coordinate (see OnlineStandardizer): 0.25 on
+#: the log1p coordinates (about a 28% difference), 0.05 on the refund share.
+SCALE_FLOOR = np.array([0.25, 0.25, 0.25, 0.25, 0.25, 0.05])
 
 #: Names of the model-space vector's coordinates, in order.
 VECTOR_FIELDS: tuple[str, ...] = (
-    "log_recency_days",
+    "log_overdue_days",
     "log_orders_90d",
     "log_spend_90d",
     "log_avg_order_value",
@@ -68,6 +85,7 @@ class FeatureSnapshot:
     """A customer's features at one instant, in original units."""
 
     recency_days: float
+    overdue_days: float
     tenure_days: float
     orders: int
     decayed_orders: float
@@ -81,7 +99,7 @@ class FeatureSnapshot:
         """The model-space vector before standardisation (see module docstring)."""
         return np.array(
             [
-                math.log1p(self.recency_days),
+                math.log1p(self.overdue_days),
                 math.log1p(self.orders_90d),
                 math.log1p(self.spend_90d),
                 math.log1p(self.avg_order_value),
@@ -144,7 +162,14 @@ class CustomerFeatures:
         if self.last_purchase is None or time > self.last_purchase:
             self.last_purchase = time
 
-    def snapshot(self, now: float, *, half_life_days: float) -> FeatureSnapshot:
+    def snapshot(
+        self,
+        now: float,
+        *,
+        half_life_days: float,
+        first_gap_days: float = FIRST_GAP_DAYS,
+        grace_gaps: float = GRACE_GAPS,
+    ) -> FeatureSnapshot:
         """Features as of ``now``; requires at least one purchase."""
         if self.last_purchase is None or self.first_purchase is None:
             raise ValueError("a customer without purchases has no features yet")
@@ -155,8 +180,16 @@ class CustomerFeatures:
         tenure = (now - self.first_purchase) / SECONDS_PER_DAY
         window = max(RATE_WINDOW_DAYS, (1.0 - math.exp(-lam_day * tenure)) / lam_day)
         decayed_orders = self.decayed_orders * decay
+        recency = (now - self.last_purchase) / SECONDS_PER_DAY
+        if self.orders >= 2:
+            typical_gap = (self.last_purchase - self.first_purchase) / SECONDS_PER_DAY / (
+                self.orders - 1
+            )
+        else:
+            typical_gap = first_gap_days
         return FeatureSnapshot(
-            recency_days=(now - self.last_purchase) / SECONDS_PER_DAY,
+            recency_days=recency,
+            overdue_days=max(0.0, recency - grace_gaps * typical_gap),
             tenure_days=tenure,
             orders=self.orders,
             decayed_orders=decayed_orders,
@@ -168,7 +201,18 @@ class CustomerFeatures:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out rather than dataclasses.asdict: this runs for every stored state.
+        return {
+            "first_purchase": self.first_purchase,
+            "last_purchase": self.last_purchase,
+            "reference_time": self.reference_time,
+            "decayed_orders": self.decayed_orders,
+            "decayed_spend": self.decayed_spend,
+            "orders": self.orders,
+            "total_spend": self.total_spend,
+            "refunded": self.refunded,
+            "refunds": self.refunds,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CustomerFeatures:
@@ -192,14 +236,15 @@ class OnlineStandardizer:
     1
     """
 
-    # Below this standard deviation a coordinate is treated as constant (e.g. refund
-    # share in data without refunds) and maps to 0 instead of dividing by ~0.
-    MIN_STD = 1e-9
-
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, min_std: np.ndarray | float = 0.0) -> None:
         self.n = 0
         self.mean = np.zeros(dim)
         self.m2 = np.zeros(dim)
+        # A floor on each coordinate's scale. Without it, a coordinate on which customers
+        # hardly differ (everyone joined the same month; nobody refunds) is stretched to
+        # unit variance and its noise decides segments. With a floor, differences smaller
+        # than the floor stay small in model space.
+        self.min_std = np.broadcast_to(np.asarray(min_std, dtype=float), (dim,)).copy()
 
     def learn_one(self, x: np.ndarray) -> None:
         self.n += 1
@@ -221,24 +266,28 @@ class OnlineStandardizer:
 
     @property
     def std(self) -> np.ndarray:
+        """The scale used: the population standard deviation, but at least ``min_std``."""
         if self.n < 2:
-            return np.ones_like(self.mean)
-        return np.sqrt(self.m2 / self.n)
+            return np.maximum(np.ones_like(self.mean), self.min_std)
+        std = np.sqrt(self.m2 / self.n)
+        # A coordinate that is exactly constant and has no floor maps to 0 (below).
+        return np.maximum(std, self.min_std)
 
     def transform_one(self, x: np.ndarray) -> np.ndarray:
         std = self.std
-        safe = np.where(std > self.MIN_STD, std, 1.0)
-        return np.where(std > self.MIN_STD, (x - self.mean) / safe, 0.0)
+        constant = std <= 1e-12
+        return np.where(constant, 0.0, (x - self.mean) / np.where(constant, 1.0, std))
 
     def inverse_transform_one(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z) * self.std + self.mean
 
     def to_state(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+        return {"n": self.n, "mean": self.mean.tolist(), "m2": self.m2.tolist(),
+                "min_std": self.min_std.tolist()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OnlineStandardizer:
-        scaler = cls(len(state["mean"]))
+        scaler = cls(len(state["mean"]), np.asarray(state.get("min_std", 0.0)))
         scaler.n = int(state["n"])
         scaler.mean = np.array(state["mean"], dtype=float)
         scaler.m2 = np.array(state["m2"], dtype=float)

@@ -4,12 +4,12 @@ Reading :meth:`Application.run` top to bottom is reading the stream's path:
 
 1. poll a batch of raw records from the source;
 2. the engine turns them into customer states, segment changes and rejects;
-3. rejects go to the dead-letter sink and changes to the change sink, and both are
-   flushed (acknowledged) -- *before* the state is written, so that a crash in between
-   re-publishes a change (same CloudEvents id) rather than losing it;
-4. the states, the source positions and, periodically, the model go to the store in
-   one write;
-5. only then the source commits its offsets.
+3. rejects go to the dead-letter sink and are flushed (acknowledged);
+4. the states, the model checkpoint, the source positions and the batch's changes (an
+   outbox) go to the store in one atomic write;
+5. the changes are published and flushed; after a crash they are published again from
+   the outbox, with the same CloudEvents ids;
+6. only then the source commits its offsets.
 """
 
 from __future__ import annotations
@@ -26,11 +26,24 @@ from typing import Any
 
 from streamseg.config import Settings
 from streamseg.engine import BatchOutcome, SegmentationEngine
+from streamseg.events import RawRecord, SegmentChange
+from streamseg.metrics import Metrics, MetricsServer
 from streamseg.sinks import open_change_sink, open_dead_letter_sink
 from streamseg.sources import open_source
 from streamseg.store import Checkpoint, open_store
 
 log = logging.getLogger(__name__)
+
+_MAX_HISTORY = 1000  # points of segment-size history kept for the report
+_BACKOFF_FIRST_SECONDS = 0.2
+_BACKOFF_MAX_SECONDS = 5.0
+_FINITE_SOURCE_RETRIES = 5
+
+
+def _failure_kind(error: BaseException) -> str:
+    """'store' or 'broker', for the error metrics (by the exception's module)."""
+    module = type(error).__module__
+    return "broker" if module.startswith("kafka") else "store"
 
 
 @dataclass(slots=True)
@@ -93,8 +106,26 @@ class Application:
         self._totals: dict[str, Any] = {
             "processed": 0, "rejected": 0, "duplicates": 0, "changes": 0, "rescored": 0
         }
-        self._events_since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        self._last_gauges = 0.0
+        self._size_history: list[dict[str, Any]] = list(
+            self.store.meta().get("size_history") or []
+        )
+        self._model_version = self.engine.model.version
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        if settings.metrics.enabled:
+            self.metrics_server = MetricsServer(
+                self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
+            )
+
+    def is_ready(self) -> bool:
+        """True while the source, the sinks and the store all answer."""
+        try:
+            ready = (self.source.ready() and self.changes.ready() and self.store.ping())
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            ready = False
+        self.metrics.ready.set(1 if ready else 0)
+        return ready
 
     def _dead_letter_uri(self, source_uri: str) -> str:
         configured = self.settings.sinks.dead_letter
@@ -104,36 +135,99 @@ class Application:
 
     # -- the loop --------------------------------------------------------------------
     def run(self, *, progress: bool = False, max_batches: int | None = None) -> RunSummary:
-        """Process until a finite source ends, :meth:`stop` is called, or SIGTERM."""
+        """Process until a finite source ends, :meth:`stop` is called, or SIGTERM.
+
+        Failures of the store or the broker do not end the loop: it reports not-ready,
+        waits with exponential backoff, reloads its state from the store and resumes from
+        the positions stored with the last written batch, so nothing is lost or applied
+        twice. (A finite source gives up after a few consecutive failures instead, so a
+        one-off command does not hang forever.)
+        """
         started = time.monotonic()
         batches = 0
+        failures = 0
+        self._republish_outbox()
         with self._progress_bar(progress) as advance:
             while not self._stop.is_set():
-                records = self.source.poll(
-                    self.settings.source.batch_size, self.settings.source.poll_timeout_s
-                )
-                if records:
-                    outcome = self.engine.process(records)
-                    self._deliver(outcome, self.source.positions_after(records))
-                    advance()
-                    batches += 1
-                    if max_batches is not None and batches >= max_batches:
+                try:
+                    records = self.source.poll(
+                        self.settings.source.batch_size, self.settings.source.poll_timeout_s
+                    )
+                    if records:
+                        self._process(records)
+                        advance()
+                        batches += 1
+                    elif self.source.finite and self.source.exhausted:
+                        self._finish()
                         break
-                elif self.source.finite and self.source.exhausted:
-                    self._finish()
+                    else:
+                        # Idle: time still moves on for customers who stopped buying.
+                        self._deliver(self.engine.rescore_batch(
+                            self.settings.pipeline.max_rescore_per_batch), {})
+                    failures = 0
+                except Exception as error:  # noqa: BLE001 - infrastructure failures
+                    failures += 1
+                    if self.source.finite and failures > _FINITE_SOURCE_RETRIES:
+                        raise
+                    self._recover(error, failures)
+                    continue
+                if max_batches is not None and batches >= max_batches:
                     break
-                else:
-                    # Idle: time still moves on for customers who stopped buying.
-                    self._deliver(self.engine.rescore_batch(
-                        self.settings.pipeline.max_rescore_per_batch), {})
-        self._checkpoint_model()
+        self._checkpoint()
         return self._summary(time.monotonic() - started)
+
+    def _process(self, records: list[RawRecord]) -> None:
+        started = time.perf_counter()
+        self.metrics.events_consumed.inc(len(records))
+        outcome = self.engine.process(records)
+        self._deliver(outcome, self.source.positions_after(records))
+        self._observe_latency(records)
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    def _recover(self, error: Exception, failures: int) -> None:
+        """Wait for the backends, then reload state from the store and resume from it."""
+        kind = _failure_kind(error)
+        (self.metrics.store_errors if kind == "store" else self.metrics.broker_errors).inc()
+        self.metrics.ready.set(0)
+        delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_FIRST_SECONDS * 2 ** min(failures - 1, 10))
+        log.warning("%s failure (%s: %s); retrying in %.1fs", kind, type(error).__name__,
+                    error, delay)
+        while not self._stop.wait(delay):
+            try:
+                if not self.store.ping():
+                    raise ConnectionError("store does not answer")
+                # The engine's in-memory model may hold half a batch: rebuild it from the
+                # last consistent write, and go back to the positions stored with it.
+                self.engine = SegmentationEngine(self.settings, self.store)
+                self.source.seek(self.store.positions())
+                self._republish_outbox()
+                log.warning("recovered; resuming from the stored positions")
+                return
+            except Exception as again:  # noqa: BLE001 - still down: keep waiting
+                kind = _failure_kind(again)
+                (self.metrics.store_errors if kind == "store" else
+                 self.metrics.broker_errors).inc()
+                delay = min(_BACKOFF_MAX_SECONDS, delay * 2)
+                log.warning("still failing (%s: %s); retrying in %.1fs",
+                            type(again).__name__, again, delay)
+
+    def _republish_outbox(self) -> None:
+        """Publish the changes of the last written batch again (a crash may have lost them).
+
+        Consumers may see such a change twice; it carries the same CloudEvents ``id``.
+        """
+        pending = self.store.outbox()
+        if pending:
+            self.changes.publish([SegmentChange.model_validate_json(item) for item in pending])
+            self.changes.flush()
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in hand (thread- and signal-safe)."""
         self._stop.set()
 
     def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         for closer in (self.changes.close, self.dead_letters.close, self.source.close,
                        self.store.close):
             try:
@@ -158,39 +252,114 @@ class Application:
 
     # -- steps -----------------------------------------------------------------------
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
+        """Publish rejects, write the batch, publish its changes, commit: in this order.
+
+        Dead letters are flushed before the write, so a crash re-sends rather than loses
+        them. Changes go into the store's outbox *with* the states, and are published
+        after the write: every change of a stored state reaches the change topic (again
+        after a crash, from the outbox), and no change is published for a state that
+        was never stored.
+        """
         self.dead_letters.publish(outcome.rejected)
-        self.changes.publish(outcome.changes)
         self.dead_letters.flush()
+        checkpoint = Checkpoint(
+            model_state=self.engine.model_checkpoint(),
+            positions=positions,
+            meta=self._meta(),
+            outbox=[change.to_json() for change in outcome.changes],
+        )
+        self.store.write_batch(outcome.states, checkpoint)
+        self.changes.publish(outcome.changes)
         self.changes.flush()
+        if positions:
+            self.source.commit(positions)
+        self._count(outcome)
+        self._update_gauges()
+
+    def _count(self, outcome: BatchOutcome) -> None:
         totals = self._totals
+        metrics = self.metrics
+        metrics.events_processed.inc(outcome.applied)
+        metrics.count_rejections(letter.reason for letter in outcome.rejected)
+        metrics.events_duplicate.inc(outcome.duplicates)
+        metrics.rescored.inc(outcome.rescored)
+        for change in outcome.changes:
+            data = change.data
+            metrics.segment_changes.labels(
+                from_segment="none" if data.from_segment is None else str(data.from_segment),
+                to_segment=str(data.to_segment), reason=data.reason,
+            ).inc()
         totals["processed"] += outcome.applied
         totals["rejected"] += len(outcome.rejected)
         totals["duplicates"] += outcome.duplicates
         totals["changes"] += len(outcome.changes)
         totals["rescored"] += outcome.rescored
-        self._events_since_checkpoint += outcome.applied + outcome.rescored
-        checkpoint = Checkpoint(positions=positions, meta={"watermark": self.engine.watermark})
-        if self._checkpoint_due():
-            checkpoint.model_state = self.engine.model_checkpoint()
-            self._events_since_checkpoint = 0
-            self._last_checkpoint = time.monotonic()
-        if outcome.states or checkpoint.positions or checkpoint.model_state:
-            self.store.write_batch(outcome.states, checkpoint)
-        if positions:
-            self.source.commit(positions)
 
-    def _checkpoint_due(self) -> bool:
-        pipeline = self.settings.pipeline
-        return (
-            self._events_since_checkpoint >= pipeline.checkpoint_every_events
-            or time.monotonic() - self._last_checkpoint >= pipeline.checkpoint_every_seconds
-        )
+    def _observe_latency(self, records: list[RawRecord]) -> None:
+        written = time.time()
+        for record in records:
+            if record.produced_at is not None:
+                self.metrics.end_to_end_latency.observe(max(0.0, written - record.produced_at))
 
-    def _checkpoint_model(self) -> None:
+    def _update_gauges(self, every_seconds: float = 5.0) -> None:
+        """Refresh gauges that cost a store or broker call, at most every few seconds."""
+        version = self.engine.model.version
+        if version != self._model_version:
+            self.metrics.model_updates.inc(max(0, version - self._model_version))
+            self._model_version = version
+        self.metrics.model_version.set(version)
+        if self.engine.watermark is not None:
+            self.metrics.watermark.set(self.engine.watermark)
+        now = time.monotonic()
+        if now - self._last_gauges < every_seconds:
+            return
+        self._last_gauges = now
+        self.metrics.set_segment_sizes(self.store.segment_sizes())
+        lag = getattr(self.source, "lag", None)
+        if callable(lag):
+            for (topic, partition), behind in lag().items():
+                self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
+        self.is_ready()
+
+    def _meta(self, force_history: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "watermark": self.engine.watermark,
+            "model_version": self.engine.model.version,
+            "segments": self.engine.segment_summaries(),
+        }
+        if self._record_history(force_history):
+            meta["size_history"] = self._size_history
+        return meta
+
+    def _record_history(self, force: bool = False) -> bool:
+        """Append a point to the segment-size history when the clock moved on enough.
+
+        The history feeds the report's "sizes over time" plot. It is bounded: when full,
+        every other point is dropped, so it always spans the whole run at a coarser step.
+        """
+        now = self.engine.now()
+        summaries = self.engine.segment_summaries()
+        if not summaries:
+            return False
+        history = self._size_history
+        step = self.settings.pipeline.history_every_days * 86_400.0
+        if history and now - history[-1]["time"] < step and not force:
+            return False
+        if history and history[-1]["time"] == now:
+            history.pop()  # same instant: the newer sizes replace the older
+        history.append({
+            "time": now,
+            "sizes": {str(s["segment"]): s["size"] for s in summaries},
+            "names": {str(s["segment"]): s["name"] for s in summaries},
+        })
+        if len(history) > _MAX_HISTORY:
+            del history[::2]
+        return True
+
+    def _checkpoint(self) -> None:
+        """Write the model and the final history point (at the end of a run)."""
         self.store.write_batch([], Checkpoint(model_state=self.engine.model_checkpoint(),
-                                              meta={"watermark": self.engine.watermark}))
-        self._events_since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+                                              meta=self._meta(force_history=True)))
 
     def _finish(self) -> None:
         """End of input: seed a model still warming up, then catch up on idle customers."""

@@ -88,12 +88,12 @@ def profile_segments(
 
 def format_table(profiles: list[SegmentProfile]) -> str:
     """A plain-text table of profiles (``streamseg segments``)."""
-    header = (f"{'id':>3} {'name':<18} {'size':>7} {'share':>6} {'recency d':>9} "
+    header = (f"{'id':>3} {'name':<20} {'size':>7} {'share':>6} {'recency d':>9} "
               f"{'orders/90d':>10} {'spend/90d':>10} {'avg order':>9} {'tenure d':>8}")
     lines = [header, "-" * len(header)]
     for p in profiles:
         lines.append(
-            f"{p.segment:>3} {(p.name or '-'):<18} {p.size:>7} {p.share:>6.1%} "
+            f"{p.segment:>3} {(p.name or '-'):<20} {p.size:>7} {p.share:>6.1%} "
             f"{p.recency_days:>9.0f} {p.orders_90d:>10.2f} {p.spend_90d:>10.2f} "
             f"{p.avg_order_value:>9.2f} {p.tenure_days:>8.0f}"
         )

@@ -80,7 +80,9 @@ def simulate_stream(
     return events, truth
 
 
-def _event(customer_id: str, order: int, when: datetime, amount: float, kind: str) -> dict[str, Any]:
+def _event(
+    customer_id: str, order: int, when: datetime, amount: float, kind: str
+) -> dict[str, Any]:
     return {
         "event_id": f"{customer_id}-{order}-{kind[0]}",
         "customer_id": customer_id,

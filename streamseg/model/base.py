@@ -127,11 +127,18 @@ class SegmentModel(Protocol):
         """The segment whose centroid is nearest to ``vector``; learns nothing."""
         ...
 
-    def to_state(self) -> dict[str, Any]:
-        """A JSON-serialisable snapshot of the model."""
+    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of the model.
+
+        ``with_vectors=False`` may leave out per-customer vectors that the caller's store
+        already holds (a light checkpoint); ``from_state`` then fetches them through
+        ``lookup(keys) -> {key: vector}``.
+        """
         ...
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> SegmentModel:
+    def from_state(
+        cls, state: dict[str, Any], lookup: Any = None
+    ) -> SegmentModel:
         """Restore a model from :meth:`to_state` output."""
         ...

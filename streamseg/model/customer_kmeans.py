@@ -46,7 +46,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,8 @@ __all__ = ["CustomerKMeans", "kmeans_plusplus", "lloyd", "match_ids"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: Given customer keys, their current vectors (for restoring a light checkpoint).
+VectorLookup = Callable[[list[str]], dict[str, Sequence[float]]]
 
 STATE_KIND = "customer-kmeans"
 STATE_FORMAT = 1
@@ -259,8 +261,13 @@ def lloyd(
     fixed: ClusterStats,
     centroids: FloatArray,
     iterations: int,
+    hysteresis: float = 0.0,
 ) -> tuple[IntArray, ClusterStats, FloatArray]:
     """Lloyd iterations over ``x`` while the points summarised by ``fixed`` stay put.
+
+    With ``hysteresis`` > 0 a row keeps its starting label unless another centroid is
+    closer by that relative margin, the same rule customers obey between refinements, so
+    that a refinement does not flip customers who sit on a border.
 
     Each iteration re-assigns every row of ``x`` to its nearest centroid and sets each
     centroid to ``(fixed sum + sum of its rows of x) / (fixed count + its rows)``. With
@@ -282,8 +289,15 @@ def lloyd(
     stats = fixed + ClusterStats.of(x, labels, k, xx)
     centroids = stats.centroids(centroids)
     labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
+    anchor = labels.copy()
+    rows = np.arange(len(x))
+    margin = (1.0 - hysteresis) ** 2  # on squared distances
     for _ in range(iterations):
-        new_labels = squared_distances(x, centroids, xx).argmin(axis=1).astype(np.int64)
+        d2 = squared_distances(x, centroids, xx)
+        new_labels = d2.argmin(axis=1).astype(np.int64)
+        if hysteresis > 0.0:
+            keep = d2[rows, new_labels] >= margin * d2[rows, anchor]
+            new_labels[keep] = anchor[keep]
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
@@ -363,18 +377,20 @@ class _Reservoir:
         segments[:n] = self.segments[:n]
         self.vectors, self.segments = vectors, segments
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
         n = len(self.keys)
         return {
             "capacity": self.capacity,
             "n_seen": self.n_seen,
             "keys": list(self.keys),
-            "vectors": self.vectors[:n].tolist(),
+            "vectors": self.vectors[:n].tolist() if with_vectors else None,
             "segments": self.segments[:n].tolist(),
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], dim: int) -> _Reservoir:
+    def from_state(
+        cls, state: dict[str, Any], dim: int, lookup: VectorLookup | None = None
+    ) -> _Reservoir:
         res = cls(int(state["capacity"]), dim)
         res.n_seen = int(state["n_seen"])
         res.keys = [str(k) for k in state["keys"]]
@@ -384,7 +400,19 @@ class _Reservoir:
             res.vectors = np.zeros((n, dim))
             res.segments = np.zeros(n, dtype=np.int64)
         if n:
-            res.vectors[:n] = np.asarray(state["vectors"], dtype=np.float64).reshape(n, dim)
+            vectors = state["vectors"]
+            if vectors is None:
+                # A light checkpoint: the caller's store holds every sampled customer's
+                # current vector (the one the model last assigned), so fetch them there.
+                if lookup is None:
+                    raise ValueError("checkpoint has no reservoir vectors: pass a lookup")
+                found = lookup(res.keys)
+                missing = [k for k in res.keys if k not in found]
+                if missing:
+                    raise ValueError(f"store lacks {len(missing)} sampled customers, "
+                                     f"e.g. {missing[:3]}")
+                vectors = [found[k] for k in res.keys]
+            res.vectors[:n] = np.asarray(vectors, dtype=np.float64).reshape(n, dim)
             res.segments[:n] = np.asarray(state["segments"], dtype=np.int64)
         return res
 
@@ -713,8 +741,12 @@ class CustomerKMeans(base.Clusterer):
 
     # ------------------------------------------------------------------ persistence
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
         """JSON-serialisable snapshot: params, statistics, reservoir, buffer, RNG state.
+
+        With ``with_vectors=False`` the reservoir's vectors are left out (a light
+        checkpoint, small enough to write with every batch); :meth:`from_state` then
+        needs a ``lookup`` that returns them from the caller's store.
 
         ``CustomerKMeans.from_state(model.to_state())`` behaves exactly like ``model`` on
         any subsequent input (floats survive JSON exactly: Python writes the shortest
@@ -744,12 +776,16 @@ class CustomerKMeans(base.Clusterer):
             "sums": None if stats is None else stats.sums.tolist(),
             "sqsums": None if stats is None else stats.sqsums.tolist(),
             "counts": None if stats is None else stats.counts.tolist(),
-            "reservoir": None if self._reservoir is None else self._reservoir.to_state(),
+            "reservoir": (
+                None if self._reservoir is None else self._reservoir.to_state(with_vectors)
+            ),
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> CustomerKMeans:
-        """Restore a model from :meth:`to_state` output."""
+    def from_state(
+        cls, state: dict[str, Any], lookup: VectorLookup | None = None
+    ) -> CustomerKMeans:
+        """Restore a model from :meth:`to_state` output (``lookup``: see there)."""
         if state.get("kind") != STATE_KIND:
             raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")
         if state.get("format") != STATE_FORMAT:
@@ -778,7 +814,7 @@ class CustomerKMeans(base.Clusterer):
                 np.asarray(state["counts"], dtype=np.int64).reshape(k),
             )
             model._centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-            model._reservoir = _Reservoir.from_state(state["reservoir"], dim)
+            model._reservoir = _Reservoir.from_state(state["reservoir"], dim, lookup)
         return model
 
     # ------------------------------------------------------------------- internals
@@ -938,7 +974,7 @@ class CustomerKMeans(base.Clusterer):
             labels, new_stats, new_centroids = old_labels, stats, centroids
         else:
             labels, new_stats, new_centroids = lloyd(
-                x, old_labels, fixed, centroids, self.lloyd_iterations
+                x, old_labels, fixed, centroids, self.lloyd_iterations, self.hysteresis
             )
         if force_restart or self.n_init > 0:
             # Search for candidates on at most RESTART_SAMPLE_SIZE reservoir points (the

@@ -131,7 +131,7 @@ class RiverKMeansModel:
             raise RuntimeError("the model has not learnt anything yet")
         return int(self._model.predict_one(self._as_dict(vector)))
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
         """JSON-serialisable state; River's model is pickled and base64-encoded.
 
         Only restore states you wrote yourself: unpickling runs arbitrary code.
@@ -148,7 +148,9 @@ class RiverKMeansModel:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> RiverKMeansModel:
+    def from_state(
+        cls, state: dict[str, Any], lookup: Any = None
+    ) -> RiverKMeansModel:
         """Restore a model from :meth:`to_state` output."""
         if state.get("kind") != STATE_KIND:
             raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")

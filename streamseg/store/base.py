@@ -26,12 +26,16 @@ class CustomerState:
     features: CustomerFeatures
     segment: int | None = None
     segment_name: str | None = None
-    raw_vector: list[float] | None = None  # unstandardised, as last learnt by the scaler
-    vector: list[float] | None = None  # model space, as last given to the model
+    # Model space, as last given to the model. Rounded to float32 precision so that
+    # compact stores keep it exactly (the model must get back what it added).
+    vector: list[float] | None = None
     updated_at: float | None = None  # event time (epoch seconds) of the last scoring
     model_version: int = 0
     next_rescore_at: float | None = None  # event time at which recency needs re-scoring
-    applied: dict[str, int] = field(default_factory=dict)  # source partition -> last offset
+    applied: dict[str, int] = field(default_factory=dict)  # source stream -> last offset
+    # 32-bit hashes of the customer's latest event ids (pipeline.dedupe_window of them):
+    # an event produced twice under the same id is applied once.
+    recent_ids: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,12 +43,12 @@ class CustomerState:
             "features": self.features.to_dict(),
             "segment": self.segment,
             "segment_name": self.segment_name,
-            "raw_vector": self.raw_vector,
             "vector": self.vector,
             "updated_at": self.updated_at,
             "model_version": self.model_version,
             "next_rescore_at": self.next_rescore_at,
             "applied": self.applied,
+            "recent_ids": self.recent_ids,
         }
 
     @classmethod
@@ -54,12 +58,12 @@ class CustomerState:
             features=CustomerFeatures.from_dict(data["features"]),
             segment=data.get("segment"),
             segment_name=data.get("segment_name"),
-            raw_vector=data.get("raw_vector"),
             vector=data.get("vector"),
             updated_at=data.get("updated_at"),
             model_version=data.get("model_version", 0),
             next_rescore_at=data.get("next_rescore_at"),
             applied=data.get("applied") or {},
+            recent_ids=data.get("recent_ids") or [],
         )
 
     def vector_array(self) -> np.ndarray | None:
@@ -73,6 +77,9 @@ class Checkpoint:
     model_state: dict[str, Any] | None = None  # None: unchanged since the last write
     positions: dict[str, int] = field(default_factory=dict)  # source position key -> next
     meta: dict[str, Any] = field(default_factory=dict)  # watermark, counters
+    # Serialized change events of this batch, replacing the previous batch's; published
+    # after the write and again on restart (the transactional-outbox pattern).
+    outbox: list[str] = field(default_factory=list)
 
 
 class Store(ABC):
@@ -93,6 +100,10 @@ class Store(ABC):
     @abstractmethod
     def load_model(self) -> dict[str, Any] | None:
         """The last checkpointed model state, or None."""
+
+    @abstractmethod
+    def outbox(self) -> list[str]:
+        """The change events written with the last batch."""
 
     @abstractmethod
     def positions(self) -> dict[str, int]:

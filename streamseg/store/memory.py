@@ -26,6 +26,7 @@ class MemoryStore(Store):
         self._model: dict[str, Any] | None = None
         self._positions: dict[str, int] = {}
         self._meta: dict[str, Any] = {}
+        self._outbox: list[str] = []
 
     def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         return {
@@ -42,6 +43,7 @@ class MemoryStore(Store):
         if checkpoint.model_state is not None:
             self._model = copy.deepcopy(checkpoint.model_state)
         self._positions.update(checkpoint.positions)
+        self._outbox = list(checkpoint.outbox)
         self._meta.update(copy.deepcopy(checkpoint.meta))
 
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
@@ -62,6 +64,9 @@ class MemoryStore(Store):
 
     def load_model(self) -> dict[str, Any] | None:
         return copy.deepcopy(self._model)
+
+    def outbox(self) -> list[str]:
+        return list(self._outbox)
 
     def positions(self) -> dict[str, int]:
         return dict(self._positions)

@@ -27,6 +27,7 @@ CREATE INDEX IF NOT EXISTS customers_next_rescore ON customers (next_rescore_at)
 CREATE TABLE IF NOT EXISTS model (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, change TEXT NOT NULL);
 """
 
 # SQLite limits the number of bound parameters; stay well below it.
@@ -91,6 +92,9 @@ class SQLiteStore(Store):
                 "INSERT OR REPLACE INTO positions (key, position) VALUES (?, ?)",
                 list(checkpoint.positions.items()),
             )
+            db.execute("DELETE FROM outbox")
+            db.executemany("INSERT INTO outbox (seq, change) VALUES (?, ?)",
+                           list(enumerate(checkpoint.outbox)))
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in checkpoint.meta.items()],
@@ -111,6 +115,9 @@ class SQLiteStore(Store):
     def load_model(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT state FROM model WHERE id = 1").fetchone()
         return None if row is None else json.loads(row[0])
+
+    def outbox(self) -> list[str]:
+        return [c for (c,) in self._db.execute("SELECT change FROM outbox ORDER BY seq")]
 
     def positions(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT key, position FROM positions").fetchall())

@@ -79,8 +79,8 @@ def test_refund_only_customer_has_no_snapshot() -> None:
 def test_raw_vector_is_log1p_of_features() -> None:
     f = CustomerFeatures.empty()
     f.apply(0.0, 99.0, "purchase", half_life_days=90)
-    v = f.snapshot(9 * DAY, half_life_days=90).raw_vector()
-    assert v[0] == pytest.approx(math.log1p(9))
+    v = f.snapshot(40 * DAY, half_life_days=90, first_gap_days=30).raw_vector()
+    assert v[0] == pytest.approx(math.log1p(10))  # 40 days since the order, 30 expected
     assert v[3] == pytest.approx(math.log(100))
     assert v[5] == 0.0
 
@@ -108,3 +108,13 @@ def test_standardizer_constant_coordinate_maps_to_zero() -> None:
     for x in ([1.0, 0.0], [2.0, 0.0], [3.0, 0.0]):
         scaler.learn_one(np.array(x))
     assert scaler.transform_one(np.array([2.0, 0.0]))[1] == 0.0
+
+
+def test_overdue_days_measure_lateness_against_own_rhythm() -> None:
+    f = CustomerFeatures.empty()
+    for day in (0, 20, 40, 60):  # a 20-day rhythm
+        f.apply(day * DAY, 10.0, "purchase", half_life_days=90)
+    assert f.snapshot(75 * DAY, half_life_days=90).overdue_days == 0.0
+    late = f.snapshot(100 * DAY, half_life_days=90)
+    assert late.recency_days == pytest.approx(40.0)
+    assert late.overdue_days == pytest.approx(20.0)

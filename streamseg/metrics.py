@@ -1,0 +1,152 @@
+"""Prometheus metrics and the health endpoints ops watch.
+
+Every metric is prefixed ``streamseg_`` and follows Prometheus naming conventions
+(``_total`` for counters, base units: seconds). Label values are bounded: rejection
+reasons are grouped into a few categories, segments are ids below ``n_clusters``.
+
+The HTTP server (``metrics.enabled``) answers:
+
+* ``/metrics`` -- the Prometheus exposition format;
+* ``/healthz`` -- 200 while the process is alive;
+* ``/readyz`` -- 200 only while the source, sinks and store answer, 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+# Latency buckets in seconds, from a millisecond to half a minute.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def reason_category(reason: str) -> str:
+    """Group a dead-letter reason into a bounded label value.
+
+    >>> reason_category("amount: Input should be greater than or equal to 0")
+    'invalid_field'
+    >>> reason_category("malformed JSON: EOF while parsing")
+    'malformed_json'
+    """
+    lowered = reason.lower()
+    for prefix, category in (
+        ("malformed json", "malformed_json"),
+        ("payload too large", "too_large"),
+        ("event must be a json object", "not_an_object"),
+        ("timestamp out of range", "timestamp_out_of_range"),
+        ("csv row", "csv"),
+        ("duplicate event", "duplicate"),
+    ):
+        if lowered.startswith(prefix):
+            return category
+    return "invalid_field"
+
+
+class Metrics:
+    """All of streamseg's metrics, in a registry of their own (one per application)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "streamseg_events_consumed_total", "Records read from the source.", registry=r)
+        self.events_processed = Counter(
+            "streamseg_events_processed_total", "Valid events applied to customer state.",
+            registry=r)
+        self.events_rejected = Counter(
+            "streamseg_events_rejected_total", "Records sent to the dead-letter output.",
+            ["reason"], registry=r)
+        self.events_duplicate = Counter(
+            "streamseg_events_duplicate_total",
+            "Redelivered or repeated events skipped because their state already had them.",
+            registry=r)
+        self.segment_changes = Counter(
+            "streamseg_segment_changes_total", "Segment changes published.",
+            ["from_segment", "to_segment", "reason"], registry=r)
+        self.rescored = Counter(
+            "streamseg_inactivity_rescored_total",
+            "Idle customers re-scored by the inactivity timer.", registry=r)
+        self.batch_duration = Histogram(
+            "streamseg_batch_duration_seconds", "Time to process, publish and write one batch.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.end_to_end_latency = Histogram(
+            "streamseg_end_to_end_latency_seconds",
+            "From the event's produce time (broker timestamp) to its state being written.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.consumer_lag = Gauge(
+            "streamseg_consumer_lag_records", "Records not yet consumed, per partition.",
+            ["topic", "partition"], registry=r)
+        self.segment_size = Gauge(
+            "streamseg_segment_size_customers", "Customers currently in each segment.",
+            ["segment"], registry=r)
+        self.model_updates = Counter(
+            "streamseg_model_updates_total", "Refinements or re-seeds of the centroids.",
+            registry=r)
+        self.model_version = Gauge(
+            "streamseg_model_version", "Version of the model now serving.", registry=r)
+        self.store_errors = Counter(
+            "streamseg_store_errors_total", "Failed store operations (retried).", registry=r)
+        self.broker_errors = Counter(
+            "streamseg_broker_errors_total", "Failed Kafka operations (retried).", registry=r)
+        self.ready = Gauge(
+            "streamseg_ready", "1 while connected to source, sinks and store; else 0.",
+            registry=r)
+        self.watermark = Gauge(
+            "streamseg_event_time_watermark_seconds", "Latest event time seen (Unix time).",
+            registry=r)
+
+    def count_rejections(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            self.events_rejected.labels(reason=reason_category(reason)).inc()
+
+    def set_segment_sizes(self, sizes: dict[int, int]) -> None:
+        for segment, size in sizes.items():
+            self.segment_size.labels(segment=str(segment)).set(size)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        pass  # scrapes every few seconds would flood the service's log
+
+
+class MetricsServer:
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
+
+    >>> import urllib.request
+    >>> server = MetricsServer(Metrics(), lambda: True, host="127.0.0.1", port=0)
+    >>> urllib.request.urlopen(f"http://127.0.0.1:{server.port}/readyz").read()
+    b'ready\\n'
+    >>> server.close()
+    """
+
+    def __init__(
+        self, metrics: Metrics, is_ready: Callable[[], bool], host: str, port: int
+    ) -> None:
+        self._metrics_app = make_wsgi_app(metrics.registry)
+        self._is_ready = is_ready
+        self._server: WSGIServer = make_server(host, port, self._app, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="streamseg-metrics")
+        self._thread.start()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ready = self._is_ready()
+            start_response("200 OK" if ready else "503 Service Unavailable",
+                           [("Content-Type", "text/plain")])
+            return [b"ready\n" if ready else b"not ready\n"]
+        result: Iterable[bytes] = self._metrics_app(environ, start_response)
+        return result
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

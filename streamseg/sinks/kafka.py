@@ -1,0 +1,183 @@
+"""Kafka sinks (``kafka://HOST:PORT[,HOST:PORT]/TOPIC``): segment changes and dead letters.
+
+Both use a ``KafkaProducer`` with ``acks="all"`` and idempotence (kafka-python's default
+when ``acks`` is all), so a change is durable on every in-sync replica once
+:meth:`flush` returns. The pipeline flushes before it writes the store and commits the
+source offsets, so :meth:`flush` raises if any record of the batch failed: the batch is
+then retried after a restart instead of being lost.
+
+Segment changes
+    value = the CloudEvents JSON (``SegmentChange.to_json()``), key = the customer id
+    (all changes of one customer land in one partition, in order; a compacted topic
+    keeps each customer's latest segment), headers ``ce_type``, ``ce_id`` and
+    ``content-type: application/cloudevents+json``.
+
+Dead letters
+    value = ``DeadLetter.to_json()`` (reason, origin, time, the payload as text), no key,
+    headers ``reason`` (UTF-8, cut to 1 KiB) and ``origin``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from streamseg.config import KafkaSettings
+from streamseg.events import CHANGE_EVENT_TYPE, DeadLetter, SegmentChange
+from streamseg.sinks.base import ChangeSink, DeadLetterSink
+from streamseg.sources.kafka import DEFAULT_BOOTSTRAP_TIMEOUT_MS, parse_kafka_uri
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KafkaChangeSink", "KafkaDeadLetterSink", "KafkaTopicWriter"]
+
+#: Longest ``reason`` header of a dead letter, in bytes (the value keeps it all).
+MAX_REASON_HEADER_BYTES = 1024
+#: Upper bound of one :meth:`KafkaTopicWriter.flush`, in seconds. Sends are retried
+#: within the producer's ``delivery_timeout_ms`` (120 s by default), which is shorter.
+FLUSH_TIMEOUT_S = 180.0
+
+
+class SinkError(RuntimeError):
+    """Records of a batch could not be delivered; nothing after them is committed."""
+
+
+class KafkaTopicWriter:
+    """A producer bound to one topic that remembers the sends of the current batch.
+
+    Parameters
+    ----------
+    servers
+        Bootstrap servers, ``HOST:PORT[,HOST:PORT]``.
+    topic
+        Topic every record goes to.
+    settings
+        Client id and security options (``settings.client_options()``) and
+        ``settings.producer`` extras for ``KafkaProducer``, which win over the
+        defaults here: ``acks="all"``, ``linger_ms=5`` (a batch's records leave
+        together), ``compression_type=None``, and kafka-python's retries
+        (``retries`` unbounded within ``delivery_timeout_ms``).
+    """
+
+    def __init__(self, servers: str, topic: str, settings: KafkaSettings) -> None:
+        self.servers = servers
+        self.topic = topic
+        options: dict[str, Any] = {
+            "bootstrap_servers": servers.split(","),
+            "acks": "all",
+            "linger_ms": 5,
+            "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+            **settings.client_options(),
+            **settings.producer,
+        }
+        try:
+            self._producer = KafkaProducer(**options)
+        except KafkaError as error:
+            raise ConnectionError(
+                f"cannot reach the Kafka brokers at {servers} (topic {topic}): {error}. "
+                "Is the broker running (scripts/services up kafka)?"
+            ) from None
+        self._pending: list[Any] = []
+
+    def send(self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        """Queue one record (sent within ``linger_ms``)."""
+        self._pending.append(self._producer.send(self.topic, value=value, key=key,
+                                                 headers=headers))
+
+    def flush(self) -> None:
+        """Wait until every queued record is acknowledged; raise if any was not."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+        except KafkaError as error:
+            raise SinkError(f"Kafka topic {self.topic}: flush failed: {error}") from error
+        failures = [future.exception for future in pending
+                    if not future.is_done or future.exception is not None]
+        if failures:
+            first = failures[0] or "not acknowledged in time"
+            raise SinkError(
+                f"Kafka topic {self.topic}: {len(failures)} of {len(pending)} records "
+                f"not delivered: {first}"
+            )
+
+    def close(self) -> None:
+        """Flush what is pending, then close the producer."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=10)
+
+
+class KafkaChangeSink(ChangeSink):
+    """Segment changes as keyed CloudEvents JSON on one topic."""
+
+    def __init__(self, writer: KafkaTopicWriter) -> None:
+        self._writer = writer
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: KafkaSettings | None = None,
+                 **_: Any) -> KafkaChangeSink:
+        """Open ``kafka://HOST:PORT[,HOST:PORT]/TOPIC``."""
+        return cls(_writer(uri, settings))
+
+    def publish(self, changes: Sequence[SegmentChange]) -> None:
+        for change in changes:
+            self._writer.send(
+                change.to_json().encode("utf-8"),
+                change.subject.encode("utf-8"),
+                [
+                    ("ce_type", CHANGE_EVENT_TYPE.encode()),
+                    ("ce_id", change.id.encode("utf-8")),
+                    ("content-type", b"application/cloudevents+json"),
+                ],
+            )
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class KafkaDeadLetterSink(DeadLetterSink):
+    """Rejected payloads, with their reason, on one topic."""
+
+    def __init__(self, writer: KafkaTopicWriter) -> None:
+        self._writer = writer
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: KafkaSettings | None = None,
+                 **_: Any) -> KafkaDeadLetterSink:
+        """Open ``kafka://HOST:PORT[,HOST:PORT]/TOPIC``."""
+        return cls(_writer(uri, settings))
+
+    def publish(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            reason = letter.reason.encode("utf-8")
+            if len(reason) > MAX_REASON_HEADER_BYTES:
+                reason = reason[:MAX_REASON_HEADER_BYTES].decode("utf-8", "ignore").encode()
+            self._writer.send(
+                letter.to_json().encode("utf-8"),
+                None,
+                [("reason", reason), ("origin", letter.origin.encode("utf-8"))],
+            )
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _writer(uri: str, settings: KafkaSettings | None) -> KafkaTopicWriter:
+    settings = settings or KafkaSettings.model_validate({})
+    servers, topics = parse_kafka_uri(uri, settings)
+    if len(topics) != 1:
+        raise ValueError(f"{uri!r}: a sink writes to exactly one topic")
+    return KafkaTopicWriter(servers, topics[0], settings)

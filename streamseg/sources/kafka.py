@@ -1,0 +1,300 @@
+"""Kafka source (``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]``), with kafka-python 3.x.
+
+Records come out as raw bytes -- the engine parses them, so a malformed message becomes
+a dead letter rather than an exception here. Each record names its partition as its
+*stream* (``kafka:<topic>:<partition>``) and its Kafka offset as its *offset*; offsets
+grow strictly within a partition, which is what the engine's redelivery check relies on.
+
+Where a restarted worker resumes
+    The store is the source of truth: the pipeline writes the next offset of every
+    partition (``positions_after``) atomically with the batch's customer states, hands
+    them back through :meth:`KafkaSource.seek` at start-up, and commits them to Kafka
+    (:meth:`KafkaSource.commit`) only after the store write. Partitions are assigned
+    lazily, during the first ``poll``, so ``seek`` only remembers the positions; a
+    rebalance listener seeks each partition to its stored position the moment it is
+    assigned. A partition without a stored position starts at the group's committed
+    offset, or at the earliest offset for a new group. A partition that is revoked
+    forgets its stored position: if it comes back later, another worker may have
+    advanced it, and Kafka's committed offset is then the fresher one.
+
+``max_poll_interval_ms``
+    The consumer must call ``poll`` at least every ``max_poll_interval_ms`` (kafka-python
+    default 300 s) or the group considers it dead and gives its partitions away; offsets
+    committed after that fail with ``CommitFailedError`` (logged here, not raised: the
+    store keeps the positions, and redelivered records are skipped as duplicates). One
+    pipeline batch -- ``source.batch_size`` records, the store write, the sinks' flush --
+    must stay well inside it; raise it with ``kafka.consumer: {max_poll_interval_ms:
+    ...}`` if batches are slow. Heartbeats run on kafka-python's own IO thread, so slow
+    batches do not affect ``session_timeout_ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from streamseg.config import KafkaSettings
+from streamseg.events import RawRecord
+from streamseg.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KafkaSource", "parse_kafka_uri", "stream_key"]
+
+#: How long a new client may take to reach a broker before start-up fails. Overridable
+#: with ``kafka.consumer.bootstrap_timeout_ms`` / ``kafka.producer.bootstrap_timeout_ms``.
+DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000
+#: Upper bound of a synchronous offset commit and of :meth:`KafkaSource.lag`'s queries.
+REQUEST_TIMEOUT_MS = 30_000
+
+# Consumer options the source's guarantees depend on; extras cannot change them.
+_FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
+    "enable_auto_commit": False,  # offsets are committed after the store write, only
+    "value_deserializer": None,  # raw bytes: the engine parses (and rejects) payloads
+    "key_deserializer": None,
+}
+
+
+def parse_kafka_uri(uri: str, settings: KafkaSettings) -> tuple[str, list[str]]:
+    """``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]`` -> (bootstrap servers, topics).
+
+    Without hosts (``kafka:///TOPIC``) the servers come from
+    ``settings.bootstrap_servers``.
+
+    >>> parse_kafka_uri("kafka://a:9092,b:9092/events,more", KafkaSettings())
+    ('a:9092,b:9092', ['events', 'more'])
+    >>> parse_kafka_uri("kafka:///events", KafkaSettings(bootstrap_servers="k:9092"))
+    ('k:9092', ['events'])
+    """
+    if not uri.startswith("kafka://"):
+        raise ValueError(f"not a kafka:// URI: {uri!r}")
+    servers, _, topic_part = uri.removeprefix("kafka://").partition("/")
+    topics = [topic for topic in topic_part.split(",") if topic]
+    if not topics:
+        raise ValueError(f"{uri!r} names no topic: use kafka://HOST:PORT/TOPIC")
+    return (servers or settings.bootstrap_servers), topics
+
+
+def stream_key(topic: str, partition: int) -> str:
+    """The position / stream key of a partition: ``kafka:<topic>:<partition>``."""
+    return f"kafka:{topic}:{partition}"
+
+
+def _partition_of(key: str) -> TopicPartition | None:
+    """Inverse of :func:`stream_key` (Kafka topic names cannot contain ``:``)."""
+    scheme, _, rest = key.partition(":")
+    topic, _, partition = rest.rpartition(":")
+    if scheme != "kafka" or not topic or not partition.isdigit():
+        return None
+    return TopicPartition(topic, int(partition))
+
+
+def _bootstrap_error(servers: str, error: Exception) -> ConnectionError:
+    return ConnectionError(
+        f"cannot reach the Kafka brokers at {servers}: {error}. Is the broker running "
+        "(scripts/services up kafka) and are the kafka:// URI / kafka settings right?"
+    )
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):
+    """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the source."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._source._forget(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._source._seek_assigned(assigned)
+
+
+class KafkaSource(Source):
+    """Consumes topics as a member of ``settings.group_id``; see the module docstring.
+
+    Parameters
+    ----------
+    servers
+        Bootstrap servers, ``HOST:PORT[,HOST:PORT]``.
+    topics
+        Topics to subscribe to.
+    settings
+        Group id, client id and security options (``settings.client_options()``) plus
+        ``settings.consumer`` extras for ``KafkaConsumer``. ``enable_auto_commit`` and
+        the deserializers are fixed by the source.
+    """
+
+    finite = False
+
+    def __init__(self, servers: str, topics: Sequence[str], settings: KafkaSettings) -> None:
+        self.servers = servers
+        self.topics = list(topics)
+        self._lock = threading.Lock()
+        self._positions: dict[TopicPartition, int] = {}
+        options: dict[str, Any] = {
+            "bootstrap_servers": servers.split(","),
+            "group_id": settings.group_id,
+            "auto_offset_reset": "earliest",
+            "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+            **settings.client_options(),
+            **settings.consumer,
+        }
+        for name, value in _FORCED_CONSUMER_OPTIONS.items():
+            if name in settings.consumer and settings.consumer[name] != value:
+                log.warning("kafka.consumer.%s=%r ignored: the source needs %r",
+                            name, settings.consumer[name], value)
+            options[name] = value
+        try:
+            self._consumer = KafkaConsumer(**options)
+        except KafkaError as error:
+            raise _bootstrap_error(servers, error) from None
+        self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
+        log.info("consuming %s from %s as group %r", ",".join(self.topics), servers,
+                 settings.group_id)
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: KafkaSettings | None = None,
+                 **_: Any) -> KafkaSource:
+        """Open ``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]``.
+
+        Raises ``ConnectionError`` naming the bootstrap servers when no broker answers
+        within ``bootstrap_timeout_ms`` (15 s unless set in ``kafka.consumer``).
+        """
+        settings = settings or KafkaSettings.model_validate({})
+        servers, topics = parse_kafka_uri(uri, settings)
+        return cls(servers, topics, settings)
+
+    # -- reading ----------------------------------------------------------------------
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def poll(self, max_records: int, timeout: float) -> list[RawRecord]:
+        """Up to ``max_records`` records, in offset order within each partition."""
+        batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)),
+                                      max_records=max_records)
+        records: list[RawRecord] = []
+        for partition, messages in batches.items():
+            stream = stream_key(partition.topic, partition.partition)
+            for message in messages:
+                timestamp = message.timestamp
+                records.append(
+                    RawRecord(
+                        payload=message.value if message.value is not None else b"",
+                        origin=f"kafka:{message.topic}/{message.partition}@{message.offset}",
+                        stream=stream,
+                        offset=message.offset,
+                        produced_at=timestamp / 1000 if timestamp is not None
+                        and timestamp >= 0 else None,
+                    )
+                )
+        return records
+
+    def positions_after(self, records: Sequence[RawRecord]) -> dict[str, int]:
+        """``{stream: last offset + 1}`` for every partition in ``records``."""
+        positions: dict[str, int] = {}
+        for record in records:
+            if record.stream.startswith("kafka:"):
+                positions[record.stream] = max(positions.get(record.stream, 0),
+                                               record.offset + 1)
+        return positions
+
+    # -- resuming ---------------------------------------------------------------------
+    def seek(self, positions: dict[str, int]) -> None:
+        """Remember stored positions; partitions seek to them when assigned."""
+        wanted: dict[TopicPartition, int] = {}
+        for key, offset in positions.items():
+            partition = _partition_of(key)
+            if partition is not None and partition.topic in self.topics:
+                wanted[partition] = int(offset)
+        with self._lock:
+            self._positions.update(wanted)
+        assigned = self._consumer.assignment() or set()
+        self._seek_assigned([partition for partition in wanted if partition in assigned])
+
+    def _seek_assigned(self, assigned: Any) -> None:
+        with self._lock:
+            targets = {p: self._positions[p] for p in assigned if p in self._positions}
+        for partition, offset in targets.items():
+            log.info("partition %s:%d resumes at stored offset %d",
+                     partition.topic, partition.partition, offset)
+            self._consumer.seek(partition, offset)
+
+    def _forget(self, revoked: Any) -> None:
+        with self._lock:
+            for partition in revoked or ():
+                self._positions.pop(partition, None)
+
+    def commit(self, positions: dict[str, int]) -> None:
+        """Commit the positions of the partitions this worker still owns, synchronously.
+
+        A commit refused because the group rebalanced is logged, not raised: the store
+        already holds the positions and whoever gets the partition skips what the store
+        has applied. Other errors (authorization, timeouts) raise.
+        """
+        assigned = self._consumer.assignment() or set()
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for key, offset in positions.items():
+            partition = _partition_of(key)
+            if partition is not None and partition in assigned:
+                offsets[partition] = OffsetAndMetadata(int(offset), "", -1)
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets, timeout_ms=REQUEST_TIMEOUT_MS)
+        except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError,
+                UnknownMemberIdError) as error:
+            log.warning("offset commit refused after a rebalance (%s); the store keeps "
+                        "the positions", error)
+            return
+        with self._lock:
+            for partition, meta in offsets.items():
+                self._positions[partition] = meta.offset
+
+    # -- health -----------------------------------------------------------------------
+    def ready(self) -> bool:
+        """True while the consumer holds at least one live broker connection.
+
+        kafka-python 3.x's ``bootstrap_connected()`` is only true *during* a bootstrap,
+        so the connection table is looked at instead.
+        """
+        try:
+            connections = self._consumer._client._manager._conns  # kafka-python 3.x
+            return any(getattr(conn, "connected", False) for conn in connections.values())
+        except AttributeError:  # pragma: no cover - other kafka-python versions
+            return bool(self._consumer.bootstrap_connected())
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end of each assigned partition: ``{(topic, partition): n}``.
+
+        One ListOffsets request; call it from the thread that polls (the consumer is
+        not thread-safe).
+        """
+        assigned = list(self._consumer.assignment() or ())
+        if not assigned:
+            return {}
+        ends = self._consumer.end_offsets(assigned, timeout_ms=REQUEST_TIMEOUT_MS)
+        lags: dict[tuple[str, int], int] = {}
+        for partition in assigned:
+            position = self._consumer.position(partition, timeout_ms=REQUEST_TIMEOUT_MS)
+            end = ends.get(partition)
+            if position is not None and end is not None:
+                lags[(partition.topic, partition.partition)] = max(0, end - position)
+        return lags
+
+    def close(self) -> None:
+        """Leave the group (without committing anything: commits are explicit)."""
+        self._consumer.close(autocommit=False)

@@ -1,0 +1,199 @@
+"""The engine and pipeline on the embedded backends (SQLite, JSON Lines), no servers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from streamseg.config import load_settings
+from streamseg.events import change_json_schema
+from streamseg.pipeline import Application
+from streamseg.store import open_store
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _settings(tmp: Path, source: Path | str, **overrides: Any) -> Any:
+    base: dict[str, Any] = {
+        "source": {"uri": str(source), "batch_size": 100},
+        "store": {"uri": f"sqlite:///{tmp / 'state.db'}"},
+        "sinks": {"changes": str(tmp / "changes.jsonl"),
+                  "dead_letter": str(tmp / "dead.jsonl")},
+        "model": {"n_clusters": 3, "warmup": 30},
+    }
+    for section, values in overrides.items():
+        base.setdefault(section, {}).update(values)
+    return load_settings(overrides=base)
+
+
+def _event(i: int, customer: str, day: float, amount: float, kind: str = "purchase") -> str:
+    return json.dumps({
+        "event_id": f"e{i}", "customer_id": customer, "type": kind, "amount": amount,
+        "timestamp": (START + timedelta(days=day)).isoformat(),
+    })
+
+
+def _population(customers: int = 60, days: int = 200) -> list[str]:
+    """Three kinds of steady customers, buying through the whole period, in time order."""
+    rows: list[tuple[float, str, float]] = []
+    for c in range(customers):
+        gap, amount = [(5, 200.0), (15, 40.0), (30, 10.0)][c % 3]
+        offset = (c * 0.37) % gap
+        day = offset
+        while day < days:
+            rows.append((day, f"c{c}", amount + (c % 7)))
+            day += gap
+    rows.sort()
+    return [_event(i, cid, day, amount) for i, (day, cid, amount) in enumerate(rows)]
+
+
+def _run(settings: Any, **kwargs: Any) -> Any:
+    app = Application(settings)
+    try:
+        return app.run(**kwargs)
+    finally:
+        app.close()
+
+
+def _features(settings: Any) -> dict[str, dict[str, Any]]:
+    store = open_store(settings.store.uri)
+    try:
+        return {s.customer_id: s.features.to_dict() for s in store.iter_customers()}
+    finally:
+        store.close()
+
+
+def test_bad_input_goes_to_dead_letter_with_reason_and_the_run_goes_on(tmp_path: Path) -> None:
+    good = _population(customers=30, days=60)
+    bad = [
+        "{not json",
+        json.dumps({"event_id": "x1", "customer_id": "c1", "timestamp": "2024-01-02"}),
+        json.dumps({"event_id": "x2", "customer_id": "c1", "timestamp": "2024-01-02",
+                    "amount": -5}),
+        '{"event_id": "x3", "customer_id": "c1", "timestamp": "2024-01-02", "amount": NaN}',
+        json.dumps({"event_id": "x4", "customer_id": "c1", "timestamp": "soon", "amount": 1}),
+        json.dumps({"event_id": "x5", "customer_id": "c1", "timestamp": "2999-01-01",
+                    "amount": 1}),
+        "[]",
+    ]
+    lines = good[:50] + bad + good[50:]
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    summary = _run(_settings(tmp_path, source))
+    assert summary.processed == len(good)
+    assert summary.rejected == len(bad)
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [letter["payload"] for letter in letters] == bad
+    reasons = [letter["reason"] for letter in letters]
+    assert reasons[0].startswith("malformed JSON")
+    assert "amount: Field required" in reasons[1]
+    assert "greater than or equal to 0" in reasons[2]
+    assert "amount" in reasons[3]
+    assert reasons[4].startswith("timestamp:")
+    assert reasons[5].startswith("timestamp out of range")
+    assert reasons[6] == "event must be a JSON object"
+    assert letters[0]["origin"] == "events.jsonl:51"
+
+
+def test_restart_resumes_without_losing_or_double_counting(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population()) + "\n")
+    clean_dir, resumed_dir = tmp_path / "clean", tmp_path / "resumed"
+    clean_dir.mkdir()
+    resumed_dir.mkdir()
+    clean = _settings(clean_dir, source)
+    resumed = _settings(resumed_dir, source)
+    _run(clean)
+    first = _run(resumed, max_batches=3)
+    second = _run(resumed)
+    assert first.processed == 300
+    assert first.processed + second.processed == _run_count(source)
+    assert _features(resumed) == _features(clean)
+    a, b = open_store(clean.store.uri), open_store(resumed.store.uri)
+    # The model is checkpointed with the batches, so the resumed run ends where the clean
+    # run does: the same segment for every customer.
+    assert {s.customer_id: s.segment for s in a.iter_customers()} == {
+        s.customer_id: s.segment for s in b.iter_customers()
+    }
+
+
+def _run_count(source: Path) -> int:
+    return sum(1 for line in source.read_text().splitlines() if line.strip())
+
+
+def test_same_input_same_segments(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population()) + "\n")
+    runs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        settings = _settings(folder, source)
+        _run(settings)
+        store = open_store(settings.store.uri)
+        runs.append({s.customer_id: (s.segment, s.vector) for s in store.iter_customers()})
+    assert runs[0] == runs[1]
+
+
+def test_out_of_order_events_do_not_corrupt_features(tmp_path: Path) -> None:
+    ordered = [_event(i, "c1", day, 10.0 + i) for i, day in enumerate([0, 10, 20, 30, 40])]
+    shuffled = [ordered[i] for i in (0, 3, 1, 4, 2)]
+    results = []
+    for name, lines in (("ordered", ordered), ("shuffled", shuffled)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "e.jsonl").write_text("\n".join(lines) + "\n")
+        settings = _settings(folder, folder / "e.jsonl", model={"warmup": 2, "n_clusters": 2})
+        _run(settings)
+        results.append(_features(settings)["c1"])
+    assert results[0] == pytest.approx(results[1])
+    assert results[1]["reference_time"] == (START + timedelta(days=40)).timestamp()
+
+
+def test_customer_who_stops_buying_lapses_without_an_event_of_theirs(tmp_path: Path) -> None:
+    # A population of steady customers, some of whom stopped long ago (so that a lapsed
+    # segment exists), and one regular, "quitter", who buys every 10 days until day 100
+    # and then never again while the stream goes on for 150 more days.
+    lines = _population(customers=90, days=250)
+    lapsed = [_event(100_000 + i, f"gone{c}", day, 50.0)
+              for i, (c, day) in enumerate((c, d) for c in range(30) for d in range(0, 60, 12))]
+    quitter = [_event(200_000 + i, "quitter", day, 45.0) for i, day in enumerate(range(0, 101, 10))]
+    events = sorted(lines + lapsed + quitter, key=lambda line: json.loads(line)["timestamp"])
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(events) + "\n")
+    settings = _settings(tmp_path, source, model={"n_clusters": 4, "warmup": 40})
+    _run(settings)
+
+    store = open_store(settings.store.uri)
+    state = store.get("quitter")
+    assert state is not None
+    assert state.features.last_purchase == (START + timedelta(days=100)).timestamp()
+    assert state.segment_name in {"Lapsed", "At risk", "Lapsed big spenders", "Lapsed one-timers"}
+    assert store.get("gone0").segment == state.segment  # type: ignore[union-attr]
+    changes = [json.loads(line)["data"] for line in
+               (tmp_path / "changes.jsonl").read_text().splitlines()]
+    mine = [c for c in changes if c["customer_id"] == "quitter"]
+    assert mine[-1]["to_segment"] == state.segment
+    assert mine[-1]["reason"] == "inactivity"
+    assert datetime.fromisoformat(mine[-1]["event_time"]) > START + timedelta(days=110)
+
+
+def test_change_events_are_valid_cloudevents_and_last_one_matches_store(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population()) + "\n")
+    settings = _settings(tmp_path, source)
+    _run(settings)
+    schema = change_json_schema()
+    last: dict[str, int] = {}
+    for line in (tmp_path / "changes.jsonl").read_text().splitlines():
+        document = json.loads(line)
+        jsonschema.validate(document, schema)
+        assert document["subject"] == document["data"]["customer_id"]
+        last[document["subject"]] = document["data"]["to_segment"]
+    store = open_store(settings.store.uri)
+    assert last == {s.customer_id: s.segment for s in store.iter_customers()}
