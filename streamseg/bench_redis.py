@@ -8,12 +8,14 @@ growth per customer.
 "Realistic" means: the features of simulated customers (:mod:`streamseg.simulate`: five
 archetypes, a year of purchases and refunds with sub-second event times), ids like
 ``cust-000123``, a 6-dimensional float32 vector, a segment with a name, a model version,
-a next re-score time and the Kafka offset last applied -- what a worker writes.
+a next re-score time, the Kafka offset last applied and the hashes of the last 8 event
+ids (``pipeline.dedupe_window``) -- what a worker writes.
 """
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import datetime
 
 import numpy as np
@@ -26,12 +28,14 @@ from streamseg.store.base import Checkpoint, CustomerState
 _NAMES = ("VIP", "Loyal regulars", "New", "Bargain hunters", "At risk", "Lapsed big spenders")
 
 
-def realistic_states(customers: int, seed: int = 7) -> list[CustomerState]:
+def realistic_states(customers: int, seed: int = 7, dedupe_window: int = 8
+                     ) -> list[CustomerState]:
     """Customer states as a worker would store them after a simulated stream."""
     events, _ = simulate_stream(customers=customers, seed=seed)
     rng = np.random.default_rng(seed)
     features: dict[str, CustomerFeatures] = {}
     applied: dict[str, int] = {}
+    recent: dict[str, list[int]] = {}
     partitions = 12
     for offset, event in enumerate(events):
         cid = event["customer_id"]
@@ -40,6 +44,9 @@ def realistic_states(customers: int, seed: int = 7) -> list[CustomerState]:
             when, event["amount"], event["type"], half_life_days=90.0
         )
         applied[cid] = offset // partitions  # an offset in the customer's partition
+        ids = recent.setdefault(cid, [])
+        ids.append(zlib.crc32(event["event_id"].encode()))
+        del ids[:-dedupe_window]
     states = []
     for cid, feats in features.items():
         now = feats.reference_time or 0.0
@@ -57,6 +64,7 @@ def realistic_states(customers: int, seed: int = 7) -> list[CustomerState]:
                 model_version=int(rng.integers(1, 200)),
                 next_rescore_at=now + float(rng.uniform(1, 14)) * SECONDS_PER_DAY,
                 applied={f"kafka:transactions:{partition}": applied[cid]},
+                recent_ids=recent[cid] if dedupe_window else [],
             )
         )
     return states

@@ -123,10 +123,10 @@ class FeatureSettings(_Section):
         90.0, gt=0, description="Half-life of the time decay of orders and spend."
     )
     first_gap_days: float = Field(
-        30.0, gt=0, description="Typical gap between orders assumed for a one-order customer."
+        60.0, gt=0, description="Days after which a one-order customer counts as overdue."
     )
     grace_gaps: float = Field(
-        1.0, ge=0, description="A customer is 'overdue' once their recency exceeds this many "
+        4.0, ge=0, description="A customer is 'overdue' once their recency exceeds this many "
         "of their own typical gaps between orders (see streamseg.features).",
     )
     rescore_min_days: float = Field(
@@ -163,7 +163,7 @@ class ModelSettings(_Section):
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
     n_init: int = Field(10, ge=1, description="k-means++ restarts when seeding/re-seeding.")
     hysteresis: float = Field(
-        0.0, ge=0, lt=1,
+        0.2, ge=0, lt=1,
         description="Relative margin by which a new centroid must be closer before a "
         "customer changes segment (against flapping).",
     )

@@ -27,11 +27,14 @@ Rates per 90 days
 Days overdue
     Raw recency is a saw-tooth: a customer who buys every 45 days swings from 0 to 45
     days and back forever, and would cross a segment border twice per cycle. The model
-    therefore sees *days overdue*: recency beyond the customer's own typical gap between
-    orders (``tenure / (orders - 1)``; for a one-order customer a prior of
-    ``first_gap_days``, default 30). It stays 0 while a customer keeps their rhythm and
-    grows only when they are late -- which is what "at risk" and "lapsed" mean.
-    Profiles still report plain recency.
+    therefore sees *days overdue*: recency beyond ``grace_gaps`` (default 4) times the
+    customer's own typical gap between orders (``(last - first) / (orders - 1)``), or
+    beyond ``first_gap_days`` (default 60) for a one-order customer. Purchase gaps are
+    roughly exponential, so a customer who keeps their rhythm exceeds 4 typical gaps
+    about 2% of the time (1 in 7 for 2 gaps); overdue stays 0 while a customer keeps
+    their rhythm and grows only when they are really late -- which is what "at risk"
+    and "lapsed" mean. ``streamseg bench flapping`` measured the choice. Profiles still
+    report plain recency.
 
 The model-space vector (before online standardisation), see :data:`VECTOR_FIELDS`::
 
@@ -60,9 +63,9 @@ import numpy as np
 
 SECONDS_PER_DAY = 86_400.0
 #: Typical gap between orders assumed for a customer with a single order.
-FIRST_GAP_DAYS = 30.0
+FIRST_GAP_DAYS = 60.0
 #: A customer is overdue once recency exceeds this many of their typical gaps.
-GRACE_GAPS = 1.0
+GRACE_GAPS = 4.0
 RATE_WINDOW_DAYS = 90.0
 
 #: Floor on the scale of each model-space coordinate (see OnlineStandardizer): 0.25 on
@@ -185,11 +188,12 @@ class CustomerFeatures:
             typical_gap = (self.last_purchase - self.first_purchase) / SECONDS_PER_DAY / (
                 self.orders - 1
             )
+            allowed = grace_gaps * typical_gap
         else:
-            typical_gap = first_gap_days
+            allowed = first_gap_days
         return FeatureSnapshot(
             recency_days=recency,
-            overdue_days=max(0.0, recency - grace_gaps * typical_gap),
+            overdue_days=max(0.0, recency - allowed),
             tenure_days=tenure,
             orders=self.orders,
             decayed_orders=decayed_orders,

@@ -1,17 +1,16 @@
 """Redis store (``redis://HOST:PORT/DB``, ``rediss://`` for TLS): for production.
 
-Memory shapes this layout: the budget is **250 bytes per customer** (growth of Redis
+Memory shapes this layout. The budget is **250 bytes per customer** (growth of Redis
 ``used_memory`` per customer, measured on 20k simulated customers by
-:func:`streamseg.bench_redis.measure_memory_per_customer`; this layout takes ~190 on
+:func:`streamseg.bench_redis.measure_memory_per_customer`; this layout takes ~205 on
 Redis 7.0). A top-level key costs ~95 bytes before it holds anything (dict entry, object
 header, key name, table slot) and a sorted-set member ~112 (skip-list node, dict entry,
-member string), so a hash per customer plus a sorted-set member per customer is over
-210 bytes before any data, and ~385 with it. Customers are therefore kept in
-*bucketed* hashes, three fields per customer, which Redis stores as compact listpacks
-(every value <= ``hash-max-listpack-value`` = 64 bytes, at most
-``hash-max-listpack-entries`` = 512 fields); the due-for-rescore index is a sorted set
-of buckets. A customer's three fields live in one hash, so one ``HMGET`` reads and one
-``HSET`` writes all of them atomically.
+member string): a hash per customer plus a sorted-set member per customer is over 210
+bytes before any data, and ~385 with it. So customers live in *bucketed* hashes, which
+Redis keeps as compact listpacks while every value is <= ``hash-max-listpack-value``
+(64 bytes) and a hash has <= ``hash-max-listpack-entries`` (512) fields; and the
+due-for-rescore index is a sorted set of buckets. All fields of a customer are in one
+hash, so one ``HMGET`` reads and one ``HSET`` writes a customer atomically.
 
 Key schema (``{p}`` is the prefix, default ``streamseg``; ``{b}`` is the customer's
 bucket, ``crc32(utf-8 customer id) % buckets``, in decimal):
@@ -24,21 +23,18 @@ key                    type    content                                       wri
                                bucket count, fixed when the prefix is first  on the
                                used (a different later setting is ignored    prefix /
                                with a warning).                              all
-``{p}:c:{b}``          HASH    three fields per customer of the bucket:      worker /
+``{p}:c:{b}``          HASH    per customer of the bucket:                   worker /
                                ``<id>`` -> ``segment|updated_at|model_       worker,
-                               version|name``, readable text (empty segment  SegmentReader
+                               version|name``: readable text (empty segment  SegmentReader
                                or updated_at = none; no 4th part = no name;  (apps)
                                updated_at = event-time epoch seconds, exact
-                               float text); ``\\x01<id>`` -> packed features
-                               (first/last purchase, reference time,
-                               decayed orders and spend, total spend,
-                               refunded, order and refund counts; see
-                               ``_pack_features``); ``\\x02<id>`` -> packed
-                               scoring state (next_rescore_at, model-space
+                               float text); and ``\\x01<id>``, ``\\x02<id>``,
+                               ... -> the packed state in 64-byte chunks
+                               (next_rescore_at, features, model-space
                                vector as float32, applied offset per
-                               stream; see ``_pack_scoring``). An id that
-                               itself starts with byte 1, 2 or 3 gets a
-                               ``\\x03`` in front of its readable field.
+                               stream, recent event-id hashes; see
+                               ``_pack_state``). An id that starts with a
+                               byte below 0x20 is stored as ``\\x1f<id>``.
 ``{p}:due``            ZSET    member = bucket, score = a lower bound of     worker /
                                the earliest ``next_rescore_at`` in it:       worker
                                lowered on write (``ZADD LT``), set to the
@@ -54,8 +50,10 @@ key                    type    content                                       wri
                                ``kafka:events:3`` -> ``1234``)               worker
 ``{p}:meta``           HASH    name -> JSON value (watermark, ...)           worker /
                                                                              worker
+``{p}:outbox``         LIST    the change events (CloudEvents JSON) of the   worker /
+                               last batch, replaced by every batch           worker
 ``{p}:streams``        HASH    source stream name -> small id, used in the   worker /
-                               packed scoring state (ids never reused)       worker
+                               packed state (ids are never reused)           worker
 ``{p}:streams:next``   STRING  last stream id handed out                     worker
 =====================  ======  ============================================  ============
 
@@ -63,23 +61,24 @@ Guarantees and assumptions
 
 * :meth:`RedisStore.write_batch` is one ``MULTI``/``EXEC`` transaction sent in one round
   trip: customer records, the due index, segment sizes, the customer count, the model,
-  the source positions and the metadata change together or not at all. Values are
-  encoded before ``MULTI``, so an encoding error writes nothing; Redis does not roll
-  back a command that fails *inside* ``EXEC``, which only happens if one of these keys
-  was overwritten with another type. :meth:`RedisStore.get_many` is one round trip (one
-  ``HMGET`` per bucket touched).
+  the source positions, the metadata and the outbox change together or not at all.
+  Values are encoded before ``MULTI``, so an encoding error writes nothing; Redis does
+  not roll back a command that fails *inside* ``EXEC``, which only happens if one of
+  these keys was overwritten with another type. :meth:`RedisStore.get_many` is one round
+  trip (one ``HMGET`` per bucket), two for a customer whose state exceeds 192 bytes.
 * **One worker owns a customer** (Kafka partitions by customer id and each partition is
   consumed by one worker): segment sizes and the customer count are kept with
   ``HINCRBY``/``INCRBY`` from the segment each customer had when this store loaded it in
-  :meth:`RedisStore.get_many` (or, for a customer written without being loaded, asked
-  for just before the transaction). Two workers writing the same customer at the same
-  time would make the counters drift; the customer records stay consistent.
+  :meth:`RedisStore.get_many` (a customer written without being loaded is looked up
+  just before the transaction). Two workers writing the same customer at the same time
+  would make the counters drift; the customer records stay consistent.
 * Redis Cluster: a transaction may only touch one hash slot; use a hash-tagged prefix
   such as ``{streamseg}`` so that every key lands in the same slot.
-* Sizing: choose ``buckets`` (``redis://...?buckets=N``, default 1024) of at least
-  ``customers / 128``: a bucket above 170 customers (512 fields) turns into a hash
-  table, which works but takes about three times the memory. Far fewer customers per
-  bucket than ~10 wastes memory on per-key overhead.
+* Sizing: choose ``buckets`` (``redis://...?buckets=N``, default 1024) of about
+  ``customers / 50``, and at least ``customers / 150``: a customer takes three fields
+  (readable record and two chunks), and a bucket above 512 fields turns into a hash
+  table, which works but takes about three times the memory. Much fewer than ~10
+  customers per bucket wastes memory on per-key overhead.
 
 >>> store = RedisStore.from_uri("redis://127.0.0.1:6379/0", prefix="doc")  # doctest: +SKIP
 >>> store.get("c1").segment  # doctest: +SKIP
@@ -106,77 +105,47 @@ from streamseg.store.base import Checkpoint, CustomerState, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_BUCKETS", "RedisStore", "SegmentReader", "redact_url"]
+__all__ = ["DEFAULT_BUCKETS", "RedisStore", "SegmentReader", "bucket_of", "redact_url"]
 
 #: Buckets used when a prefix is first written and nothing else is asked for.
 DEFAULT_BUCKETS = 1024
 _LAYOUT_VERSION = "v1"
-# Buckets processed per round trip by the due scan and by iter_customers.
-_CHUNK = 128
+# Buckets per round trip in the due scan and in iter_customers.
+_BUCKETS_PER_TRIP = 128
 # get_many remembers each loaded customer's segment until it is written; past this many
 # unwritten entries the memo is dropped (write_batch then asks Redis, one extra trip).
 _MEMO_LIMIT = 200_000
-
 _MISSING = object()  # memo value: the customer is known not to exist
 
-# Field names in a bucket hash: the readable record under the plain id, the packed
-# features under b"\x01" + id and the packed scoring state under b"\x02" + id. An id
-# that starts with one of these bytes (or b"\x03") is written as b"\x03" + id, so that
-# every field name decodes to exactly one (kind, id).
-_FEATURES_TAG = 1
-_SCORING_TAG = 2
-_ESCAPE_TAG = 3
+# --------------------------------------------------------------------- field names
+# In a bucket hash, the readable record of a customer is under its id; chunk i of its
+# packed state under bytes([1 + i]) + id. An id starting with a byte below 0x20 is
+# stored as b"\x1f" + id, so that every field name decodes to exactly one (kind, id).
+_CHUNK_BYTES = 64  # = hash-max-listpack-value: longer values would convert the hash
+_MAX_CHUNKS = 30  # tags 0x01..0x1e
+_ESCAPE = 0x1F
+_CHUNKS_READ = 3  # chunks asked for up front (192 bytes; more costs a second trip)
 
 
 def _public_field(cid: bytes) -> bytes:
-    return b"\x03" + cid if cid[:1] in (b"\x01", b"\x02", b"\x03") else cid
+    return bytes([_ESCAPE]) + cid if cid[:1] < b"\x20" else cid
 
 
-def _features_field(cid: bytes) -> bytes:
-    return b"\x01" + cid
-
-
-def _scoring_field(cid: bytes) -> bytes:
-    return b"\x02" + cid
+def _chunk_field(cid: bytes, index: int) -> bytes:
+    return bytes([1 + index]) + cid
 
 
 def _split_field(field: bytes) -> tuple[int, bytes]:
-    """(0 for the readable record, or the tag; customer id) of a bucket field name."""
-    first = field[0] if field else 0
-    if first in (_FEATURES_TAG, _SCORING_TAG):
-        return first, field[1:]
-    if first == _ESCAPE_TAG:
-        return 0, field[1:]
-    return 0, field
-
-# --------------------------------------------------------------------------- codecs
-# Features (``\x01<id>``): a little-endian u16 header, then the values it announces.
-#   bits 0-13: a 2-bit tag for each float of _FEATURE_FLOATS, in order:
-#              0 = None, 1 = +0.0 (no bytes), 2 = integral, int32 (4 bytes), 3 = float64
-#   bits 14-15: codec version (1)
-# then ``orders`` and ``refunds`` as unsigned LEB128 varints. Typical size: 50-61 bytes,
-# inside the 64-byte listpack limit; floats are kept exactly (float64 or exact int32).
-_FEATURE_FLOATS = (
-    "first_purchase", "last_purchase", "reference_time", "decayed_orders", "decayed_spend",
-    "total_spend", "refunded",
-)
-_FEATURES_VERSION = 1
-_INT32 = struct.Struct("<i")
-_F64 = struct.Struct("<d")
-_U16 = struct.Struct("<H")
-
-# Scoring state (``\x02<id>``): one header byte, then the values it announces.
-#   bit 0: next_rescore_at present (float64 follows)
-#   bit 1: vector present (varint length n, then n float32 -- or float64 if bit 2)
-#   bit 2: vector stored as float64 (a vector that is not float32-exact is never rounded)
-#   bits 6-7: codec version (1)
-# then (stream id varint, zigzag varint offset) pairs up to the end: ``applied``.
-_SCORING_VERSION = 1
-_HAS_RESCORE = 0x01
-_HAS_VECTOR = 0x02
-_VECTOR_F64 = 0x04
+    """(-1 for the readable record, else the chunk index; customer id) of a field."""
+    first = field[0] if field else 0x20
+    if first >= 0x20:
+        return -1, field
+    if first == _ESCAPE:
+        return -1, field[1:]
+    return first - 1, field[1:]
 
 
+# -------------------------------------------------------------------------- codecs
 def _varint(value: int, out: bytearray) -> None:
     if value < 0:
         raise ValueError(f"varint must be >= 0, got {value}")
@@ -209,105 +178,177 @@ def _unzigzag(value: int) -> int:
     return value // 2 if not value & 1 else -(value + 1) // 2
 
 
-def _pack_features(features: CustomerFeatures) -> bytes:
-    """Features as compact bytes (see the layout comment above); exact round trip."""
-    header = _FEATURES_VERSION << 14
+_F64 = struct.Struct("<d")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+
+# The packed state of a customer (all integers little-endian):
+#
+#   u8        header: bit 0 next_rescore_at present, bit 1 vector present, bit 2 vector
+#             as float64 (a vector that is not float32-exact is never rounded),
+#             bits 6-7 codec version (1)
+#   f64       next_rescore_at, if bit 0 -- at byte 1, where the due-scan script reads it
+#   varint    length of everything after this varint (so that a chunk left over from a
+#             longer earlier state is ignored)
+#   3 bytes   features header: a 3-bit tag per float of _FEATURE_FLOATS, in order:
+#             0 None, 1 +0.0, 2 integral (i32), 3 f64, 4 = reference_time, 5 =
+#             last_purchase (no bytes for 0, 1, 4, 5)
+#   ...       the feature floats the tags announce, then varints orders and refunds
+#   vector    if bit 1: varint dimension, then that many f32 (f64 if bit 2)
+#   applied   varint count, then (varint stream id, zigzag varint offset) pairs
+#   recent    varint count, then that many u32 event-id hashes
+#
+# A typical customer packs into 110-130 bytes: two chunks. Every value comes back
+# exactly as it was written.
+_CODEC_VERSION = 1
+_HAS_RESCORE = 0x01
+_HAS_VECTOR = 0x02
+_VECTOR_F64 = 0x04
+_FEATURE_FLOATS = (
+    "reference_time", "last_purchase", "first_purchase", "decayed_orders", "decayed_spend",
+    "total_spend", "refunded",
+)
+_TAG_NONE, _TAG_ZERO, _TAG_I32, _TAG_F64, _TAG_AS_REFERENCE, _TAG_AS_LAST = range(6)
+
+
+def _float32_exact(vector: Sequence[float]) -> bool:
+    try:
+        return all(struct.unpack("<f", struct.pack("<f", x))[0] == x for x in vector)
+    except (OverflowError, struct.error):
+        return False
+
+
+def _pack_features(features: CustomerFeatures, out: bytearray) -> None:
+    tags = 0
     body = bytearray()
     for index, name in enumerate(_FEATURE_FLOATS):
         value = getattr(features, name)
         if value is None:
-            tag = 0
+            tag = _TAG_NONE
         else:
             value = float(value)
-            if value == 0.0 and math.copysign(1.0, value) > 0:
-                tag = 1
+            if index in (1, 2) and value == features.reference_time:
+                tag = _TAG_AS_REFERENCE
+            elif index == 2 and value == features.last_purchase:
+                tag = _TAG_AS_LAST
+            elif value == 0.0 and math.copysign(1.0, value) > 0:
+                tag = _TAG_ZERO
             elif value.is_integer() and -(2**31) <= value < 2**31:
-                tag = 2
-                body += _INT32.pack(int(value))
+                tag = _TAG_I32
+                body += _I32.pack(int(value))
             else:
-                tag = 3
+                tag = _TAG_F64
                 body += _F64.pack(value)
-        header |= tag << (2 * index)
-    _varint(features.orders, body)
-    _varint(features.refunds, body)
-    return _U16.pack(header) + bytes(body)
+        tags |= tag << (3 * index)
+    out += tags.to_bytes(3, "little")
+    out += body
+    _varint(features.orders, out)
+    _varint(features.refunds, out)
 
 
-def _unpack_features(data: bytes) -> CustomerFeatures:
-    (header,) = _U16.unpack_from(data, 0)
-    if header >> 14 != _FEATURES_VERSION:
-        raise ValueError(f"unknown features codec version {header >> 14}")
-    pos = 2
+def _unpack_features(data: bytes, pos: int) -> tuple[CustomerFeatures, int]:
+    tags = int.from_bytes(data[pos:pos + 3], "little")
+    pos += 3
     values: dict[str, Any] = {}
     for index, name in enumerate(_FEATURE_FLOATS):
-        tag = (header >> (2 * index)) & 0x3
-        if tag == 0:
+        tag = (tags >> (3 * index)) & 0x7
+        if tag == _TAG_NONE:
             values[name] = None
-        elif tag == 1:
+        elif tag == _TAG_ZERO:
             values[name] = 0.0
-        elif tag == 2:
-            values[name] = float(_INT32.unpack_from(data, pos)[0])
+        elif tag == _TAG_I32:
+            values[name] = float(_I32.unpack_from(data, pos)[0])
             pos += 4
-        else:
+        elif tag == _TAG_F64:
             values[name] = _F64.unpack_from(data, pos)[0]
             pos += 8
+        elif tag == _TAG_AS_REFERENCE:
+            values[name] = values["reference_time"]
+        elif tag == _TAG_AS_LAST:
+            values[name] = values["last_purchase"]
+        else:
+            raise ValueError(f"bad feature tag {tag}")
     values["orders"], pos = _read_varint(data, pos)
     values["refunds"], pos = _read_varint(data, pos)
-    return CustomerFeatures(**values)
+    return CustomerFeatures(**values), pos
 
 
-def _float32_exact(vector: Sequence[float]) -> bool:
-    return all(struct.unpack("<f", struct.pack("<f", x))[0] == x for x in vector)
-
-
-def _pack_scoring(
-    next_rescore_at: float | None, vector: Sequence[float] | None, applied: dict[int, int]
-) -> bytes:
-    """next_rescore_at, vector and applied offsets (by stream id) as compact bytes."""
-    header = _SCORING_VERSION << 6
-    body = bytearray()
-    if next_rescore_at is not None:
+def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
+    """Everything but the readable record, as compact bytes (see the layout above)."""
+    header = _CODEC_VERSION << 6
+    head = bytearray()
+    if state.next_rescore_at is not None:
         header |= _HAS_RESCORE
-        body += _F64.pack(float(next_rescore_at))
-    if vector is not None:
+        head += _F64.pack(float(state.next_rescore_at))
+    body = bytearray()
+    _pack_features(state.features, body)
+    if state.vector is not None:
         header |= _HAS_VECTOR
+        vector = [float(x) for x in state.vector]
         _varint(len(vector), body)
-        try:
-            exact = _float32_exact(vector)
-        except OverflowError:
-            exact = False
-        if exact:
+        if _float32_exact(vector):
             body += struct.pack(f"<{len(vector)}f", *vector)
         else:
             header |= _VECTOR_F64
             body += struct.pack(f"<{len(vector)}d", *vector)
-    for stream_id, offset in sorted(applied.items()):
-        _varint(stream_id, body)
-        _varint(_zigzag(offset), body)
-    return bytes([header]) + bytes(body)
+    _varint(len(state.applied), body)
+    for name, offset in sorted(state.applied.items()):
+        _varint(stream_ids[name], body)
+        _varint(_zigzag(int(offset)), body)
+    _varint(len(state.recent_ids), body)
+    for id_hash in state.recent_ids:
+        body += _U32.pack(id_hash)
+    out = bytearray([header]) + head
+    _varint(len(body), out)
+    out += body
+    if len(out) > _CHUNK_BYTES * _MAX_CHUNKS:
+        raise ValueError(f"customer {state.customer_id!r}: packed state of {len(out)} bytes "
+                         f"exceeds {_CHUNK_BYTES * _MAX_CHUNKS}")
+    return bytes(out)
 
 
-def _unpack_scoring(data: bytes) -> tuple[float | None, list[float] | None, dict[int, int]]:
+def _state_length(data: bytes) -> int | None:
+    """Total length of a packed state from its first bytes (None: too few bytes)."""
+    try:
+        pos = 9 if data[0] & _HAS_RESCORE else 1
+        length, pos = _read_varint(data, pos)
+    except IndexError:
+        return None
+    return pos + length
+
+
+def _unpack_state(
+    cid: str, data: bytes, stream_name: Any
+) -> tuple[float | None, CustomerFeatures, list[float] | None, dict[str, int], list[int]]:
     header = data[0]
-    if header >> 6 != _SCORING_VERSION:
-        raise ValueError(f"unknown scoring codec version {header >> 6}")
+    if header >> 6 != _CODEC_VERSION:
+        raise ValueError(f"customer {cid!r}: unknown state codec version {header >> 6}")
     pos = 1
     next_rescore_at: float | None = None
-    vector: list[float] | None = None
     if header & _HAS_RESCORE:
         next_rescore_at = _F64.unpack_from(data, pos)[0]
         pos += 8
+    _, pos = _read_varint(data, pos)
+    features, pos = _unpack_features(data, pos)
+    vector: list[float] | None = None
     if header & _HAS_VECTOR:
-        length, pos = _read_varint(data, pos)
+        dim, pos = _read_varint(data, pos)
         code, size = ("d", 8) if header & _VECTOR_F64 else ("f", 4)
-        vector = list(struct.unpack_from(f"<{length}{code}", data, pos))
-        pos += size * length
-    applied: dict[int, int] = {}
-    while pos < len(data):
+        vector = list(struct.unpack_from(f"<{dim}{code}", data, pos))
+        pos += size * dim
+    applied: dict[str, int] = {}
+    count, pos = _read_varint(data, pos)
+    for _ in range(count):
         stream_id, pos = _read_varint(data, pos)
         offset, pos = _read_varint(data, pos)
-        applied[stream_id] = _unzigzag(offset)
-    return next_rescore_at, vector, applied
+        applied[stream_name(stream_id)] = _unzigzag(offset)
+    count, pos = _read_varint(data, pos)
+    recent = list(struct.unpack_from(f"<{count}I", data, pos))
+    return next_rescore_at, features, vector, applied, recent
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    return [data[i:i + _CHUNK_BYTES] for i in range(0, len(data), _CHUNK_BYTES)]
 
 
 def _text(value: bytes | str) -> str:
@@ -398,8 +439,8 @@ def _connect(url: str, password: SecretStr | str | None) -> redis.Redis:
 # Due scan of one bucket, atomic on the server: return the customers of the bucket whose
 # next_rescore_at <= ARGV[2] (id, time as %.17g text) and set the bucket's score in the
 # due index to the exact minimum of its customers' times (or remove it if none has one).
-# Scoring fields are those whose name starts with byte 2; their first value byte has bit
-# 0 set when a float64 next_rescore_at follows (see _pack_scoring).
+# Chunk 0 of a packed state is under a field starting with byte 1; its first byte has
+# bit 0 set when a float64 next_rescore_at follows (see _pack_state).
 # KEYS[1] = {p}:c:{b}, KEYS[2] = {p}:due; ARGV[1] = bucket, ARGV[2] = until.
 _DUE_SCAN = """
 local cutoff = tonumber(ARGV[2])
@@ -408,9 +449,9 @@ local due = {}
 local lowest = nil
 for i = 1, #values, 2 do
   local field = values[i]
-  local record = values[i + 1]
-  if string.byte(field, 1) == 2 and bit.band(string.byte(record, 1), 1) == 1 then
-    local at = struct.unpack('<d', record, 2)
+  local chunk = values[i + 1]
+  if string.byte(field, 1) == 1 and bit.band(string.byte(chunk, 1), 1) == 1 then
+    local at = struct.unpack('<d', chunk, 2)
     if lowest == nil or at < lowest then lowest = at end
     if at <= cutoff then
       due[#due + 1] = string.sub(field, 2)
@@ -433,13 +474,15 @@ class RedisStore(Store):
     Parameters
     ----------
     client
-        A connected ``redis.Redis`` client (raw bytes, ``decode_responses=False``).
+        A connected ``redis.Redis`` client returning bytes (``decode_responses=False``).
     prefix
         Prefix of every key; several services or tests can share one Redis with
         different prefixes.
     buckets
         Number of customer buckets when the prefix is new; an existing prefix keeps the
         count it was created with (stored in ``{prefix}:layout``).
+
+    Not thread-safe: one store per worker thread (the client underneath is).
     """
 
     def __init__(self, client: redis.Redis, prefix: str = "streamseg",
@@ -467,7 +510,9 @@ class RedisStore(Store):
         ``password`` (a pydantic ``SecretStr``) is used unless the URI has its own; it
         never appears in logs or errors. TLS (``rediss://``) and other connection options
         in the query string (``socket_timeout``, ``ssl_cert_reqs``, ...) are redis-py's.
-        ``buckets`` (argument or ``?buckets=`` in the URI) only matters for a new prefix.
+        ``buckets`` (argument, or ``?buckets=`` in the URI) only matters for a new prefix.
+        Raises ``ConnectionError`` (naming the server, never the password) when Redis
+        does not answer.
         """
         url, ours = _split_options(uri)
         if buckets is None:
@@ -492,13 +537,12 @@ class RedisStore(Store):
 
     # -- stream ids -------------------------------------------------------------------
     def _refresh_streams(self) -> None:
-        table = self._redis.hgetall(self._key("streams"))
-        for name, value in table.items():
+        for name, value in self._redis.hgetall(self._key("streams")).items():
             self._stream_ids[_text(name)] = int(value)
             self._stream_names[int(value)] = _text(name)
 
     def _ids_for(self, names: Iterable[str]) -> dict[str, int]:
-        """Small ids of source streams, registering new ones (outside any batch)."""
+        """Small ids of source streams, registering new ones (before, not in, a batch)."""
         wanted = set(names)
         if wanted - self._stream_ids.keys():
             self._refresh_streams()
@@ -521,24 +565,15 @@ class RedisStore(Store):
         return self._stream_names[stream_id]
 
     # -- reads ------------------------------------------------------------------------
-    def _decode(self, cid: str, public: bytes, features: bytes | None,
-                scoring: bytes | None) -> CustomerState:
+    def _decode(self, cid: str, public: bytes, packed: bytes | None) -> CustomerState:
         segment, updated_at, model_version, name = _unpack_public(public)
-        feats = _unpack_features(features) if features else CustomerFeatures.empty()
-        next_rescore_at, vector, applied = (
-            _unpack_scoring(scoring) if scoring else (None, None, {})
-        )
-        return CustomerState(
-            customer_id=cid,
-            features=feats,
-            segment=segment,
-            segment_name=name,
-            vector=vector,
-            updated_at=updated_at,
-            model_version=model_version,
-            next_rescore_at=next_rescore_at,
-            applied={self._stream_name(sid): offset for sid, offset in applied.items()},
-        )
+        state = CustomerState(customer_id=cid, features=CustomerFeatures.empty(),
+                              segment=segment, segment_name=name, updated_at=updated_at,
+                              model_version=model_version)
+        if packed:
+            (state.next_rescore_at, state.features, state.vector, state.applied,
+             state.recent_ids) = _unpack_state(cid, packed, self._stream_name)
+        return state
 
     def _by_bucket(self, customer_ids: Iterable[str]) -> dict[int, list[str]]:
         groups: dict[int, list[str]] = {}
@@ -546,30 +581,65 @@ class RedisStore(Store):
             groups.setdefault(bucket_of(cid, self.buckets), []).append(cid)
         return groups
 
-    def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
-        """One round trip: one HMGET per bucket, which reads a customer atomically."""
-        groups = self._by_bucket(customer_ids)
-        if not groups:
-            return {}
+    def _read(self, groups: dict[int, list[str]], first_chunk: int, chunks: int
+              ) -> list[list[bytes | None]]:
+        """Per bucket, per customer: [readable record (first_chunk == 0 only), chunks...]."""
+        width = chunks + (first_chunk == 0)
         pipe = self._redis.pipeline(transaction=False)
         for bucket, cids in groups.items():
             fields: list[bytes] = []
             for cid in cids:
                 raw = cid.encode("utf-8")
-                fields += (_public_field(raw), _features_field(raw), _scoring_field(raw))
+                if first_chunk == 0:
+                    fields.append(_public_field(raw))
+                fields += [_chunk_field(raw, first_chunk + i) for i in range(chunks)]
             pipe.hmget(self._bucket_key(bucket), fields)
+        rows: list[list[bytes | None]] = []
+        for values in pipe.execute():
+            rows += [values[i:i + width] for i in range(0, len(values), width)]
+        return rows
+
+    def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
+        """One round trip: an HMGET per bucket, which reads each customer atomically.
+
+        A customer whose packed state is longer than three chunks (192 bytes) needs a
+        second round trip for the rest.
+        """
+        groups = self._by_bucket(customer_ids)
+        if not groups:
+            return {}
+        ordered = [cid for cids in groups.values() for cid in cids]
+        rows = self._read(groups, 0, _CHUNKS_READ)
+        publics: dict[str, bytes] = {}
+        packed: dict[str, bytes] = {}
+        longer: dict[str, int] = {}  # customer -> chunks still to read
+        for cid, row in zip(ordered, rows, strict=True):
+            public = row[0]
+            if public is None:
+                continue
+            publics[cid] = public
+            data = b"".join(chunk for chunk in _leading(row[1:]))
+            length = _state_length(data) if data else None
+            if length is not None and length > len(data):
+                longer[cid] = -(-length // _CHUNK_BYTES) - _CHUNKS_READ
+            packed[cid] = data[:length] if length is not None else data
+        if longer:
+            groups = self._by_bucket(longer)
+            extra = self._read(groups, _CHUNKS_READ, max(longer.values()))
+            for cid, row in zip([c for cs in groups.values() for c in cs], extra,
+                                strict=True):
+                data = packed[cid] + b"".join(_leading(row))
+                packed[cid] = data[:_state_length(data) or len(data)]
         if len(self._memo) > _MEMO_LIMIT:
             self._memo.clear()
         found: dict[str, CustomerState] = {}
-        for cids, values in zip(groups.values(), pipe.execute(), strict=True):
-            for index, cid in enumerate(cids):
-                public, features, scoring = values[3 * index:3 * index + 3]
-                if public is None:
-                    self._memo[cid] = _MISSING
-                    continue
-                state = self._decode(cid, public, features, scoring)
-                self._memo[cid] = state.segment
-                found[cid] = state
+        for cid in ordered:
+            if cid not in publics:
+                self._memo[cid] = _MISSING
+                continue
+            state = self._decode(cid, publics[cid], packed.get(cid))
+            self._memo[cid] = state.segment
+            found[cid] = state
         return found
 
     def _previous(self, customer_ids: Sequence[str]) -> dict[str, Any]:
@@ -582,8 +652,8 @@ class RedisStore(Store):
             for bucket, cids in groups.items():
                 pipe.hmget(self._bucket_key(bucket),
                            [_public_field(cid.encode("utf-8")) for cid in cids])
-            for cids, publics in zip(groups.values(), pipe.execute(), strict=True):
-                for cid, public in zip(cids, publics, strict=True):
+            for cids, values in zip(groups.values(), pipe.execute(), strict=True):
+                for cid, public in zip(cids, values, strict=True):
                     previous[cid] = _MISSING if public is None else _unpack_public(public)[0]
         return previous
 
@@ -597,9 +667,7 @@ class RedisStore(Store):
         docstring for the single-owner assumption).
         """
         latest = {state.customer_id: state for state in states}  # last write of an id wins
-        stream_ids = self._ids_for(
-            name for state in latest.values() for name in state.applied
-        )
+        stream_ids = self._ids_for(name for state in latest.values() for name in state.applied)
         previous = self._previous(list(latest))
 
         records: dict[int, dict[bytes, bytes]] = {}
@@ -611,11 +679,8 @@ class RedisStore(Store):
             fields = records.setdefault(bucket, {})
             raw = cid.encode("utf-8")
             fields[_public_field(raw)] = _pack_public(state)
-            fields[_features_field(raw)] = _pack_features(state.features)
-            fields[_scoring_field(raw)] = _pack_scoring(
-                state.next_rescore_at, state.vector,
-                {stream_ids[name]: offset for name, offset in state.applied.items()},
-            )
+            for index, chunk in enumerate(_chunks(_pack_state(state, stream_ids))):
+                fields[_chunk_field(raw, index)] = chunk
             if state.next_rescore_at is not None:
                 member = str(bucket)
                 due[member] = min(due.get(member, math.inf), float(state.next_rescore_at))
@@ -647,8 +712,10 @@ class RedisStore(Store):
             pipe.hset(self._key("pos"), mapping=checkpoint.positions)  # type: ignore[arg-type]
         if meta:
             pipe.hset(self._key("meta"), mapping=meta)  # type: ignore[arg-type]
-        if len(pipe):
-            pipe.execute()
+        pipe.delete(self._key("outbox"))
+        if checkpoint.outbox:
+            pipe.rpush(self._key("outbox"), *checkpoint.outbox)
+        pipe.execute()
         for cid in latest:  # the memo only bridges one get_many -> write_batch
             self._memo.pop(cid, None)
 
@@ -665,20 +732,20 @@ class RedisStore(Store):
         if limit <= 0:
             return []
         cutoff = repr(float(until))
-        due_key = self._key("due")
         candidates = cast(
             "list[tuple[bytes, float]]",
-            self._redis.zrange(due_key, "-inf", cutoff, byscore=True, withscores=True),
+            self._redis.zrange(self._key("due"), "-inf", cutoff, byscore=True,
+                               withscores=True),
         )
         best: list[tuple[float, str]] = []  # heap of the `limit` earliest, times negated
-        for start in range(0, len(candidates), _CHUNK):
-            chunk = candidates[start:start + _CHUNK]
+        for start in range(0, len(candidates), _BUCKETS_PER_TRIP):
+            chunk = candidates[start:start + _BUCKETS_PER_TRIP]
             if len(best) >= limit:
                 kth = -best[0][0]
                 chunk = [(member, bound) for member, bound in chunk if bound <= kth]
                 if not chunk:
                     break
-            for reply in self._scan_buckets_due([int(member) for member, _ in chunk], cutoff):
+            for reply in self._scan_due([int(member) for member, _ in chunk], cutoff):
                 for index in range(0, len(reply), 2):
                     item = (-float(reply[index + 1]), _text(reply[index]))
                     if len(best) < limit:
@@ -687,9 +754,9 @@ class RedisStore(Store):
                         heapq.heapreplace(best, item)
         return [cid for _, cid in sorted(best, key=lambda item: (-item[0], item[1]))]
 
-    def _scan_buckets_due(self, buckets: Sequence[int], cutoff: str) -> list[list[bytes]]:
-        """Run the due-scan script on ``buckets`` in one round trip (reloading it if the
-        server lost its script cache, e.g. after a restart)."""
+    def _scan_due(self, buckets: Sequence[int], cutoff: str) -> list[list[bytes]]:
+        """The due-scan script on ``buckets``, one round trip (reloaded if the server
+        lost its script cache, e.g. after a restart)."""
         for attempt in (1, 2):
             pipe = self._redis.pipeline(transaction=False)
             for bucket in buckets:
@@ -708,6 +775,9 @@ class RedisStore(Store):
         data = self._redis.get(self._key("model"))
         return None if data is None else cast("dict[str, Any]", json.loads(data))
 
+    def outbox(self) -> list[str]:
+        return [_text(item) for item in self._redis.lrange(self._key("outbox"), 0, -1)]
+
     def positions(self) -> dict[str, int]:
         table = self._redis.hgetall(self._key("pos"))
         return {_text(name): int(value) for name, value in table.items()}
@@ -718,11 +788,10 @@ class RedisStore(Store):
 
     # -- whole-store reads ------------------------------------------------------------
     def _scan_buckets(self) -> list[int]:
-        pattern = _glob_escape(self.prefix) + ":c:*"
         head = len(self.prefix) + 3
         found: set[int] = set()
-        for key in self._redis.scan_iter(match=pattern, count=1000):
-            suffix = key[head:].decode("utf-8", errors="replace")
+        for key in self._redis.scan_iter(match=_glob_escape(self.prefix) + ":c:*", count=1000):
+            suffix = _text(key)[head:]
             if suffix.isdigit():
                 found.add(int(suffix))
         return sorted(found)
@@ -730,27 +799,32 @@ class RedisStore(Store):
     def iter_customers(self) -> Iterator[CustomerState]:
         """Every customer, bucket by bucket (SCAN over ``{p}:c:*``; not in id order)."""
         buckets = self._scan_buckets()
-        for start in range(0, len(buckets), _CHUNK):
+        for start in range(0, len(buckets), _BUCKETS_PER_TRIP):
             pipe = self._redis.pipeline(transaction=False)
-            for bucket in buckets[start:start + _CHUNK]:
+            for bucket in buckets[start:start + _BUCKETS_PER_TRIP]:
                 pipe.hgetall(self._bucket_key(bucket))
             for table in pipe.execute():
-                parts: dict[bytes, list[bytes | None]] = {}
+                publics: dict[bytes, bytes] = {}
+                chunks: dict[bytes, dict[int, bytes]] = {}
                 for field, value in table.items():
-                    kind, raw = _split_field(field)
-                    parts.setdefault(raw, [None, None, None])[kind] = value
-                for raw, (public, features, scoring) in parts.items():
-                    if public is not None:
-                        yield self._decode(raw.decode("utf-8"), public, features, scoring)
+                    index, raw = _split_field(field)
+                    if index < 0:
+                        publics[raw] = value
+                    else:
+                        chunks.setdefault(raw, {})[index] = value
+                for raw, public in publics.items():
+                    parts = chunks.get(raw, {})
+                    data = b"".join(_leading([parts.get(i) for i in range(_MAX_CHUNKS)]))
+                    length = _state_length(data) if data else None
+                    yield self._decode(raw.decode("utf-8"), public,
+                                       data[:length] if length else data)
 
     def count(self) -> int:
         return int(self._redis.get(self._key("n")) or 0)
 
     def segment_sizes(self) -> dict[int, int]:
-        """From the ``{p}:sizes`` counters: O(segments)."""
-        table = self._redis.hgetall(self._key("sizes"))
-        sizes = {int(seg): int(n) for seg, n in table.items()}
-        return {seg: n for seg, n in sorted(sizes.items()) if n > 0}
+        """From the ``{p}:sizes`` counters: O(segments), no scan."""
+        return _sizes(self._redis.hgetall(self._key("sizes")))
 
     def ping(self) -> bool:
         try:
@@ -766,6 +840,19 @@ class RedisStore(Store):
         return _delete_prefix(self._redis, self.prefix)
 
 
+def _leading(chunks: Sequence[bytes | None]) -> Iterator[bytes]:
+    """The chunks up to the first missing one."""
+    for chunk in chunks:
+        if chunk is None:
+            return
+        yield chunk
+
+
+def _sizes(table: Any) -> dict[int, int]:
+    sizes = {int(seg): int(n) for seg, n in table.items()}
+    return {seg: n for seg, n in sorted(sizes.items()) if n > 0}
+
+
 def _parse_layout(value: bytes | None, key: str) -> int:
     text = (value or b"").decode("utf-8", errors="replace")
     version, _, rest = text.partition(" ")
@@ -776,7 +863,7 @@ def _parse_layout(value: bytes | None, key: str) -> int:
 
 def _delete_prefix(client: redis.Redis, prefix: str) -> int:
     deleted = 0
-    batch: list[bytes] = []
+    batch: list[Any] = []
     for key in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
         batch.append(key)
         if len(batch) >= 500:
@@ -841,9 +928,7 @@ class SegmentReader:
 
     def sizes(self) -> dict[int, int]:
         """Customers per segment (segments without customers are left out)."""
-        table = self._redis.hgetall(f"{self.prefix}:sizes")
-        sizes = {int(seg): int(n) for seg, n in table.items()}
-        return {seg: n for seg, n in sorted(sizes.items()) if n > 0}
+        return _sizes(self._redis.hgetall(f"{self.prefix}:sizes"))
 
     def close(self) -> None:
         self._redis.close()

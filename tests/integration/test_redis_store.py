@@ -50,6 +50,7 @@ def _customer(cid: str, segment: int | None, due: float | None = None, *,
         segment_name=None if segment is None else f"Segment {segment}",
         vector=[0.25, -1.5, 3.0, 0.0, 1e-3, -0.75], updated_at=t0 + 0.5,
         model_version=3, next_rescore_at=due, applied={"kafka:events:2": 41},
+        recent_ids=[0, 7, 2**32 - 1, 123_456_789],
     )
 
 
@@ -60,12 +61,40 @@ def test_states_round_trip_exactly(small_store: RedisStore) -> None:
     odd.applied = {"file:/a/very/long/path/to/a/file/of/events.jsonl": 7, "kafka:x:0": 0,
                    "stdin-ish": -1}
     bare = CustomerState("bare", CustomerFeatures.empty())
-    small_store.write_batch([odd, bare], Checkpoint())
-    got = small_store.get_many(["odd|id é", "bare", "absent"])
+    tagged = _customer("\x01looks-like-a-chunk", 1)  # ids may start with any byte
+    small_store.write_batch([odd, bare, tagged], Checkpoint())
+    got = small_store.get_many(["odd|id é", "bare", "absent", tagged.customer_id])
     assert got["odd|id é"].to_dict() == odd.to_dict()
     assert got["bare"].to_dict() == bare.to_dict()
+    assert got[tagged.customer_id].to_dict() == tagged.to_dict()
     assert "absent" not in got
-    assert small_store.count() == 2
+    assert small_store.count() == 3
+    assert sorted(s.customer_id for s in small_store.iter_customers()) == sorted(
+        [odd.customer_id, "bare", tagged.customer_id])
+
+
+def test_long_and_shrinking_states(small_store: RedisStore) -> None:
+    """A state over three chunks needs a second read; a shorter rewrite ignores the rest."""
+    big = _customer("big", 2, 10.0)
+    big.recent_ids = list(range(64))  # dedupe_window 64: 256 bytes of hashes
+    big.applied = {f"file:/data/part-{i}.jsonl": i for i in range(20)}
+    small_store.write_batch([big], Checkpoint())
+    assert small_store.get("big").to_dict() == big.to_dict()  # type: ignore[union-attr]
+    assert [s.to_dict() for s in small_store.iter_customers()] == [big.to_dict()]
+    small = _customer("big", 2, 5.0)
+    small_store.write_batch([small], Checkpoint())
+    assert small_store.get("big").to_dict() == small.to_dict()  # type: ignore[union-attr]
+    assert [s.to_dict() for s in small_store.iter_customers()] == [small.to_dict()]
+    assert small_store.due_for_rescore(6.0, 10) == ["big"]
+
+
+def test_outbox_is_replaced_by_every_batch(small_store: RedisStore) -> None:
+    small_store.write_batch([], Checkpoint(outbox=['{"id": 1}', '{"id": 2}']))
+    assert small_store.outbox() == ['{"id": 1}', '{"id": 2}']
+    small_store.write_batch([_customer("a", 1)], Checkpoint(outbox=['{"id": 3}']))
+    assert small_store.outbox() == ['{"id": 3}']
+    small_store.write_batch([], Checkpoint())
+    assert small_store.outbox() == []
 
 
 def test_write_batch_is_one_transaction(small_store: RedisStore, monkeypatch: Any) -> None:

@@ -80,7 +80,7 @@ def test_raw_vector_is_log1p_of_features() -> None:
     f = CustomerFeatures.empty()
     f.apply(0.0, 99.0, "purchase", half_life_days=90)
     v = f.snapshot(40 * DAY, half_life_days=90, first_gap_days=30).raw_vector()
-    assert v[0] == pytest.approx(math.log1p(10))  # 40 days since the order, 30 expected
+    assert v[0] == pytest.approx(math.log1p(10))  # 40 days since the only order, 30 allowed
     assert v[3] == pytest.approx(math.log(100))
     assert v[5] == 0.0
 
@@ -114,7 +114,11 @@ def test_overdue_days_measure_lateness_against_own_rhythm() -> None:
     f = CustomerFeatures.empty()
     for day in (0, 20, 40, 60):  # a 20-day rhythm
         f.apply(day * DAY, 10.0, "purchase", half_life_days=90)
-    assert f.snapshot(75 * DAY, half_life_days=90).overdue_days == 0.0
-    late = f.snapshot(100 * DAY, half_life_days=90)
+    assert f.snapshot(75 * DAY, half_life_days=90, grace_gaps=1).overdue_days == 0.0
+    late = f.snapshot(100 * DAY, half_life_days=90, grace_gaps=1)
     assert late.recency_days == pytest.approx(40.0)
     assert late.overdue_days == pytest.approx(20.0)
+    assert f.snapshot(100 * DAY, half_life_days=90, grace_gaps=4).overdue_days == 0.0
+    assert f.snapshot(150 * DAY, half_life_days=90, grace_gaps=4).overdue_days == pytest.approx(
+        10.0
+    )
