@@ -59,7 +59,8 @@ def test_production_yaml_and_container_files_agree() -> None:
     assert production.source.uri.startswith("kafka://")
     assert production.store.uri.startswith("redis://")
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "/etc/streamseg/production.yaml" in dockerfile and "COPY config /etc/streamseg" in dockerfile
+    assert "/etc/streamseg/production.yaml" in dockerfile
+    assert "COPY config /etc/streamseg" in dockerfile
     assert f"EXPOSE {production.metrics.port} {production.api.port}" in dockerfile
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"kafka", "redis", "streamseg", "prometheus"}
