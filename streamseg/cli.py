@@ -249,5 +249,47 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+bench_app = typer.Typer(help="Measure: quality, flapping, throughput, Kafka end to end.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _print_json(result: Any) -> None:
+    typer.echo(json.dumps(result, indent=2))
+
+
+@bench_app.command("quality")
+def bench_quality(
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
+) -> None:
+    """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, both model kinds."""
+    from streamseg import bench
+
+    _print_json(bench.quality(customers, seed))
+
+
+@bench_app.command("flapping")
+def bench_flapping(
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 3,
+) -> None:
+    """Share of customers changing segment > 2 times in the second half of a stationary
+    stream, without and with hysteresis."""
+    from streamseg import bench
+
+    _print_json(bench.flapping(customers, seed, hysteresis=(0.0, 0.2)))
+
+
+@bench_app.command("throughput")
+def bench_throughput(
+    repeat: Annotated[int, typer.Option(help="Runs of each input.")] = 3,
+) -> None:
+    """Events/s of the pipeline on the embedded default (SQLite) and a larger file."""
+    from streamseg import bench
+
+    _print_json(bench.throughput(repeat))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,41 @@
+"""The quality bars of the README, asserted on the same measurements `streamseg bench` prints.
+
+Only quality is asserted here, never speed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from streamseg import bench
+from streamseg.config import SAMPLE_URI
+from streamseg.simulate import STREAM_END, read_truth, simulate_stream, write_stream
+
+
+def test_cdnow_inertia_within_ten_percent_of_batch_kmeans(tmp_path: Path) -> None:
+    _, settings = bench.run_file(SAMPLE_URI, tmp_path)
+    result = bench.inertia_ratio(settings)
+    assert result["customers"] == 2357
+    assert result["ratio"] <= 1.10, result
+
+
+def test_simulated_archetypes_recovered(tmp_path: Path) -> None:
+    # The default archetypes include customers who stopped buying 150-220 days before
+    # the end: they must be found by inactivity alone.
+    events = tmp_path / "events.jsonl"
+    _, truth_path = write_stream(events, customers=2000, seed=1)
+    _, settings = bench.run_file(str(events), tmp_path)
+    assert bench.adjusted_rand(settings, read_truth(truth_path)) >= 0.9
+
+
+def test_no_flapping_on_a_stationary_stream(tmp_path: Path) -> None:
+    events, _ = simulate_stream(customers=1000, seed=3, archetypes=bench.STATIONARY)
+    source = tmp_path / "stationary.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    bench.run_file(str(source), tmp_path)  # default hysteresis
+    midpoint = (STREAM_END - timedelta(days=182)).timestamp()
+    result = bench.flapping_share(tmp_path / "changes.jsonl", midpoint)
+    assert result["customers"] == 1000
+    assert result["share_over_two_changes"] <= 0.01, result
