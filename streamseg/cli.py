@@ -57,7 +57,8 @@ def _open_engine(settings: Settings) -> Any:
 
     try:
         store = open_store(settings.store.uri, password=settings.store.redis_password,
-                           prefix=settings.store.redis_prefix)
+                           prefix=settings.store.redis_prefix,
+                           buckets=settings.store.redis_buckets)
     except Exception as error:  # noqa: BLE001 - shown to the user as is
         typer.echo(f"error: cannot open store {settings.store.uri}: {error}", err=True)
         raise typer.Exit(2) from None

@@ -105,6 +105,11 @@ class StoreSettings(_Section):
         None, description="Redis password (STREAMSEG_STORE__REDIS_PASSWORD); never logged."
     )
     redis_prefix: str = Field("streamseg", description="Prefix of every Redis key.")
+    redis_buckets: int | None = Field(
+        None, ge=1,
+        description="Customer hashes of a new Redis prefix (about customers / 50; default "
+        "1024); fixed once the prefix exists. See streamseg/store/redis.py.",
+    )
 
 
 class SinkSettings(_Section):
@@ -112,9 +117,11 @@ class SinkSettings(_Section):
         ".streamseg/changes.jsonl",
         description="Segment-change events: a .jsonl path, '-' for stdout, or kafka://.../TOPIC.",
     )
-    dead_letter: str = Field(
-        ".streamseg/dead-letter.jsonl",
-        description="Rejected input: a .jsonl path, '-', or kafka://.../TOPIC.",
+    dead_letter: str | None = Field(
+        None,
+        description="Rejected input: a .jsonl path, '-', or kafka://.../TOPIC. Default: the "
+        "topic kafka.dead_letter_topic (else '<input topic>.dlq') when the source is Kafka, "
+        "else .streamseg/dead-letter.jsonl.",
     )
 
 
@@ -241,6 +248,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls, _yaml_data.get() or {}))
+
+    def resolved_dead_letter(self) -> str:
+        """Where rejected input goes (see ``sinks.dead_letter``)."""
+        if self.sinks.dead_letter is not None:
+            return self.sinks.dead_letter
+        if self.source.uri.startswith("kafka://"):
+            servers, _, topics = self.source.uri.removeprefix("kafka://").partition("/")
+            topic = self.kafka.dead_letter_topic or topics.split(",")[0] + ".dlq"
+            return f"kafka://{servers}/{topic}"
+        return ".streamseg/dead-letter.jsonl"
 
     def resolved_source(self) -> tuple[str, CsvMapping | None]:
         """The source path/URI with the ``sample:cdnow`` alias resolved."""

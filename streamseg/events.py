@@ -5,7 +5,7 @@
 * :class:`RawRecord` -- an input payload before parsing, with where it came from.
 * :class:`DeadLetter` -- a payload that could not be used, with the reason.
 * :class:`SegmentChange` -- a customer's segment changed; published as a
-  CloudEvents 1.0 structured JSON envelope (:meth:`SegmentChange.to_cloudevent`).
+  CloudEvents 1.0 structured JSON envelope (:meth:`SegmentChange.to_json`).
 
 >>> event = parse_event('{"event_id": "e1", "customer_id": "c1", '
 ...                     '"timestamp": "2024-05-01T10:00:00", "amount": 12.5}')
@@ -14,8 +14,9 @@
 >>> try:
 ...     parse_event('{"event_id": "e2", "customer_id": "c1", "timestamp": "x", "amount": -1}')
 ... except InvalidEvent as error:
-...     print(error.reason.replace("; ", "\n"))
-timestamp: Input should be a valid datetime or date, invalid character in year
+...     for reason in error.reason.split("; "):
+...         print(reason)
+timestamp: Input should be a valid datetime or date, input is too short
 amount: Input should be greater than or equal to 0
 """
 

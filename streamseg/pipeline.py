@@ -95,10 +95,11 @@ class Application:
             settings.store.uri,
             password=settings.store.redis_password,
             prefix=settings.store.redis_prefix,
+            buckets=settings.store.redis_buckets,
         )
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
-        self.dead_letters = open_dead_letter_sink(self._dead_letter_uri(source_uri),
+        self.dead_letters = open_dead_letter_sink(settings.resolved_dead_letter(),
                                                   settings=kafka)
         self.engine = SegmentationEngine(settings, self.store)
         self.source.seek(self.store.positions())
@@ -126,12 +127,6 @@ class Application:
             ready = False
         self.metrics.ready.set(1 if ready else 0)
         return ready
-
-    def _dead_letter_uri(self, source_uri: str) -> str:
-        configured = self.settings.sinks.dead_letter
-        if configured == "kafka://" and source_uri.startswith("kafka://"):
-            return source_uri.split(",")[0] + ".dlq"
-        return configured
 
     # -- the loop --------------------------------------------------------------------
     def run(self, *, progress: bool = False, max_batches: int | None = None) -> RunSummary:
@@ -260,6 +255,8 @@ class Application:
         after a crash, from the outbox), and no change is published for a state that
         was never stored.
         """
+        if not (outcome.states or outcome.rejected or positions):
+            return  # an idle tick with nothing due: nothing to write
         self.dead_letters.publish(outcome.rejected)
         self.dead_letters.flush()
         checkpoint = Checkpoint(

@@ -2,11 +2,11 @@
 
 Memory shapes this layout. The budget is **250 bytes per customer** (growth of Redis
 ``used_memory`` per customer, measured on 20k simulated customers by
-:func:`streamseg.bench_redis.measure_memory_per_customer`; this layout takes ~205 on
+:func:`streamseg.bench_redis.measure_memory_per_customer`; this layout takes ~220 on
 Redis 7.0). A top-level key costs ~95 bytes before it holds anything (dict entry, object
 header, key name, table slot) and a sorted-set member ~112 (skip-list node, dict entry,
 member string): a hash per customer plus a sorted-set member per customer is over 210
-bytes before any data, and ~385 with it. So customers live in *bucketed* hashes, which
+bytes before any data, and measured ~385 with it. So customers live in *bucketed* hashes, which
 Redis keeps as compact listpacks while every value is <= ``hash-max-listpack-value``
 (64 bytes) and a hash has <= ``hash-max-listpack-entries`` (512) fields; and the
 due-for-rescore index is a sorted set of buckets. All fields of a customer are in one
@@ -72,6 +72,9 @@ Guarantees and assumptions
   :meth:`RedisStore.get_many` (a customer written without being loaded is looked up
   just before the transaction). Two workers writing the same customer at the same time
   would make the counters drift; the customer records stay consistent.
+* Several workers on one prefix share the due index: :meth:`RedisStore.due_for_rescore`
+  returns due customers whatever partition they belong to, so inactivity re-scoring is
+  only single-owner with one worker per prefix (or a partition-aware engine).
 * Redis Cluster: a transaction may only touch one hash slot; use a hash-tagged prefix
   such as ``{streamseg}`` so that every key lands in the same slot.
 * Sizing: choose ``buckets`` (``redis://...?buckets=N``, default 1024) of about
@@ -80,9 +83,10 @@ Guarantees and assumptions
   table, which works but takes about three times the memory. Much fewer than ~10
   customers per bucket wastes memory on per-key overhead.
 
->>> store = RedisStore.from_uri("redis://127.0.0.1:6379/0", prefix="doc")  # doctest: +SKIP
->>> store.get("c1").segment  # doctest: +SKIP
-3
+Example, with ``scripts/services up`` running (tests/integration runs the same)::
+
+    store = RedisStore.from_uri("redis://127.0.0.1:6379/0", prefix="doc")
+    store.get("c1").segment  # -> 3
 """
 
 from __future__ import annotations
@@ -436,33 +440,36 @@ def _connect(url: str, password: SecretStr | str | None) -> redis.Redis:
     return client
 
 
-# Due scan of one bucket, atomic on the server: return the customers of the bucket whose
-# next_rescore_at <= ARGV[2] (id, time as %.17g text) and set the bucket's score in the
-# due index to the exact minimum of its customers' times (or remove it if none has one).
-# Chunk 0 of a packed state is under a field starting with byte 1; its first byte has
-# bit 0 set when a float64 next_rescore_at follows (see _pack_state).
-# KEYS[1] = {p}:c:{b}, KEYS[2] = {p}:due; ARGV[1] = bucket, ARGV[2] = until.
+# Due scan of a set of buckets, atomic on the server: return the customers whose
+# next_rescore_at <= ARGV[1], as a flat list (id, time as %.17g text, ...), and set each
+# bucket's score in the due index to the exact minimum of its customers' times (or
+# remove the bucket if none has one). Chunk 0 of a packed state is under a field that
+# starts with byte 1; its first byte has bit 0 set when a float64 next_rescore_at follows
+# (see _pack_state).
+# KEYS[1] = {p}:due, KEYS[2..n] = {p}:c:{b}; ARGV[1] = until, ARGV[2..n] = the buckets.
 _DUE_SCAN = """
-local cutoff = tonumber(ARGV[2])
-local values = redis.call('HGETALL', KEYS[1])
+local cutoff = tonumber(ARGV[1])
 local due = {}
-local lowest = nil
-for i = 1, #values, 2 do
-  local field = values[i]
-  local chunk = values[i + 1]
-  if string.byte(field, 1) == 1 and bit.band(string.byte(chunk, 1), 1) == 1 then
-    local at = struct.unpack('<d', chunk, 2)
-    if lowest == nil or at < lowest then lowest = at end
-    if at <= cutoff then
-      due[#due + 1] = string.sub(field, 2)
-      due[#due + 1] = string.format('%.17g', at)
+for k = 2, #KEYS do
+  local values = redis.call('HGETALL', KEYS[k])
+  local lowest = nil
+  for i = 1, #values, 2 do
+    local field = values[i]
+    local chunk = values[i + 1]
+    if string.byte(field, 1) == 1 and bit.band(string.byte(chunk, 1), 1) == 1 then
+      local at = struct.unpack('<d', chunk, 2)
+      if lowest == nil or at < lowest then lowest = at end
+      if at <= cutoff then
+        due[#due + 1] = string.sub(field, 2)
+        due[#due + 1] = string.format('%.17g', at)
+      end
     end
   end
-end
-if lowest == nil then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], string.format('%.17g', lowest), ARGV[1])
+  if lowest == nil then
+    redis.call('ZREM', KEYS[1], ARGV[k])
+  else
+    redis.call('ZADD', KEYS[1], string.format('%.17g', lowest), ARGV[k])
+  end
 end
 return due
 """
@@ -493,6 +500,7 @@ class RedisStore(Store):
         self.prefix = prefix
         self.buckets = self._layout(buckets)
         self._memo: dict[str, Any] = {}  # customer id -> segment as loaded, or _MISSING
+        self._chunks_seen: dict[str, int] = {}  # customer id -> chunk fields found on load
         self._stream_ids: dict[str, int] = {}
         self._stream_names: dict[int, str] = {}
         self._due_scan_sha = str(client.script_load(_DUE_SCAN))
@@ -605,7 +613,8 @@ class RedisStore(Store):
         A customer whose packed state is longer than three chunks (192 bytes) needs a
         second round trip for the rest.
         """
-        groups = self._by_bucket(customer_ids)
+        requested = list(dict.fromkeys(customer_ids))
+        groups = self._by_bucket(requested)
         if not groups:
             return {}
         ordered = [cid for cids in groups.values() for cid in cids]
@@ -618,7 +627,9 @@ class RedisStore(Store):
             if public is None:
                 continue
             publics[cid] = public
-            data = b"".join(chunk for chunk in _leading(row[1:]))
+            present = list(_leading(row[1:]))
+            data = b"".join(present)
+            self._chunks_seen[cid] = len(present)
             length = _state_length(data) if data else None
             if length is not None and length > len(data):
                 longer[cid] = -(-length // _CHUNK_BYTES) - _CHUNKS_READ
@@ -628,12 +639,15 @@ class RedisStore(Store):
             extra = self._read(groups, _CHUNKS_READ, max(longer.values()))
             for cid, row in zip([c for cs in groups.values() for c in cs], extra,
                                 strict=True):
-                data = packed[cid] + b"".join(_leading(row))
+                present = list(_leading(row))
+                self._chunks_seen[cid] += len(present)
+                data = packed[cid] + b"".join(present)
                 packed[cid] = data[:_state_length(data) or len(data)]
         if len(self._memo) > _MEMO_LIMIT:
             self._memo.clear()
+            self._chunks_seen.clear()
         found: dict[str, CustomerState] = {}
-        for cid in ordered:
+        for cid in requested:  # in the order asked for, as the other stores do
             if cid not in publics:
                 self._memo[cid] = _MISSING
                 continue
@@ -671,6 +685,7 @@ class RedisStore(Store):
         previous = self._previous(list(latest))
 
         records: dict[int, dict[bytes, bytes]] = {}
+        stale: dict[int, list[bytes]] = {}  # chunks of a longer earlier state, to delete
         due: dict[str, float] = {}
         size_delta: dict[int, int] = {}
         new_customers = 0
@@ -679,8 +694,11 @@ class RedisStore(Store):
             fields = records.setdefault(bucket, {})
             raw = cid.encode("utf-8")
             fields[_public_field(raw)] = _pack_public(state)
-            for index, chunk in enumerate(_chunks(_pack_state(state, stream_ids))):
+            chunks = _chunks(_pack_state(state, stream_ids))
+            for index, chunk in enumerate(chunks):
                 fields[_chunk_field(raw, index)] = chunk
+            for index in range(len(chunks), self._chunks_seen.get(cid, 0)):
+                stale.setdefault(bucket, []).append(_chunk_field(raw, index))
             if state.next_rescore_at is not None:
                 member = str(bucket)
                 due[member] = min(due.get(member, math.inf), float(state.next_rescore_at))
@@ -699,6 +717,8 @@ class RedisStore(Store):
         pipe = self._redis.pipeline(transaction=True)
         for bucket, fields in records.items():
             pipe.hset(self._bucket_key(bucket), mapping=fields)  # type: ignore[arg-type]
+        for bucket, names in stale.items():
+            pipe.hdel(self._bucket_key(bucket), *names)
         if due:
             pipe.zadd(self._key("due"), due, lt=True)
         for segment, delta in size_delta.items():
@@ -718,16 +738,16 @@ class RedisStore(Store):
         pipe.execute()
         for cid in latest:  # the memo only bridges one get_many -> write_batch
             self._memo.pop(cid, None)
+            self._chunks_seen.pop(cid, None)
 
     # -- the due index ----------------------------------------------------------------
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
         """The ``limit`` customers due earliest (``next_rescore_at <= until``).
 
-        Buckets are visited in order of their lower bound; each visit is one atomic Lua
-        call that lists the bucket's due customers and sets its bound to the exact
-        minimum. The scan stops once no remaining bucket can hold a customer due earlier
-        than the ``limit`` found so far. Round trips: one, plus one per 128 buckets
-        visited.
+        Buckets are visited in order of their lower bound, 128 per atomic Lua call that
+        lists their due customers and sets their bounds to the exact minimum. The scan
+        stops once no remaining bucket can hold a customer due earlier than the
+        ``limit`` found so far. Round trips: one, plus one per 128 buckets visited.
         """
         if limit <= 0:
             return []
@@ -737,38 +757,30 @@ class RedisStore(Store):
             self._redis.zrange(self._key("due"), "-inf", cutoff, byscore=True,
                                withscores=True),
         )
-        best: list[tuple[float, str]] = []  # heap of the `limit` earliest, times negated
+        best: list[tuple[float, str]] = []  # the `limit` earliest (time, id) so far, sorted
         for start in range(0, len(candidates), _BUCKETS_PER_TRIP):
             chunk = candidates[start:start + _BUCKETS_PER_TRIP]
             if len(best) >= limit:
-                kth = -best[0][0]
+                kth = best[-1][0]
                 chunk = [(member, bound) for member, bound in chunk if bound <= kth]
                 if not chunk:
                     break
-            for reply in self._scan_due([int(member) for member, _ in chunk], cutoff):
-                for index in range(0, len(reply), 2):
-                    item = (-float(reply[index + 1]), _text(reply[index]))
-                    if len(best) < limit:
-                        heapq.heappush(best, item)
-                    elif item > best[0]:
-                        heapq.heapreplace(best, item)
-        return [cid for _, cid in sorted(best, key=lambda item: (-item[0], item[1]))]
+            reply = self._scan_due([int(member) for member, _ in chunk], cutoff)
+            found = [(float(reply[i + 1]), _text(reply[i])) for i in range(0, len(reply), 2)]
+            best = heapq.nsmallest(limit, best + found)  # ties: by id, as the other stores
+        return [cid for _, cid in best]
 
-    def _scan_due(self, buckets: Sequence[int], cutoff: str) -> list[list[bytes]]:
-        """The due-scan script on ``buckets``, one round trip (reloaded if the server
-        lost its script cache, e.g. after a restart)."""
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            for bucket in buckets:
-                pipe.evalsha(self._due_scan_sha, 2, self._bucket_key(bucket),
-                             self._key("due"), bucket, cutoff)
-            try:
-                return cast("list[list[bytes]]", pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                self._due_scan_sha = str(self._redis.script_load(_DUE_SCAN))
-        raise AssertionError("unreachable")
+    def _scan_due(self, buckets: Sequence[int], cutoff: str) -> list[bytes]:
+        """The due-scan script over ``buckets``: one command, one round trip (the script
+        is loaded again if the server lost its script cache, e.g. after a restart)."""
+        keys = [self._key("due"), *(self._bucket_key(bucket) for bucket in buckets)]
+        args = [cutoff, *(str(bucket) for bucket in buckets)]
+        try:
+            reply = self._redis.evalsha(self._due_scan_sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._due_scan_sha = str(self._redis.script_load(_DUE_SCAN))
+            reply = self._redis.evalsha(self._due_scan_sha, len(keys), *keys, *args)
+        return cast("list[bytes]", reply)
 
     # -- checkpoint reads -------------------------------------------------------------
     def load_model(self) -> dict[str, Any] | None:
@@ -888,13 +900,14 @@ class SegmentReader:
 
     Each call is one round trip (the bucket count is read once, when first needed).
 
-    >>> reader = SegmentReader("redis://127.0.0.1:6379/0", prefix="streamseg")  # doctest: +SKIP
-    >>> reader.segment_of("cust-000042")  # doctest: +SKIP
-    {'segment': 2, 'name': 'Loyal regulars', 'updated_at': 1735603200.5, 'model_version': 7}
-    >>> reader.segment_of("nobody") is None  # doctest: +SKIP
-    True
-    >>> reader.sizes()  # doctest: +SKIP
-    {0: 4120, 1: 2210, 2: 5893}
+    Example, with a Redis the service writes to (tests/integration runs the same)::
+
+        reader = SegmentReader("redis://127.0.0.1:6379/0", prefix="streamseg")
+        reader.segment_of("cust-000042")
+        # -> {'segment': 2, 'name': 'Loyal regulars', 'updated_at': 1735603200.5,
+        #     'model_version': 7}
+        reader.segment_of("nobody")  # -> None
+        reader.sizes()  # -> {0: 4120, 1: 2210, 2: 5893}
     """
 
     def __init__(self, url: str, prefix: str = "streamseg",

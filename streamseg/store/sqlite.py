@@ -107,7 +107,7 @@ class SQLiteStore(Store):
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
         rows = self._db.execute(
             "SELECT customer_id FROM customers WHERE next_rescore_at <= ?"
-            " ORDER BY next_rescore_at LIMIT ?",
+            " ORDER BY next_rescore_at, customer_id LIMIT ?",
             (until, limit),
         )
         return [cid for (cid,) in rows]

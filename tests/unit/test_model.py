@@ -16,6 +16,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import streamseg.model as model_pkg
+from streamseg.config import SAMPLE_PATH
 from streamseg.model import (
     Assignment,
     CustomerKMeans,
@@ -35,11 +36,6 @@ Store = dict[str, tuple[np.ndarray, int]]
 Event = tuple[str, np.ndarray]
 
 REPO = Path(__file__).resolve().parents[2]
-CDNOW_CANDIDATES = [
-    REPO / "streamseg" / "data" / "cdnow_sample.csv",
-    REPO.parent / "shared" / "data" / "cdnow_sample.csv",
-]
-
 
 # ------------------------------------------------------------------------- helpers
 
@@ -180,9 +176,7 @@ def test_anisotropic_unequal_blobs_inertia() -> None:
 
 
 def test_cdnow_rfm_inertia() -> None:
-    path = next((p for p in CDNOW_CANDIDATES if p.exists()), None)
-    if path is None:
-        pytest.skip("cdnow_sample.csv not found")
+    path = SAMPLE_PATH  # bundled with the package
     events = cdnow_events(path)
     model = CustomerKMeans(n_clusters=5)
     store = drive(model, events)
@@ -192,9 +186,7 @@ def test_cdnow_rfm_inertia() -> None:
 
 def test_restarts_are_what_escape_a_poor_start_on_cdnow() -> None:
     """The bar above is not met by sequential updates alone (so the test can fail)."""
-    path = next((p for p in CDNOW_CANDIDATES if p.exists()), None)
-    if path is None:
-        pytest.skip("cdnow_sample.csv not found")
+    path = SAMPLE_PATH  # bundled with the package
     events = cdnow_events(path)
     model = CustomerKMeans(n_clusters=5, refine_every=0)
     store = drive(model, events)
