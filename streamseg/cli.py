@@ -292,5 +292,24 @@ def bench_throughput(
     _print_json(bench.throughput(repeat))
 
 
+@bench_app.command("kafka")
+def bench_kafka(
+    events: Annotated[int, typer.Option(help="Events produced.")] = 200_000,
+    customers: Annotated[int, typer.Option(help="Distinct customers.")] = 20_000,
+    rate: Annotated[float, typer.Option(help="Offered rate for the latency part.")] = 2_000,
+    seconds: Annotated[float, typer.Option(help="Duration of the latency part.")] = 20.0,
+    kafka: Annotated[str, typer.Option(help="Bootstrap servers.")] = "127.0.0.1:9092",
+    redis_url: Annotated[str, typer.Option("--redis", help="Redis URL.")] = (
+        "redis://127.0.0.1:6379/0"),
+) -> None:
+    """Ceiling (bare consumer) vs full service on one topic, latency, Redis bytes/customer.
+
+    Needs the broker and Redis: `scripts/services up`.
+    """
+    from streamseg import bench_kafka
+
+    _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

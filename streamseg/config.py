@@ -168,7 +168,12 @@ class ModelSettings(_Section):
         1000, ge=1, description="Customer updates between Lloyd refinements of the centroids."
     )
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
-    n_init: int = Field(10, ge=1, description="k-means++ restarts when seeding/re-seeding.")
+    n_init: int = Field(
+        10, ge=1, description="k-means++ runs when seeding, and restarts tried at a refinement."
+    )
+    restart_every: int = Field(
+        5, ge=1, description="Try restarts at every N-th refinement only (they cost most of one)."
+    )
     hysteresis: float = Field(
         0.2, ge=0, lt=1,
         description="Relative margin by which a new centroid must be closer before a "

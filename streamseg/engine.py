@@ -70,6 +70,8 @@ class _Batch:
 
     loaded: dict[str, CustomerState] = field(default_factory=dict)
     touched: dict[str, CustomerState] = field(default_factory=dict)
+    # Customers to re-score at the end of the batch, with why.
+    to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
     def state(self, customer_id: str) -> CustomerState | None:
@@ -175,20 +177,22 @@ class SegmentationEngine:
             if self.watermark is None or event.epoch > self.watermark:
                 self.watermark = event.epoch
             if state.features.has_purchases:
-                self._score(batch, state, "behaviour")
+                batch.to_score[state.customer_id] = (state, "behaviour")
         self._rescore_due(batch, self.settings.pipeline.max_rescore_per_batch)
+        self._score_all(batch)
         return batch.finish()
 
     def finish(self) -> BatchOutcome:
         """End of a finite stream: seed a model still warming up."""
         batch = self._begin()
-        self._apply_assignments(batch, self.model.flush(), "behaviour")
+        self._apply_assignments(batch, self.model.flush())
         return batch.finish()
 
     def rescore_batch(self, limit: int) -> BatchOutcome:
         """Re-score up to ``limit`` idle customers who are due (the inactivity timer)."""
         batch = self._begin()
         self._rescore_due(batch, limit)
+        self._score_all(batch)
         return batch.finish()
 
     def _begin(self) -> _Batch:
@@ -250,34 +254,58 @@ class SegmentationEngine:
             events.append((event, record))
         return events
 
-    def _score(self, batch: _Batch, state: CustomerState, reason: ChangeReason) -> None:
-        """Recompute a customer's vector at the service clock and (re)assign them."""
+    def _score_all(self, batch: _Batch) -> None:
+        """Re-score every customer the batch marked, at the service clock, at once.
+
+        A customer is scored once per batch, however many events they had in it: the
+        features took every event; the vector, standardisation and model step are done
+        for all marked customers together (vectorised), which is what keeps the cost per
+        event low.
+        """
+        if not batch.to_score:
+            return
         features = self.settings.features
-        now = max(self.now(), state.features.reference_time or 0.0)
-        snapshot = features.snapshot(state.features, now)
-        raw = snapshot.raw_vector()
-        self._remember_raw(state)
-        previous_raw = self._scored_raw.get(state.customer_id)
-        if previous_raw is not None:
-            self.scaler.revert_one(previous_raw)
-        self.scaler.learn_one(raw)
-        self._scored_raw[state.customer_id] = raw
-        vector = self.scaler.transform_one(raw).astype(np.float32).astype(np.float64)
-        assignments = self.model.update_customer(
-            state.customer_id, vector, state.vector_array(), state.segment
+        clock = self.now()
+        states = [state for state, _ in batch.to_score.values()]
+        raws = np.empty((len(states), len(VECTOR_FIELDS)))
+        old_raws: list[np.ndarray] = []
+        for row, state in enumerate(states):
+            self._remember_raw(state)
+            previous_raw = self._scored_raw.get(state.customer_id)
+            if previous_raw is not None:
+                old_raws.append(previous_raw)
+            now = max(clock, state.features.reference_time or 0.0)
+            snapshot = features.snapshot(state.features, now)
+            raws[row] = snapshot.raw_vector()
+            state.updated_at = now
+            wait_days = min(
+                features.rescore_max_days,
+                max(features.rescore_min_days, features.rescore_growth * snapshot.recency_days),
+            )
+            state.next_rescore_at = now + wait_days * SECONDS_PER_DAY
+        if old_raws:
+            self.scaler.revert_many(np.asarray(old_raws))
+        self.scaler.learn_many(raws)
+        vectors = self.scaler.transform_many(raws).astype(np.float32).astype(np.float64)
+        assignments = self.model.update_customers(
+            [state.customer_id for state in states],
+            vectors,
+            [state.vector_array() for state in states],
+            [state.segment for state in states],
         )
-        state.vector = vector.tolist()
-        state.updated_at = now
-        wait_days = min(
-            features.rescore_max_days,
-            max(features.rescore_min_days, features.rescore_growth * snapshot.recency_days),
-        )
-        state.next_rescore_at = now + wait_days * SECONDS_PER_DAY
-        batch.touched[state.customer_id] = state
-        self._apply_assignments(batch, assignments, reason)
+        for row, state in enumerate(states):
+            state.vector = vectors[row].tolist()
+            self._scored_raw[state.customer_id] = raws[row]
+            batch.touched[state.customer_id] = state
+        reasons = {cid: reason for cid, (_, reason) in batch.to_score.items()}
+        batch.to_score.clear()
+        self._apply_assignments(batch, assignments, reasons)
 
     def _apply_assignments(
-        self, batch: _Batch, assignments: Sequence[Assignment], reason: ChangeReason
+        self,
+        batch: _Batch,
+        assignments: Sequence[Assignment],
+        reasons: dict[str, ChangeReason] | None = None,
     ) -> None:
         """Write the model's assignments into the states, at once.
 
@@ -293,6 +321,7 @@ class SegmentationEngine:
             if state is None:
                 continue  # the model knows a customer the store lost; nothing to update
             batch.touched[assignment.key] = state
+            reason = (reasons or {}).get(assignment.key, "behaviour")
             self._assign(state, assignment, reason, batch.outcome)
 
     def _remember_raw(self, state: CustomerState) -> None:
@@ -312,7 +341,8 @@ class SegmentationEngine:
         for cid in due:
             state = batch.state(cid)
             if state is not None and state.features.has_purchases:
-                self._score(batch, state, "inactivity")
+                batch.to_score[cid] = (state, "inactivity")
+                batch.touched[cid] = state
                 batch.outcome.rescored += 1
 
     def _assign(

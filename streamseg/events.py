@@ -3,7 +3,8 @@
 * :class:`TransactionEvent` -- one customer transaction, one JSON object per line
   (or per Kafka message).
 * :class:`RawRecord` -- an input payload before parsing, with where it came from.
-* :class:`DeadLetter` -- a payload that could not be used, with the reason.
+* :class:`DeadLetter` -- a payload that could not be used, with the reason (a payload
+  over 64 KiB keeps its first 64 KiB).
 * :class:`SegmentChange` -- a customer's segment changed; published as a
   CloudEvents 1.0 structured JSON envelope (:meth:`SegmentChange.to_json`).
 
@@ -64,7 +65,10 @@ class TransactionEvent(BaseModel):
         # event times compare correctly whatever zone the producer wrote.
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+            raise ValueError("out of the range of datetime in UTC") from None
 
     @property
     def epoch(self) -> float:
@@ -90,8 +94,12 @@ def _describe(error: ValidationError) -> str:
 
 def parse_event(payload: str | bytes) -> TransactionEvent:
     """Parse one JSON payload, raising :class:`InvalidEvent` with a readable reason."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidEvent(f"payload too large: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    # Text is measured in UTF-8 bytes, so that a payload gets the same verdict whether a
+    # source hands it over as text (files) or as bytes (Kafka).
+    size = len(payload if isinstance(payload, bytes)
+               else payload.encode("utf-8", "surrogatepass"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent(f"payload too large: {size} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         return TransactionEvent.model_validate_json(payload)
     except ValidationError as error:
@@ -137,24 +145,36 @@ class DeadLetter:
     reason: str
     origin: str
     rejected_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    #: Size of the original payload in bytes when ``payload`` holds only its beginning.
+    truncated_from: int | None = None
 
     @classmethod
     def from_record(cls, record: RawRecord, reason: str) -> DeadLetter:
+        """A dead letter for ``record``; the payload as UTF-8 text, at most 64 KiB of it.
+
+        A payload over :data:`MAX_PAYLOAD_BYTES` (rejected unread as too large) keeps
+        only its first 64 KiB: the whole of it might not fit in a dead-letter message
+        (Kafka's default limit is 1 MB), and a letter that cannot be published would
+        stop the stream. Undecodable bytes (and lone surrogates) become U+FFFD.
+        """
         payload = record.payload
-        if isinstance(payload, bytes):
-            payload = payload.decode("utf-8", errors="replace")
-        return cls(payload=payload, reason=reason, origin=record.origin)
+        data = payload if isinstance(payload, bytes) else payload.encode("utf-8",
+                                                                          "surrogatepass")
+        truncated_from = len(data) if len(data) > MAX_PAYLOAD_BYTES else None
+        text = data[:MAX_PAYLOAD_BYTES].decode("utf-8", errors="replace")
+        return cls(payload=text, reason=reason, origin=record.origin,
+                   truncated_from=truncated_from)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "origin": self.origin,
-                "rejected_at": self.rejected_at,
-                "payload": self.payload,
-            },
-            ensure_ascii=False,
-        )
+        document: dict[str, Any] = {
+            "reason": self.reason,
+            "origin": self.origin,
+            "rejected_at": self.rejected_at,
+            "payload": self.payload,
+        }
+        if self.truncated_from is not None:
+            document["payload_truncated_from_bytes"] = self.truncated_from
+        return json.dumps(document, ensure_ascii=False)
 
 
 #: CloudEvents ``type`` of a segment change.

@@ -268,6 +268,43 @@ class OnlineStandardizer:
         np.maximum(self.m2, 0.0, out=self.m2)  # rounding must not make a variance negative
         self.n -= 1
 
+    def learn_many(self, x: np.ndarray) -> None:
+        """Learn the rows of ``x`` at once (Chan et al.'s parallel update)."""
+        if len(x) == 0:
+            return
+        n_b = len(x)
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.n = n
+
+    def revert_many(self, x: np.ndarray) -> None:
+        """Forget the rows of ``x`` at once (the inverse of :meth:`learn_many`)."""
+        if len(x) == 0:
+            return
+        n_b = len(x)
+        n_a = self.n - n_b
+        if n_a <= 0:
+            self.n = 0
+            self.mean = np.zeros_like(self.mean)
+            self.m2 = np.zeros_like(self.m2)
+            return
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        mean_a = (self.n * self.mean - n_b * mean_b) / n_a
+        delta = mean_b - mean_a
+        self.m2 = np.maximum(self.m2 - m2_b - delta**2 * (n_a * n_b / self.n), 0.0)
+        self.mean = mean_a
+        self.n = n_a
+
+    def transform_many(self, x: np.ndarray) -> np.ndarray:
+        std = self.std
+        constant = std <= 1e-12
+        return np.where(constant, 0.0, (x - self.mean) / np.where(constant, 1.0, std))
+
     @property
     def std(self) -> np.ndarray:
         """The scale used: the population standard deviation, but at least ``min_std``."""

@@ -113,6 +113,9 @@ class Application:
         )
         self._model_version = self.engine.model.version
         self.metrics = Metrics()
+        #: When a list, every event's produce-to-written latency (seconds) is appended
+        #: too, for benchmarks that want exact percentiles rather than histogram buckets.
+        self.latency_samples: list[float] | None = None
         self.metrics_server: MetricsServer | None = None
         if settings.metrics.enabled:
             self.metrics_server = MetricsServer(
@@ -296,7 +299,10 @@ class Application:
         written = time.time()
         for record in records:
             if record.produced_at is not None:
-                self.metrics.end_to_end_latency.observe(max(0.0, written - record.produced_at))
+                latency = max(0.0, written - record.produced_at)
+                self.metrics.end_to_end_latency.observe(latency)
+                if self.latency_samples is not None:
+                    self.latency_samples.append(latency)
 
     def _update_gauges(self, every_seconds: float = 5.0) -> None:
         """Refresh gauges that cost a store or broker call, at most every few seconds."""

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,6 +118,16 @@ class SegmentModel(Protocol):
         previous_segment: int | None,
     ) -> list[Assignment]:
         """Learn a customer's new vector; return the assignments the caller must store."""
+        ...
+
+    def update_customers(
+        self,
+        keys: Sequence[str],
+        vectors: np.ndarray,
+        previous: Sequence[np.ndarray | None],
+        previous_segments: Sequence[int | None],
+    ) -> list[Assignment]:
+        """``update_customer`` for many distinct customers at once (one batch)."""
         ...
 
     def flush(self) -> list[Assignment]:

@@ -497,9 +497,13 @@ class CustomerKMeans(base.Clusterer):
     lloyd_iterations
         Maximum number of Lloyd iterations per run (seeding runs, refinement, restarts);
         runs stop earlier when no assignment changes.
+    restart_every
+        Restarts are tried at every ``restart_every``-th refinement only (the first one
+        included): they cost most of a refinement (~50 ms with the defaults), and Lloyd
+        alone keeps a good solution good in between. This bounds the latency spikes.
     n_init
         Number of k-means++ + Lloyd runs at seeding (best one kept) and of restarts tried
-        at each refinement. ``0`` disables restarts at refinement (seeding then does one
+        at a refinement. ``0`` disables restarts at refinement (seeding then does one
         run).
     hysteresis
         Relative margin in ``[0, 1)``. A customer in segment ``s`` whose new vector is
@@ -542,6 +546,7 @@ class CustomerKMeans(base.Clusterer):
         refine_every: int = 1000,
         lloyd_iterations: int = 10,
         n_init: int = 10,
+        restart_every: int = 5,
         hysteresis: float = 0.0,
         seed: int = 42,
         feature_names: tuple[Any, ...] | None = None,
@@ -568,6 +573,10 @@ class CustomerKMeans(base.Clusterer):
         self.refine_every = refine_every
         self.lloyd_iterations = lloyd_iterations
         self.n_init = n_init
+        if restart_every < 1:
+            raise ValueError(f"restart_every must be >= 1, got {restart_every}")
+        self.restart_every = restart_every
+        self._refinements = 0
         self.hysteresis = hysteresis
         self.seed = seed
         self.feature_names = tuple(feature_names) if feature_names is not None else None
@@ -676,6 +685,118 @@ class CustomerKMeans(base.Clusterer):
             return []
         return self._update_seeded(key, x, previous, previous_segment)
 
+    def update_customers(
+        self,
+        keys: Sequence[str],
+        vectors: np.ndarray,
+        previous: Sequence[np.ndarray | None],
+        previous_segments: Sequence[int | None],
+    ) -> list[Assignment]:
+        """:meth:`update_customer` for many distinct customers at once (a mini-batch).
+
+        All rows are assigned against the same centroids (after every row's old vector
+        has left its segment), then added together: one vectorised step instead of one
+        per customer, which is what makes a batch of a thousand customers cost about as
+        much as a handful. The per-segment sums stay exact means of the members. Keys
+        must be distinct. Returns one assignment per key (in order), then the other
+        customers a refinement moved.
+        """
+        x = np.asarray(vectors, dtype=np.float64)
+        n = len(keys)
+        if n == 0:
+            return []
+        if x.shape[0] != n or not np.isfinite(x).all():
+            raise ValueError("vectors must be finite, one row per key")
+        stats, centroids, reservoir = self._stats, self._centroids, self._reservoir
+        if stats is None or centroids is None or reservoir is None or n == 1:
+            return self._update_each(keys, x, previous, previous_segments)
+        if self._dim is not None and x.shape[1] != self._dim:
+            raise ValueError(f"expected vectors of dimension {self._dim}, got {x.shape[1]}")
+        k = self.n_clusters
+        old_segments = np.full(n, -1, dtype=np.int64)
+        old_x = np.zeros_like(x)
+        slots = np.full(n, -1, dtype=np.int64)
+        is_new = np.zeros(n, dtype=bool)
+        for i, key in enumerate(keys):
+            slot = reservoir.index.get(key)
+            if slot is not None:
+                slots[i] = slot
+                old_segments[i] = reservoir.segments[slot]
+                old_x[i] = reservoir.vectors[slot]
+            elif previous[i] is not None and previous_segments[i] is not None:
+                segment = int(previous_segments[i])  # type: ignore[arg-type]
+                if not 0 <= segment < k:
+                    raise ValueError(f"previous_segment {segment} is not in range({k})")
+                old_segments[i] = segment
+                old_x[i] = np.asarray(previous[i], dtype=np.float64)
+            else:
+                is_new[i] = previous_segments[i] is None
+        has_old = old_segments >= 0
+        removed = np.bincount(old_segments[has_old], minlength=k)
+        if (removed > stats.counts).any() or len(set(keys)) != n:
+            # The caller's records disagree with the sums (or keys repeat): take the
+            # careful one-by-one path, which tolerates that.
+            return self._update_each(keys, x, previous, previous_segments)
+
+        # Leave-one-out: every old vector leaves its segment before anyone is compared.
+        if has_old.any():
+            segs, xs = old_segments[has_old], old_x[has_old]
+            np.subtract.at(stats.sums, segs, xs)
+            np.subtract.at(stats.sqsums, segs, np.einsum("nd,nd->n", xs, xs))
+            stats.counts -= removed
+            emptied = stats.counts == 0
+            stats.sums[emptied] = 0.0
+            stats.sqsums[emptied] = 0.0
+        live = stats.counts > 0
+        centroids[live] = stats.sums[live] / stats.counts[live, None]
+
+        d2 = squared_distances(x, centroids)
+        best = d2.argmin(axis=1).astype(np.int64)
+        if self.hysteresis > 0.0 and has_old.any():
+            rows = np.flatnonzero(has_old & (best != old_segments))
+            margin = (1.0 - self.hysteresis) ** 2
+            keep = ~(d2[rows, best[rows]] < margin * d2[rows, old_segments[rows]])
+            best[rows[keep]] = old_segments[rows[keep]]
+        np.add.at(stats.sums, best, x)
+        np.add.at(stats.sqsums, best, np.einsum("nd,nd->n", x, x))
+        stats.counts += np.bincount(best, minlength=k)
+        live = stats.counts > 0
+        centroids[live] = stats.sums[live] / stats.counts[live, None]
+
+        for i, key in enumerate(keys):
+            if slots[i] >= 0:
+                reservoir.vectors[slots[i]] = x[i]
+                reservoir.segments[slots[i]] = best[i]
+            elif is_new[i]:
+                reservoir.offer(key, x[i], int(best[i]), self._rng)
+        self._n_updates += n
+        self._updates_since_refine += n
+        out = [Assignment(key, int(best[i]), x[i], False) for i, key in enumerate(keys)]
+        if self.refine_every > 0 and self._updates_since_refine >= self.refine_every:
+            position = {key: i for i, key in enumerate(keys)}
+            for moved in self._refine(force_restart=False):
+                row = position.get(moved.key)
+                if row is None:
+                    out.append(moved)
+                else:
+                    out[row] = Assignment(moved.key, moved.segment, x[row], False)
+        return out
+
+    def _update_each(
+        self,
+        keys: Sequence[str],
+        x: np.ndarray,
+        previous: Sequence[np.ndarray | None],
+        previous_segments: Sequence[int | None],
+    ) -> list[Assignment]:
+        """One customer at a time (warm-up, single rows, inconsistent input)."""
+        latest: dict[str, Assignment] = {}
+        for i, key in enumerate(keys):
+            for assignment in self.update_customer(key, x[i], previous[i],
+                                                   previous_segments[i]):
+                latest[assignment.key] = assignment
+        return list(latest.values())
+
     def flush(self) -> list[Assignment]:
         """Bring the model up to date at the end of a finite stream (or at shutdown).
 
@@ -766,6 +887,7 @@ class CustomerKMeans(base.Clusterer):
             "version": self.version,
             "n_updates": self._n_updates,
             "updates_since_refine": self._updates_since_refine,
+            "refinements": self._refinements,
             "n_anonymous": self._n_anonymous,
             "rng": _rng_to_state(self._rng),
             "buffer": {
@@ -799,6 +921,7 @@ class CustomerKMeans(base.Clusterer):
         model.version = int(state["version"])
         model._n_updates = int(state["n_updates"])
         model._updates_since_refine = int(state["updates_since_refine"])
+        model._refinements = int(state.get("refinements", 0))
         model._n_anonymous = int(state["n_anonymous"])
         model._rng = _rng_from_state(state["rng"])
         model._buffer = {
@@ -976,7 +1099,9 @@ class CustomerKMeans(base.Clusterer):
             labels, new_stats, new_centroids = lloyd(
                 x, old_labels, fixed, centroids, self.lloyd_iterations, self.hysteresis
             )
-        if force_restart or self.n_init > 0:
+        try_restarts = self.n_init > 0 and self._refinements % self.restart_every == 0
+        self._refinements += 1
+        if force_restart or try_restarts:
             # Search for candidates on at most RESTART_SAMPLE_SIZE reservoir points (the
             # runs dominate the cost of a refinement); the Lloyd below then polishes the
             # best candidate on the whole reservoir.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,20 @@ class RiverKMeansModel:
     def sizes(self) -> np.ndarray:
         """Customers per segment, by the segment last returned for each."""
         return self._sizes.copy()
+
+    def update_customers(
+        self,
+        keys: Sequence[str],
+        vectors: np.ndarray,
+        previous: Sequence[np.ndarray | None],
+        previous_segments: Sequence[int | None],
+    ) -> list[Assignment]:
+        """One River ``learn_one``/``predict_one`` per customer (River has no batch)."""
+        out: list[Assignment] = []
+        for i, key in enumerate(keys):
+            out.extend(self.update_customer(key, np.asarray(vectors[i]), previous[i],
+                                            previous_segments[i]))
+        return out
 
     def update_customer(
         self,

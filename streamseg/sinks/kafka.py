@@ -13,8 +13,10 @@ Segment changes
     ``content-type: application/cloudevents+json``.
 
 Dead letters
-    value = ``DeadLetter.to_json()`` (reason, origin, time, the payload as text), no key,
-    headers ``reason`` (UTF-8, cut to 1 KiB) and ``origin``.
+    value = ``DeadLetter.to_json()`` (reason, origin, time, the payload as text; of a
+    payload over 64 KiB only its first 64 KiB and ``payload_truncated_from_bytes``, so
+    that every letter fits a default 1 MB Kafka message), no key, headers ``reason``
+    (UTF-8, cut to 1 KiB) and ``origin``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ Where a restarted worker resumes
     forgets its stored position: if it comes back later, another worker may have
     advanced it, and Kafka's committed offset is then the fresher one.
 
+    After a failed batch the pipeline calls :meth:`KafkaSource.seek` again (recovery):
+    every assigned partition then goes back to its last known position -- stored,
+    committed, or else the first offset this source returned from it -- so a batch that
+    failed before anything was stored is read again rather than skipped.
+
 ``max_poll_interval_ms``
     The consumer must call ``poll`` at least every ``max_poll_interval_ms`` (kafka-python
     default 300 s) or the group considers it dead and gives its partitions away; offsets
@@ -214,7 +219,11 @@ class KafkaSource(Source):
 
     # -- resuming ---------------------------------------------------------------------
     def seek(self, positions: dict[str, int]) -> None:
-        """Remember stored positions; partitions seek to them when assigned."""
+        """Remember stored positions; partitions seek to them when assigned.
+
+        Partitions assigned already go back at once to their stored position, or to the
+        last known one when none is stored (see the module docstring).
+        """
         wanted: dict[TopicPartition, int] = {}
         for key, offset in positions.items():
             partition = _partition_of(key)
@@ -222,8 +231,7 @@ class KafkaSource(Source):
                 wanted[partition] = int(offset)
         with self._lock:
             self._positions.update(wanted)
-        assigned = self._consumer.assignment() or set()
-        self._seek_assigned([partition for partition in wanted if partition in assigned])
+        self._seek_assigned(list(self._consumer.assignment() or ()))
 
     def _seek_assigned(self, assigned: Any) -> None:
         with self._lock:

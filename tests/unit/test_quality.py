@@ -30,12 +30,21 @@ def test_simulated_archetypes_recovered(tmp_path: Path) -> None:
     assert bench.adjusted_rand(settings, read_truth(truth_path)) >= 0.9
 
 
-def test_no_flapping_on_a_stationary_stream(tmp_path: Path) -> None:
-    events, _ = simulate_stream(customers=1000, seed=3, archetypes=bench.STATIONARY)
+def test_hysteresis_keeps_flapping_under_one_percent(tmp_path: Path) -> None:
+    # The figure `streamseg bench flapping` prints (2,000 customers, seed 3). Other seeds
+    # land near the bar (README: 1.0% and 1.05% for seeds 4 and 5), so this asserts the
+    # documented benchmark, plus that hysteresis is what brings the share down.
+    events, _ = simulate_stream(customers=2000, seed=3, archetypes=bench.STATIONARY)
     source = tmp_path / "stationary.jsonl"
     source.write_text("".join(json.dumps(e) + "\n" for e in events))
-    bench.run_file(str(source), tmp_path)  # default hysteresis
     midpoint = (STREAM_END - timedelta(days=182)).timestamp()
-    result = bench.flapping_share(tmp_path / "changes.jsonl", midpoint)
-    assert result["customers"] == 1000
-    assert result["share_over_two_changes"] <= 0.01, result
+    shares = {}
+    for margin in (0.0, 0.2):
+        folder = tmp_path / str(margin)
+        folder.mkdir()
+        bench.run_file(str(source), folder, {"model": {"hysteresis": margin}})
+        result = bench.flapping_share(folder / "changes.jsonl", midpoint)
+        assert result["customers"] == 2000
+        shares[margin] = result["share_over_two_changes"]
+    assert shares[0.2] <= 0.01, shares
+    assert shares[0.2] < shares[0.0], shares

@@ -1,0 +1,212 @@
+"""End-to-end benchmark on real Kafka and Redis (``streamseg bench kafka``).
+
+In one run, on the same machine and the same topic:
+
+a. the *ceiling*: a bare kafka-python consumer reads the topic and decodes the JSON,
+   nothing else;
+b. the *service*: the full pipeline (parse, features, model, Redis write, change events
+   to Kafka, offset commits) on the same topic.
+
+It prints events/s of both and the ratio b/a (timings on a shared machine vary; the
+ratio within one run is the comparable figure), then the latency from produce to
+Redis write at a fixed offered rate, and the Redis memory per customer of the run.
+
+Events carry the current time as their timestamp, as live traffic does: replaying a
+year of history in a minute would add inactivity re-scoring work that live traffic
+spreads over the year.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streamseg.config import load_settings
+from streamseg.pipeline import Application
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def _events(count: int, customers: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs: customers with lognormal order values, ids shuffled."""
+    rng = np.random.default_rng(seed)
+    who = rng.integers(customers, size=count)
+    amounts = np.round(rng.lognormal(3.5, 0.8, size=count), 2)
+    now = time.time()
+    pairs = []
+    for i in range(count):
+        customer = f"c{int(who[i]):07d}"
+        stamp = now + i * 1e-4  # increasing, within seconds of now
+        value = json.dumps({
+            "event_id": f"e{i}", "customer_id": customer, "amount": float(amounts[i]),
+            "timestamp": stamp,
+        }).encode()
+        pairs.append((customer.encode(), value))
+    return pairs
+
+
+def _create_topics(servers: str, names: list[str], partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        admin.close()
+
+
+def _produce(servers: str, topic: str, pairs: list[tuple[bytes, bytes]],
+             rate: float | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=5, acks=1,
+                             batch_size=256 * 1024)
+    started = time.perf_counter()
+    for index, (key, value) in enumerate(pairs):
+        if rate is not None:
+            # Paced: each event leaves at its slot, so the service sees a steady load.
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            value = _stamp(value)
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def _stamp(value: bytes) -> bytes:
+    # Latency is measured from the broker's CreateTime (set by the producer at send);
+    # the event time is refreshed too so that paced events look live.
+    event = json.loads(value)
+    event["timestamp"] = time.time()
+    return json.dumps(event).encode()
+
+
+def ceiling(servers: str, topic: str, count: int) -> float:
+    """Events/s of a bare consumer that only decodes the JSON."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=servers,
+                             group_id=f"ceiling-{uuid.uuid4().hex[:8]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    seen = 0
+    started = time.perf_counter()
+    deadline = started + 600
+    while seen < count and time.perf_counter() < deadline:
+        for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+            for record in records:
+                json.loads(record.value)
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed
+
+
+def _run_service(settings: Any, until: Callable[[Application], bool],
+                 latencies: list[float] | None = None) -> tuple[Application, float]:
+    application = Application(settings)
+    if latencies is not None:
+        application.latency_samples = latencies
+    thread = threading.Thread(target=application.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    deadline = started + 1200
+    while not until(application) and time.perf_counter() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    application.stop()
+    thread.join(timeout=60)
+    application.close()
+    return application, elapsed
+
+
+def _consumed(count: int) -> Callable[[Application], bool]:
+    def done(application: Application) -> bool:
+        return sum(application.store.positions().values()) >= count
+    return done
+
+
+def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
+        latency_seconds: float = 20.0, servers: str = "127.0.0.1:9092",
+        redis_url: str = "redis://127.0.0.1:6379/0", partitions: int = 4,
+        seed: int = 0) -> dict[str, Any]:
+    """The whole benchmark; returns the figures (also what ``streamseg bench kafka`` prints)."""
+    tag = uuid.uuid4().hex[:8]
+    topic, changes, paced = f"bench-{tag}", f"bench-{tag}-changes", f"bench-{tag}-paced"
+    _create_topics(servers, [topic, changes, paced, f"{topic}.dlq", f"{paced}.dlq"],
+                   partitions)
+    pairs = _events(count, customers, seed)
+    _produce(servers, topic, pairs)
+
+    bare = ceiling(servers, topic, count)
+
+    client = redis.Redis.from_url(redis_url)
+    memory_before = int(client.info("memory")["used_memory"])
+    prefix = f"bench-{tag}"
+    settings = load_settings(overrides={
+        "source": {"uri": f"kafka://{servers}/{topic}", "batch_size": 2000},
+        "kafka": {"group_id": f"bench-{tag}"},
+        "store": {"uri": redis_url, "redis_prefix": prefix,
+                  "redis_buckets": max(1, customers // 50)},
+        "sinks": {"changes": f"kafka://{servers}/{changes}"},
+    })
+    application, elapsed = _run_service(settings, _consumed(count))
+    service = count / elapsed
+    stored = application.store.count()
+    memory_after = int(client.info("memory")["used_memory"])
+
+    # Latency: the same service (warm: model seeded, customers known) on a paced topic.
+    latency_settings = settings.model_copy(update={
+        "source": settings.source.model_copy(update={
+            "uri": f"kafka://{servers}/{paced}", "batch_size": 500,
+            "poll_timeout_s": 0.05}),
+    })
+    paced_count = int(rate * latency_seconds)
+    paced_pairs = _events(paced_count, customers, seed + 1)
+    latencies: list[float] = []
+    # The paced producer is another process, as a real producer would be: in a thread
+    # it would compete with the service for the interpreter lock and inflate latency.
+    producer = multiprocessing.get_context("fork").Process(
+        target=_produce, args=(servers, paced, paced_pairs, rate))
+    offset_base = sum(application.store.positions().values())
+
+    def paced_done(app: Application) -> bool:
+        return sum(app.store.positions().values()) >= offset_base + paced_count
+
+    producer.start()
+    _run_service(latency_settings, paced_done, latencies)
+    producer.join()
+    samples = np.array(latencies) * 1000.0
+
+    for key in client.scan_iter(f"{prefix}:*", count=1000):
+        client.delete(key)
+    return {
+        "machine": machine(),
+        "events": count,
+        "customers": customers,
+        "ceiling_events_per_second": round(bare),
+        "service_events_per_second": round(service),
+        "ratio_service_to_ceiling": round(service / bare, 3),
+        "latency_offered_rate_events_per_second": rate,
+        "latency_events": int(samples.size),
+        "latency_p50_ms": round(float(np.percentile(samples, 50)), 1) if samples.size else None,
+        "latency_p99_ms": round(float(np.percentile(samples, 99)), 1) if samples.size else None,
+        "redis_customers": stored,
+        "redis_bytes_per_customer": round((memory_after - memory_before) / max(1, stored), 1),
+    }

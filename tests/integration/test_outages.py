@@ -1,0 +1,209 @@
+"""Outages of the real servers under a running ``streamseg run``: Redis stopped, the Kafka
+broker stopped and restarted. The service must stay up, say it is not ready while it
+cannot work, resume by itself, and apply every event exactly once.
+
+These tests stop and start servers, so they get PRIVATE ones (``scripts/services`` on
+free ports with a temporary state dir, torn down at the end); the shared services other
+tests use are never touched. Redis runs with its append-only file fsynced on every write
+(``STREAMSEG_REDIS_PERSIST=1``): a stopped Redis comes back with its data, as a
+production Redis would. Every wait is bounded; no assertion is on durations.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamseg.store.redis import RedisStore
+from tests.integration._service import (
+    Feeder,
+    Service,
+    committed_offsets,
+    end_offsets,
+    free_port,
+    produce,
+    service_config,
+    services,
+    sixty_day_stream,
+    stream_positions,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+#: How long Redis stays down while events keep flowing.
+REDIS_OUTAGE_S = 10.0
+
+
+@dataclass
+class Private:
+    """Private Kafka + Redis, managed with ``scripts/services`` and ``env``."""
+
+    env: dict[str, str]
+    kafka: str
+    redis_url: str
+
+    def new_topic(self, label: str) -> str:
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+
+        name = f"it-{label}-{uuid.uuid4().hex[:10]}"
+        admin = KafkaAdminClient(bootstrap_servers=self.kafka)
+        try:
+            admin.create_topics([NewTopic(name, 4, 1)])
+        finally:
+            admin.close()
+        return name
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    state = tmp_path_factory.mktemp("private-services")
+    kafka_port, controller_port, redis_port = free_port(), free_port(), free_port()
+    env = {
+        "STREAMSEG_STATE_DIR": str(state),
+        "STREAMSEG_KAFKA_PORT": str(kafka_port),
+        "STREAMSEG_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "STREAMSEG_REDIS_PORT": str(redis_port),
+        "STREAMSEG_REDIS_PERSIST": "1",
+    }
+    try:
+        services("up", env=env)
+        yield Private(env, f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
+    finally:
+        services("down", "--clean", env=env)
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop_quietly()
+
+
+def _start(private: Private, tmp_path: Path, spawned: list[Service], label: str
+           ) -> tuple[Service, RedisStore, str]:
+    """A service on a fresh topic of the private servers: (service, its store, topic)."""
+    run_id = f"it-{label}-{uuid.uuid4().hex[:8]}"
+    topic = private.new_topic(f"{label}-events")
+    service = Service(tmp_path, label, service_config(
+        kafka=private.kafka, redis_url=private.redis_url, topic=topic, prefix=run_id,
+        group=run_id, changes_topic=private.new_topic(f"{label}-chg"),
+        dlq_topic=private.new_topic(f"{label}-dlq"), batch_size=250,
+        model={"n_clusters": 4, "warmup": 100},
+    ), metrics_port=free_port())
+    spawned.append(service)
+    service.start()
+    wait_until(lambda: service.readyz() == 200, f"{label}: /readyz 200 after start",
+               services=[service])
+    return service, RedisStore.from_uri(private.redis_url, prefix=run_id), topic
+
+
+def _counter(service: Service, name: str) -> float:
+    return service.metric(name) or 0.0
+
+
+def _assert_exactly_once(private: Private, service: Service, store: RedisStore, topic: str,
+                         events: list[dict[str, Any]]) -> None:
+    """Stopped with SIGTERM: exit 0; every event applied once; store, group agree."""
+    service.terminate()
+    assert service.wait(60) == 0, service.log_tail()
+    ends = end_offsets(private.kafka, topic)
+    assert sum(ends.values()) == len(events)
+    assert stream_positions(store.positions(), topic) == ends
+    assert committed_offsets(private.kafka, store.prefix, topic) == ends
+    states = {state.customer_id: state for state in store.iter_customers()}
+    purchases = Counter(e["customer_id"] for e in events if e["type"] == "purchase")
+    refunds = Counter(e["customer_id"] for e in events if e["type"] == "refund")
+    assert set(states) == {e["customer_id"] for e in events}
+    assert store.count() == len(states)
+    assert {c: s.features.orders for c, s in states.items() if s.features.orders} == \
+        dict(purchases), "orders lost or applied twice"
+    assert {c: s.features.refunds for c, s in states.items() if s.features.refunds} == \
+        dict(refunds), "refunds lost or applied twice"
+    assert store.outbox() == []
+    store.close()
+
+
+def test_redis_outage_while_events_flow(private: Private, tmp_path: Path,
+                                        spawned: list[Service]) -> None:
+    events = sixty_day_stream(1000, seed=21)  # ~20k events
+    first, rest = events[:3000], events[3000:]
+    service, store, topic = _start(private, tmp_path, spawned, "redis-outage")
+
+    def progress() -> int:
+        return sum(stream_positions(store.positions(), topic).values())
+
+    # 1. Redis down before anything was stored: the failed batches have no stored
+    #    position to go back to, and must still be read again, not skipped.
+    services("down", "redis", env=private.env)
+    produce(private.kafka, topic, first)
+    wait_until(lambda: _counter(service, "streamseg_store_errors_total") >= 1,
+               "a store error with Redis down", services=[service])
+    services("up", "redis", env=private.env)
+    wait_until(lambda: progress() == len(first), "the first events after Redis came back",
+               services=[service])
+
+    # 2. Redis down for a while, with events flowing all along.
+    feeder = Feeder(private.kafka, topic, rest, per_second=1200)
+    feeder.start()
+    wait_until(lambda: progress() > len(first), "progress on the flowing events",
+               services=[service])
+    errors_before = _counter(service, "streamseg_store_errors_total")
+    services("down", "redis", env=private.env)
+    down_at = time.monotonic()
+    wait_until(lambda: service.readyz() == 503, "/readyz 503 with Redis down",
+               services=[service])
+    wait_until(lambda: service.metric("streamseg_ready") == 0.0,
+               "streamseg_ready 0 with Redis down", services=[service])
+    wait_until(lambda: _counter(service, "streamseg_store_errors_total") > errors_before,
+               "the store-error counter to rise", services=[service])
+    while time.monotonic() - down_at < REDIS_OUTAGE_S:  # the outage goes on
+        assert service.alive(), service.log_tail()
+        assert service.readyz() == 503
+        time.sleep(0.5)
+    sent_during_outage = feeder.sent
+    services("up", "redis", env=private.env)
+    feeder.finish()
+    assert sent_during_outage < len(rest), "the feeder ended before Redis came back"
+    wait_until(lambda: progress() == len(events), "all events processed after the outage",
+               services=[service])
+    wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
+    wait_until(lambda: service.metric("streamseg_ready") == 1.0, "streamseg_ready 1 again",
+               services=[service])
+    _assert_exactly_once(private, service, store, topic, events)
+
+
+def test_kafka_broker_restart(private: Private, tmp_path: Path,
+                              spawned: list[Service]) -> None:
+    events = sixty_day_stream(1500, seed=22)  # ~30k events
+    before, after = events[:24000], events[24000:]
+    service, store, topic = _start(private, tmp_path, spawned, "kafka-outage")
+
+    def progress() -> int:
+        return sum(stream_positions(store.positions(), topic).values())
+
+    produce(private.kafka, topic, before)
+    wait_until(lambda: progress() >= 2000, "progress before the broker stops",
+               services=[service])
+    services("down", "kafka", env=private.env)  # while the service is busy
+    wait_until(lambda: service.readyz() == 503, "/readyz 503 with the broker down",
+               services=[service])
+    wait_until(lambda: service.metric("streamseg_ready") == 0.0,
+               "streamseg_ready 0 with the broker down", services=[service])
+    assert progress() < len(before), "the service finished before the broker stopped"
+    services("up", "kafka", env=private.env)
+    assert service.alive(), service.log_tail()
+    produce(private.kafka, topic, after)
+    wait_until(lambda: progress() == len(events), "all events processed after the restart",
+               services=[service])
+    wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
+    _assert_exactly_once(private, service, store, topic, events)
