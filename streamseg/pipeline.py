@@ -162,6 +162,7 @@ class Application:
                         # Idle: time still moves on for customers who stopped buying.
                         self._deliver(self.engine.rescore_batch(
                             self.settings.pipeline.max_rescore_per_batch), {})
+                        self._update_gauges()
                     failures = 0
                 except Exception as error:  # noqa: BLE001 - infrastructure failures
                     failures += 1

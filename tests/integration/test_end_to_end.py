@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.config import load_settings
 from streamseg.pipeline import Application, RunSummary
@@ -80,6 +83,54 @@ def _wait_until(condition: Callable[[], bool], run: _Run, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _samples(port: int) -> dict[str, list[Any]]:
+    families = text_string_to_metric_families(_scrape(port)[1])
+    return {family.name: family.samples for family in families}
+
+
+def _check_metrics(run: _Run, processed: int, rejected: int, customers: int) -> None:
+    """What ops see while the service runs: counters, gauges, health."""
+    server = run.app.metrics_server
+    assert server is not None
+    port = server.port
+    assert _scrape(port, "/healthz")[0] == 200
+    assert _scrape(port, "/readyz")[0] == 200
+
+    def settled() -> bool:
+        metrics = _samples(port)
+        sizes = sum(s.value for s in metrics["streamseg_segment_size_customers"])
+        lag = metrics["streamseg_consumer_lag_records"]
+        return sizes == customers and bool(lag) and sum(s.value for s in lag) == 0
+
+    _wait_until(settled, run, "the gauges caught up")  # gauges refresh every few seconds
+    metrics = _samples(port)
+
+    def total(name: str) -> float:
+        return sum(s.value for s in metrics[name] if s.name.endswith("_total"))
+
+    assert total("streamseg_events_processed") == processed
+    assert total("streamseg_events_rejected") == rejected
+    assert {s.labels["reason"] for s in metrics["streamseg_events_rejected"]
+            if s.name.endswith("_total")} >= {"malformed_json", "invalid_field"}
+    assert total("streamseg_events_consumed") == processed + rejected
+    changes = [s for s in metrics["streamseg_segment_changes"] if s.name.endswith("_total")]
+    assert sum(s.value for s in changes if s.labels["reason"] == "first_assignment") == customers
+    assert {s.labels["partition"] for s in metrics["streamseg_consumer_lag_records"]} == {
+        "0", "1", "2", "3"}
+    latency = [s for s in metrics["streamseg_end_to_end_latency_seconds"]
+               if s.name.endswith("_count")]
+    assert latency[0].value == processed + rejected
+    assert [s.value for s in metrics["streamseg_ready"]] == [1.0]
+
+
 def _read_all(servers: str, topic: str) -> list[Any]:
     """Every message of a topic, in offset order per partition."""
     consumer = KafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
@@ -130,6 +181,7 @@ def test_kafka_to_redis_end_to_end_and_exact_resume(
         "sinks": {"changes": f"kafka://{kafka_servers}/{changes_topic}",
                   "dead_letter": f"kafka://{kafka_servers}/{dlq_topic}"},
         "model": {"warmup": 50, "n_clusters": 3},
+        "metrics": {"enabled": True, "port": 0},  # an ephemeral port on loopback
     })
     store = RedisStore.from_uri(redis_url, prefix=redis_prefix)
 
@@ -139,6 +191,7 @@ def test_kafka_to_redis_end_to_end_and_exact_resume(
     # -- first run: everything ---------------------------------------------------------
     run = _Run(settings)
     _wait_until(consumed(produced), run, f"all {produced} records were processed")
+    _check_metrics(run, processed=len(events), rejected=len(MALFORMED), customers=len(customers))
     first = run.stop()
     assert first.processed == len(events) and first.rejected == len(MALFORMED)
     assert first.duplicates == 0
