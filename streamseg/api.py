@@ -265,15 +265,14 @@ def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], A
 def _lookup_key(customer_id: str, settings: Settings) -> str:
     """The store key of a requested customer id.
 
-    The one place to pseudonymise: if the pipeline ever stores a keyed hash of customer
-    ids instead of the ids, apply the same function from ``settings`` here, and every
-    endpoint looks customers up by it. Responses and errors still echo the id as
-    requested, never the key.
+    The one place to pseudonymise: with ``privacy.pseudonymise_key`` set the pipeline
+    stores a keyed hash instead of the id, so the API looks customers up by the same
+    hash. Responses and errors echo the id as requested, never the key.
 
     >>> _lookup_key("0042", Settings())
     '0042'
     """
-    return customer_id
+    return settings.customer_key(customer_id)
 
 
 def _timestamp(epoch: float | None) -> datetime | None:

@@ -160,7 +160,7 @@ def get(
     """Show one customer's segment and features."""
     settings = _settings(config, _nested(store={"uri": store}))
     engine = _open_engine(settings)
-    state = engine.store.get(customer_id)
+    state = engine.store.get(settings.customer_key(customer_id))
     if state is None:
         typer.echo(f"error: no customer {customer_id!r} in {settings.store.uri}", err=True)
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from streamseg.features import CustomerFeatures, FeatureSnapshot
 from streamseg.naming import DEFAULT_RULES, NameRule
+from streamseg.privacy import pseudonymise
 from streamseg.sources.file import CsvMapping
 
 #: Where the bundled real sample lives; ``source.uri: sample:cdnow`` points here.
@@ -219,6 +220,14 @@ class MetricsSettings(_Section):
     port: int = Field(9108, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
 
 
+class PrivacySettings(_Section):
+    pseudonymise_key: SecretStr | None = Field(
+        None,
+        description="When set (STREAMSEG_PRIVACY__PSEUDONYMISE_KEY), customer ids are "
+        "replaced by HMAC-SHA256(key, id) before anything is stored, published or logged.",
+    )
+
+
 class ApiSettings(_Section):
     enabled: bool = Field(False, description="Also serve the read API inside `streamseg run`.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you need more.")
@@ -242,6 +251,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -253,6 +263,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls, _yaml_data.get() or {}))
+
+    def pseudonym_key(self) -> bytes | None:
+        """The pseudonymisation key as bytes, or None when ids are kept."""
+        key = self.privacy.pseudonymise_key
+        return None if key is None else key.get_secret_value().encode("utf-8")
+
+    def customer_key(self, customer_id: str) -> str:
+        """The id under which a customer is stored (hashed when pseudonymising)."""
+        key = self.pseudonym_key()
+        return customer_id if key is None else pseudonymise(customer_id, key)
 
     def resolved_dead_letter(self) -> str:
         """Where rejected input goes (see ``sinks.dead_letter``)."""

@@ -43,6 +43,7 @@ from streamseg.features import (
 )
 from streamseg.model import Assignment, SegmentModel, build_model
 from streamseg.naming import SegmentNamer, centroid_units
+from streamseg.privacy import pseudonymise, scrub_payload
 from streamseg.store import CustomerState, Store
 
 # Events more than this far ahead of the service clock are rejected: one bad clock on a
@@ -125,6 +126,7 @@ class SegmentationEngine:
             self.watermark = None
             names = {}
         self.namer = SegmentNamer(settings.naming.rules, settings.naming.stickiness)
+        self._pseudonym_key = settings.pseudonym_key()
         #: Segment id -> name; refreshed from the centroids before each batch.
         self.names: dict[int, str] = {int(k): v for k, v in names.items()}
         # Unstandardised vector each customer was last scored with, for this batch. The
@@ -236,23 +238,33 @@ class SegmentationEngine:
     ) -> list[tuple[TransactionEvent, RawRecord]]:
         events: list[tuple[TransactionEvent, RawRecord]] = []
         horizon = max(self.now(), self._wall_clock()) + MAX_FUTURE_SECONDS
+        key = self._pseudonym_key
         for record in records:
             if record.error is not None:
-                outcome.rejected.append(DeadLetter.from_record(record, record.error))
+                self._reject(outcome, record, record.error)
                 continue
             try:
                 event = record.event or parse_event(record.payload)
             except InvalidEvent as error:
-                outcome.rejected.append(DeadLetter.from_record(record, error.reason))
+                self._reject(outcome, record, error.reason)
                 continue
             epoch = event.epoch
             if epoch < MIN_EVENT_TIME or epoch > horizon:
-                outcome.rejected.append(
-                    DeadLetter.from_record(record, f"timestamp out of range: {event.timestamp}")
-                )
+                self._reject(outcome, record, f"timestamp out of range: {event.timestamp}")
                 continue
+            if key is not None:
+                # From here on only the keyed hash exists: state, changes, logs, metrics.
+                event = event.model_copy(
+                    update={"customer_id": pseudonymise(event.customer_id, key)}
+                )
             events.append((event, record))
         return events
+
+    def _reject(self, outcome: BatchOutcome, record: RawRecord, reason: str) -> None:
+        letter = DeadLetter.from_record(record, reason)
+        if self._pseudonym_key is not None:
+            letter.payload = scrub_payload(letter.payload, self._pseudonym_key)
+        outcome.rejected.append(letter)
 
     def _score_all(self, batch: _Batch) -> None:
         """Re-score every customer the batch marked, at the service clock, at once.

@@ -188,3 +188,21 @@ def test_closed_server_stops_listening() -> None:
     api.close()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=5)
+
+
+def test_pseudonymised_store_is_read_by_clear_id(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, privacy={"pseudonymise_key": "api-key"})
+    application = Application(settings)
+    try:
+        application.run()
+    finally:
+        application.close()
+    stored = {state.customer_id for state in _states(tmp_path)}
+    assert "cust-000001" not in stored and settings.customer_key("cust-000001") in stored
+    handle = start_api_in_thread(create_app(settings, meta_ttl_seconds=0.0), "127.0.0.1", 0)
+    try:
+        status, body = _get(f"http://127.0.0.1:{handle.port}/customers/cust-000001")
+        assert status == 200 and body["customer_id"] == "cust-000001"
+        assert body["segment"] is not None
+    finally:
+        handle.close()

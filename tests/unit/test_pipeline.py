@@ -197,3 +197,25 @@ def test_change_events_are_valid_cloudevents_and_last_one_matches_store(tmp_path
         last[document["subject"]] = document["data"]["to_segment"]
     store = open_store(settings.store.uri)
     assert last == {s.customer_id: s.segment for s in store.iter_customers()}
+
+
+def test_pseudonymisation_hides_customer_ids_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamseg.privacy import pseudonymise
+
+    monkeypatch.setenv("STREAMSEG_PRIVACY__PSEUDONYMISE_KEY", "k3y")
+    lines = _population(customers=30, days=60)
+    bad = json.dumps({"event_id": "x", "customer_id": "c7", "timestamp": "2024-01-02",
+                      "amount": -1})
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join([*lines, bad]) + "\n")
+    settings = _settings(tmp_path, source)
+    _run(settings)
+    hashed = pseudonymise("c7", b"k3y")
+    store = open_store(settings.store.uri)
+    ids = {s.customer_id for s in store.iter_customers()}
+    assert hashed in ids and "c7" not in ids and len(ids) == 30
+    written = "".join(p.read_text() for p in tmp_path.glob("*.jsonl") if p != source)
+    assert '"c7"' not in written and hashed in written  # changes and dead letters
+    assert settings.customer_key("c7") == hashed
