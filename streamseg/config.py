@@ -170,10 +170,8 @@ class ModelSettings(_Section):
     )
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
     n_init: int = Field(
-        10, ge=1, description="k-means++ runs when seeding, and restarts tried at a refinement."
-    )
-    restart_every: int = Field(
-        5, ge=1, description="Try restarts at every N-th refinement only (they cost most of one)."
+        10, ge=1, description="k-means++ runs when seeding and at the end of a finite stream; "
+        "in between, each refinement tries one restart candidate.",
     )
     hysteresis: float = Field(
         0.2, ge=0, lt=1,

@@ -497,14 +497,12 @@ class CustomerKMeans(base.Clusterer):
     lloyd_iterations
         Maximum number of Lloyd iterations per run (seeding runs, refinement, restarts);
         runs stop earlier when no assignment changes.
-    restart_every
-        Restarts are tried at every ``restart_every``-th refinement only (the first one
-        included): they cost most of a refinement (~50 ms with the defaults), and Lloyd
-        alone keeps a good solution good in between. This bounds the latency spikes.
     n_init
-        Number of k-means++ + Lloyd runs at seeding (best one kept) and of restarts tried
-        at a refinement. ``0`` disables restarts at refinement (seeding then does one
-        run).
+        Number of k-means++ + Lloyd runs at seeding and at :meth:`flush` / :meth:`reseed`
+        (best one kept). Between those, each refinement tries one restart candidate and
+        adopts it if it is better by more than 1%: the search is spread out so that no
+        refinement stalls a batch. ``0`` disables restarts at refinement (seeding then
+        does one run).
     hysteresis
         Relative margin in ``[0, 1)``. A customer in segment ``s`` whose new vector is
         nearest to centroid ``b != s`` moves only if
@@ -546,7 +544,6 @@ class CustomerKMeans(base.Clusterer):
         refine_every: int = 1000,
         lloyd_iterations: int = 10,
         n_init: int = 10,
-        restart_every: int = 5,
         hysteresis: float = 0.0,
         seed: int = 42,
         feature_names: tuple[Any, ...] | None = None,
@@ -573,9 +570,6 @@ class CustomerKMeans(base.Clusterer):
         self.refine_every = refine_every
         self.lloyd_iterations = lloyd_iterations
         self.n_init = n_init
-        if restart_every < 1:
-            raise ValueError(f"restart_every must be >= 1, got {restart_every}")
-        self.restart_every = restart_every
         self._refinements = 0
         self.hysteresis = hysteresis
         self.seed = seed
@@ -803,15 +797,16 @@ class CustomerKMeans(base.Clusterer):
         Still warming up with at least ``n_clusters`` buffered customers: seed now and
         return every buffered customer's assignment (all ``by_model_update=True``).
         Already seeded with updates since the last refinement (and ``refine_every > 0``):
-        refine now and return the reservoir customers whose segment changed. Otherwise
-        ``[]``.
+        refine now, with a complete restart search (all ``n_init`` candidates at once,
+        since a finite stream may end before the spread-out search completes), and
+        return the reservoir customers whose segment changed. Otherwise ``[]``.
         """
         if self._stats is None:
             if len(self._buffer) >= self.n_clusters:
                 return self._seed(current_key=None)
             return []
         if self.refine_every > 0 and self._updates_since_refine > 0:
-            return self._refine(force_restart=False)
+            return self._refine(force_restart=False, full_search=True)
         return []
 
     def reseed(self) -> list[Assignment]:
@@ -1051,6 +1046,27 @@ class CustomerKMeans(base.Clusterer):
         stats.sqsums[segment] -= float(np.dot(x, x))
         centroids[segment] = stats.sums[segment] / stats.counts[segment]
 
+    def _restart_pool(self, x: FloatArray) -> FloatArray:
+        """At most RESTART_SAMPLE_SIZE reservoir rows to search restarts on (the runs
+        dominate the cost; the Lloyd that judges a candidate uses the whole reservoir)."""
+        if len(x) <= RESTART_SAMPLE_SIZE:
+            return x
+        picked = self._rng.choice(len(x), RESTART_SAMPLE_SIZE, replace=False)
+        return x[np.sort(picked)]
+
+    def _search_step(self, x: FloatArray) -> FloatArray:
+        """One k-means++ + Lloyd restart candidate, for one refinement.
+
+        Each refinement tries one candidate instead of ``n_init`` at once: a refinement
+        stays a few milliseconds instead of ~50, so no batch stalls, and over ``n_init``
+        refinements the search is as thorough.
+        """
+        pool = self._restart_pool(x)
+        start = kmeans_plusplus(pool, self.n_clusters, self._rng)
+        labels0 = squared_distances(pool, start).argmin(axis=1).astype(np.int64)
+        fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
+        return lloyd(pool, labels0, fixed, start, self.lloyd_iterations)[2]
+
     def _best_kmeans(self, x: FloatArray) -> tuple[IntArray, FloatArray]:
         """Best (lowest objective) of ``max(1, n_init)`` k-means++ + Lloyd runs on ``x``."""
         fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
@@ -1082,7 +1098,7 @@ class CustomerKMeans(base.Clusterer):
             Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
         ]
 
-    def _refine(self, *, force_restart: bool) -> list[Assignment]:
+    def _refine(self, *, force_restart: bool, full_search: bool = False) -> list[Assignment]:
         stats = self._stats
         centroids = self._centroids
         reservoir = self._reservoir
@@ -1099,18 +1115,14 @@ class CustomerKMeans(base.Clusterer):
             labels, new_stats, new_centroids = lloyd(
                 x, old_labels, fixed, centroids, self.lloyd_iterations, self.hysteresis
             )
-        try_restarts = self.n_init > 0 and self._refinements % self.restart_every == 0
         self._refinements += 1
-        if force_restart or try_restarts:
-            # Search for candidates on at most RESTART_SAMPLE_SIZE reservoir points (the
-            # runs dominate the cost of a refinement); the Lloyd below then polishes the
-            # best candidate on the whole reservoir.
-            pool = x
-            if n > RESTART_SAMPLE_SIZE:
-                picked = self._rng.choice(n, RESTART_SAMPLE_SIZE, replace=False)
-                pool = x[np.sort(picked)]
-            cand_centroids = self._best_kmeans(pool)[1]
-            cand_centroids = cand_centroids[match_ids(new_centroids, cand_centroids)]
+        candidate: FloatArray | None = None
+        if force_restart or (full_search and self.n_init > 0):
+            candidate = self._best_kmeans(self._restart_pool(x))[1]
+        elif self.n_init > 0:
+            candidate = self._search_step(x)
+        if candidate is not None:
+            cand_centroids = candidate[match_ids(new_centroids, candidate)]
             cand_labels = squared_distances(x, cand_centroids).argmin(axis=1).astype(np.int64)
             # Judge the restart as it would really be: with the fixed contribution of
             # the non-reservoir customers under the matched ids.
