@@ -122,6 +122,24 @@ def run(
 
 
 @app.command()
+def config(
+    config: ConfigOption = None,
+    reference: Annotated[bool, typer.Option(
+        "--reference", help="Every option with its default and meaning (Markdown).")] = False,
+) -> None:
+    """Print the effective configuration (secrets masked), or the option reference."""
+    from streamseg.config import reference_table
+
+    if reference:
+        typer.echo(reference_table())
+        return
+    import yaml
+
+    settings = _settings(config, {})
+    typer.echo(yaml.safe_dump(json.loads(settings.model_dump_json()), sort_keys=False))
+
+
+@app.command()
 def schema(
     changes: Annotated[bool, typer.Option(
         "--changes", help="The segment-change CloudEvent instead of the input event."

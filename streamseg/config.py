@@ -364,3 +364,23 @@ def load_settings(
         raise ConfigError(f"invalid configuration: {problems}") from None
     finally:
         _yaml_data.reset(token)
+
+
+def reference_table() -> str:
+    """Every option as a Markdown table (``streamseg config --reference``; in the README)."""
+    rows = ["| option | default | what it does |", "|---|---|---|"]
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel) and name != "csv":
+                walk(value, f"{prefix}{name}.")
+                continue
+            shown = "(see below)" if isinstance(value, list) else value
+            if isinstance(value, SecretStr):
+                shown = "***"
+            text = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{prefix}{name}` | `{shown}` | {text} |")
+
+    walk(Settings(), "")
+    return "\n".join(rows)

@@ -70,3 +70,15 @@ def test_production_yaml_and_container_files_agree() -> None:
     kafka_host = production.source.uri.removeprefix("kafka://").split("/")[0]
     assert kafka_host == compose["services"]["kafka"]["environment"][
         "KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
+
+
+def test_readme_configuration_table_is_current() -> None:
+    from streamseg.config import reference_table
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- config-reference:start -->\n") + len(
+        "<!-- config-reference:start -->\n")
+    end = readme.index("<!-- config-reference:end -->")
+    assert readme[start:end].strip() == reference_table().strip(), (
+        "README's configuration table is stale: paste `streamseg config --reference`"
+    )
