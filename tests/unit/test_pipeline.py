@@ -219,3 +219,26 @@ def test_pseudonymisation_hides_customer_ids_everywhere(
     written = "".join(p.read_text() for p in tmp_path.glob("*.jsonl") if p != source)
     assert '"c7"' not in written and hashed in written  # changes and dead letters
     assert settings.customer_key("c7") == hashed
+
+
+def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> None:
+    from streamseg.engine import SegmentationEngine
+    from streamseg.naming import centroid_units
+
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=90, days=200)) + "\n")
+    settings = _settings(tmp_path, source)
+    _run(settings)
+    engine = SegmentationEngine(settings, open_store(settings.store.uri))
+    engine.refresh_names()
+    names_before = dict(engine.names)
+    before = centroid_units(engine.model.centroids, engine.scaler)
+    version = engine.model.version
+    engine.model.reseed()  # a fresh k-means++ solution, matched to the old ids
+    engine.refresh_names()
+    after = centroid_units(engine.model.centroids, engine.scaler)
+    assert engine.model.version > version
+    assert engine.names == names_before
+    for old, new in zip(before, after, strict=True):
+        for field in ("orders_90d", "spend_90d", "avg_order_value"):
+            assert new[field] == pytest.approx(old[field], rel=0.25), (field, old, new)
