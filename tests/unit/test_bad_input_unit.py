@@ -21,6 +21,7 @@ from streamseg.config import load_settings
 from streamseg.engine import MIN_EVENT_TIME, SegmentationEngine
 from streamseg.events import (
     MAX_PAYLOAD_BYTES,
+    DeadLetter,
     InvalidEvent,
     RawRecord,
     TransactionEvent,
@@ -176,6 +177,42 @@ def test_payload_limit_counts_utf8_bytes_for_text_too() -> None:
             parse_event(payload)
 
 
+# -- dead letters ------------------------------------------------------------------------------
+
+# What a dead letter may take at most, whatever the payload: 64 KiB of control characters,
+# each escaped to 6 bytes in JSON, plus the reason and the rest. The default Kafka message
+# limit is 1 MB; the letter of an oversized payload must still fit it.
+MAX_LETTER_BYTES = 6 * MAX_PAYLOAD_BYTES + 4096
+
+
+def _check_letter(payload: str | bytes) -> None:
+    letter = DeadLetter.from_record(RawRecord(payload, "fuzz"), "some reason")
+    value = letter.to_json().encode("utf-8")  # what the Kafka sink sends: must encode
+    assert len(value) <= MAX_LETTER_BYTES
+    document = json.loads(value)
+    data = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_PAYLOAD_BYTES:
+        assert document["payload_truncated_from_bytes"] == len(data)
+        assert data[:MAX_PAYLOAD_BYTES].decode("utf-8", "replace") == document["payload"]
+    else:
+        assert "payload_truncated_from_bytes" not in document
+        assert document["payload"] == data.decode("utf-8", "replace")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PAYLOADS)
+def test_dead_letters_are_utf8_and_bounded(payload: str | bytes) -> None:
+    _check_letter(payload)
+
+
+@pytest.mark.parametrize("payload", [
+    "\x00" * 1_000_000, b"\xff" * 1_000_000, "\ud800" * 100_000, "\U0001f600" * 300_000,
+    "x" * MAX_PAYLOAD_BYTES, "x" * (MAX_PAYLOAD_BYTES + 1),
+])
+def test_dead_letters_of_huge_payloads_fit_a_kafka_message(payload: str | bytes) -> None:
+    _check_letter(payload)
+
+
 # -- the engine --------------------------------------------------------------------------------
 
 VALID_TIMES = st.datetimes(
@@ -227,5 +264,5 @@ def test_engine_accounts_for_every_record_and_never_raises(
         assert outcome.applied + len(outcome.rejected) + outcome.duplicates == len(records)
         assert all(letter.reason for letter in outcome.rejected)
         for letter in outcome.rejected:
-            letter.to_json()
+            assert len(letter.to_json().encode("utf-8")) <= MAX_LETTER_BYTES
     engine.finish()
