@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 import uuid
 from collections import Counter
@@ -39,6 +38,8 @@ from streamseg.events import MAX_PAYLOAD_BYTES
 from streamseg.pipeline import Application, RunSummary
 from streamseg.sinks.kafka import KafkaDeadLetterSink
 from streamseg.store.redis import RedisStore
+
+from ._app import AppThread
 
 pytestmark = pytest.mark.integration
 
@@ -315,34 +316,6 @@ def generate(count: int) -> list[Item]:
 
 # -- running the service --------------------------------------------------------------------
 
-class _Run:
-    """An Application in a background thread; ``stop`` re-raises what ended it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = Application(settings)
-        self.summary: RunSummary | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            self.summary = self.app.run()
-        except BaseException as error:  # noqa: BLE001 - re-raised in stop()
-            self.error = error
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> RunSummary:
-        self.app.stop()
-        self._thread.join(DEADLINE_S)
-        self.app.close()
-        if self.error is not None:
-            raise self.error
-        assert not self._thread.is_alive(), "the application did not stop"
-        assert self.summary is not None
-        return self.summary
 
 
 def _end_offsets(servers: str, topic: str) -> dict[str, int]:
@@ -356,7 +329,7 @@ def _end_offsets(servers: str, topic: str) -> dict[str, int]:
             if offset > 0}
 
 
-def _consume_all(run: _Run, store: RedisStore, ends: dict[str, int]) -> RunSummary:
+def _consume_all(run: AppThread, store: RedisStore, ends: dict[str, int]) -> RunSummary:
     """Wait until the stored positions reach the topic's end offsets, then stop."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline and run.alive():
@@ -458,7 +431,7 @@ def test_ten_thousand_bad_and_good_payloads_are_each_accounted_for(
     assert settings.resolved_dead_letter() == f"kafka://{kafka_servers}/{dlq_topic}"
     store = RedisStore.from_uri(redis_url, prefix=redis_prefix)
     started = time.monotonic()
-    run = _Run(settings)
+    run = AppThread(settings)
     summary = _consume_all(run, store, _end_offsets(kafka_servers, topic))
     elapsed = time.monotonic() - started
 
@@ -568,7 +541,7 @@ def test_a_failed_dead_letter_publish_loses_nothing(
     settings = _settings(kafka_servers, topic, changes_topic, redis_url, redis_prefix,
                          batch_size=1000)
     store = RedisStore.from_uri(redis_url, prefix=redis_prefix)
-    run = _Run(settings)
+    run = AppThread(settings)
     summary = _consume_all(run, store, _end_offsets(kafka_servers, topic))
     assert failures and _counter(run.app, "streamseg_broker_errors_total") == 1
     assert summary.rejected == rejected

@@ -4,7 +4,6 @@ dead letters out, and a restart that carries on exactly where the last run stopp
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +17,10 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.config import load_settings
-from streamseg.pipeline import Application, RunSummary
 from streamseg.simulate import simulate_stream
 from streamseg.store.redis import RedisStore, SegmentReader
+
+from ._app import AppThread
 
 pytestmark = pytest.mark.integration
 
@@ -41,36 +41,9 @@ MALFORMED = [
 ]
 
 
-class _Run:
-    """An Application running in a background thread."""
-
-    def __init__(self, settings: Any) -> None:
-        self.app = Application(settings)
-        self.summary: RunSummary | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            self.summary = self.app.run()
-        except BaseException as error:  # noqa: BLE001 - re-raised in stop()
-            self.error = error
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> RunSummary:
-        self.app.stop()
-        self._thread.join(DEADLINE_S)
-        self.app.close()
-        if self.error is not None:
-            raise self.error
-        assert self.summary is not None, "the application did not stop"
-        return self.summary
 
 
-def _wait_until(condition: Callable[[], bool], run: _Run, what: str) -> None:
+def _wait_until(condition: Callable[[], bool], run: AppThread, what: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         if condition():
@@ -96,7 +69,7 @@ def _samples(port: int) -> dict[str, list[Any]]:
     return {family.name: family.samples for family in families}
 
 
-def _check_metrics(run: _Run, processed: int, rejected: int, customers: int) -> None:
+def _check_metrics(run: AppThread, processed: int, rejected: int, customers: int) -> None:
     """What ops see while the service runs: counters, gauges, health."""
     server = run.app.metrics_server
     assert server is not None
@@ -189,7 +162,7 @@ def test_kafka_to_redis_end_to_end_and_exact_resume(
         return lambda: sum(store.positions().values()) >= total
 
     # -- first run: everything ---------------------------------------------------------
-    run = _Run(settings)
+    run = AppThread(settings)
     _wait_until(consumed(produced), run, f"all {produced} records were processed")
     _check_metrics(run, processed=len(events), rejected=len(MALFORMED), customers=len(customers))
     first = run.stop()
@@ -237,7 +210,7 @@ def test_kafka_to_redis_end_to_end_and_exact_resume(
          "type": "purchase"}
         for i in range(100)
     ]
-    run = _Run(settings)
+    run = AppThread(settings)
     _send(producer, events_topic, extra)
     _wait_until(consumed(produced + len(extra)), run, "the 100 new events were processed")
     second = run.stop()
