@@ -41,9 +41,14 @@ _FINITE_SOURCE_RETRIES = 5
 
 
 def _failure_kind(error: BaseException) -> str:
-    """'store' or 'broker', for the error metrics (by the exception's module)."""
+    """'store' or 'broker', for the error metrics (by the exception's module).
+
+    kafka-python's errors and those of streamseg's own Kafka source and sinks (a
+    ``SinkError`` when a flush fails) are the broker's.
+    """
     module = type(error).__module__
-    return "broker" if module.startswith("kafka") else "store"
+    broker = module.startswith(("kafka", "streamseg.sources.kafka", "streamseg.sinks.kafka"))
+    return "broker" if broker else "store"
 
 
 @dataclass(slots=True)
@@ -104,6 +109,9 @@ class Application:
         self.engine = SegmentationEngine(settings, self.store)
         self.source.seek(self.store.positions())
         self._stop = threading.Event()
+        # True from a failed batch until an iteration of the loop succeeds again: the
+        # backends may answer a ping (Redis out of memory or read-only) and still fail.
+        self._failing = False
         self._totals: dict[str, Any] = {
             "processed": 0, "rejected": 0, "duplicates": 0, "changes": 0, "rescored": 0
         }
@@ -123,9 +131,11 @@ class Application:
             )
 
     def is_ready(self) -> bool:
-        """True while the source, the sinks and the store all answer."""
+        """True while the source, the sinks and the store all answer and the last batch
+        did not fail."""
         try:
-            ready = (self.source.ready() and self.changes.ready() and self.store.ping())
+            ready = (not self._failing and self.source.ready() and self.changes.ready()
+                     and self.store.ping())
         except Exception:  # noqa: BLE001 - any failure means not ready
             ready = False
         self.metrics.ready.set(1 if ready else 0)
@@ -164,15 +174,23 @@ class Application:
                             self.settings.pipeline.max_rescore_per_batch), {})
                         self._update_gauges()
                     failures = 0
+                    self._failing = False
                 except Exception as error:  # noqa: BLE001 - infrastructure failures
                     failures += 1
+                    self._failing = True
                     if self.source.finite and failures > _FINITE_SOURCE_RETRIES:
                         raise
                     self._recover(error, failures)
                     continue
                 if max_batches is not None and batches >= max_batches:
                     break
-        self._checkpoint()
+        if self._failing:
+            # Stopped while recovering: the engine may hold part of the batch that failed
+            # (a model that counts customers the store never got); the store keeps the
+            # last batch written whole, and the next run goes on from there.
+            log.warning("stopped before recovering; the store keeps the last batch written")
+        else:
+            self._checkpoint()
         return self._summary(time.monotonic() - started)
 
     def _process(self, records: list[RawRecord]) -> None:

@@ -39,9 +39,15 @@ __all__ = ["KafkaChangeSink", "KafkaDeadLetterSink", "KafkaTopicWriter"]
 
 #: Longest ``reason`` header of a dead letter, in bytes (the value keeps it all).
 MAX_REASON_HEADER_BYTES = 1024
-#: Upper bound of one :meth:`KafkaTopicWriter.flush`, in seconds. Sends are retried
-#: within the producer's ``delivery_timeout_ms`` (120 s by default), which is shorter.
+#: Upper bound of one :meth:`KafkaTopicWriter.flush`, in seconds: the producer's
+#: ``delivery_timeout_ms`` (120 s by default) plus ``FLUSH_MARGIN_S``, at most this.
 FLUSH_TIMEOUT_S = 180.0
+#: How long a flush waits beyond ``delivery_timeout_ms``. Records should have failed by
+#: then, but kafka-python's idempotent producer stops expiring batches once it has lost
+#: its producer id (after a batch it had sent expired) until a broker answers again: a
+#: flush would wait for the broker however long it is away, and the pipeline would
+#: neither count the failure nor retry (see tests/integration/test_outages.py).
+FLUSH_MARGIN_S = 5.0
 
 
 class SinkError(RuntimeError):
@@ -63,6 +69,12 @@ class KafkaTopicWriter:
         defaults here: ``acks="all"``, ``linger_ms=5`` (a batch's records leave
         together), ``compression_type=None``, and kafka-python's retries
         (``retries`` unbounded within ``delivery_timeout_ms``).
+
+    After a failed :meth:`flush` the producer is closed and the next :meth:`send` opens
+    a new one: once a batch it had already sent expires, kafka-python's idempotent
+    producer drops its producer id and may never get another, even when the broker is
+    back, so every later flush would fail. The records of the failed flush are dropped
+    with it; the pipeline sends them again (outbox, or the batch processed again).
     """
 
     def __init__(self, servers: str, topic: str, settings: KafkaSettings) -> None:
@@ -76,18 +88,32 @@ class KafkaTopicWriter:
             **settings.client_options(),
             **settings.producer,
         }
+        self._options = options
         try:
-            self._producer = KafkaProducer(**options)
+            producer = KafkaProducer(**options)
         except KafkaError as error:
             raise ConnectionError(
                 f"cannot reach the Kafka brokers at {servers} (topic {topic}): {error}. "
                 "Is the broker running (scripts/services up kafka)?"
             ) from None
+        self._producer: KafkaProducer | None = producer
         self._pending: list[Any] = []
+        delivery_s = float(producer.config["delivery_timeout_ms"]) / 1000
+        self._flush_timeout = min(FLUSH_TIMEOUT_S, delivery_s + FLUSH_MARGIN_S)
+
+    def _client(self) -> KafkaProducer:
+        """The producer, a new one if the last flush failed."""
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(**self._options)
+            except KafkaError as error:
+                raise SinkError(f"Kafka topic {self.topic}: cannot reach the brokers at "
+                                f"{self.servers}: {error}") from error
+        return self._producer
 
     def send(self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Queue one record (sent within ``linger_ms``)."""
-        self._pending.append(self._producer.send(self.topic, value=value, key=key,
+        self._pending.append(self._client().send(self.topic, value=value, key=key,
                                                  headers=headers))
 
     def flush(self) -> None:
@@ -96,24 +122,46 @@ class KafkaTopicWriter:
         if not pending:
             return
         try:
-            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
-        except KafkaError as error:
-            raise SinkError(f"Kafka topic {self.topic}: flush failed: {error}") from error
-        failures = [future.exception for future in pending
-                    if not future.is_done or future.exception is not None]
-        if failures:
-            first = failures[0] or "not acknowledged in time"
-            raise SinkError(
-                f"Kafka topic {self.topic}: {len(failures)} of {len(pending)} records "
-                f"not delivered: {first}"
-            )
+            try:
+                self._client().flush(timeout=self._flush_timeout)
+            except KafkaError as error:
+                raise SinkError(f"Kafka topic {self.topic}: flush failed: {error}") from error
+            failures = [future.exception for future in pending
+                        if not future.is_done or future.exception is not None]
+            if failures:
+                first = failures[0] or "not acknowledged in time"
+                raise SinkError(
+                    f"Kafka topic {self.topic}: {len(failures)} of {len(pending)} records "
+                    f"not delivered: {first}"
+                )
+        except SinkError:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        """Close the producer without waiting (see the class docstring)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=0)
+        except KafkaError:
+            # kafka-python's close() flushes first and raises while records are pending,
+            # before it force-closes its I/O thread: do that here, or the thread and its
+            # connections would live on, retrying.
+            # (Joined briefly, so that the producer's __del__ finds nothing pending.)
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(2.0)
 
     def close(self) -> None:
         """Flush what is pending, then close the producer."""
         try:
             self.flush()
         finally:
-            self._producer.close(timeout=10)
+            if self._producer is not None:
+                self._producer.close(timeout=10)
 
 
 class KafkaChangeSink(ChangeSink):

@@ -47,7 +47,7 @@ STREAM_END = datetime(2024, 12, 31, tzinfo=UTC)
 
 def sixty_day_stream(customers: int, seed: int) -> list[dict[str, Any]]:
     """Events of ``customers`` simulated customers over 60 days, sorted by time
-    (5,000 customers give ~102k events)."""
+    (5,000 customers give ~102k events, 8,000 ~164k)."""
     events, _ = simulate_stream(customers=customers, seed=seed, archetypes=SIXTY_DAYS,
                                 end=STREAM_END)
     return events
@@ -90,6 +90,7 @@ class Service:
         # The service reads STREAMSEG_* settings from the environment: give it none but
         # its config file, whatever the test runner's environment holds.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSEG_")}
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see hang_dump)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamseg.cli", "run", "--config",
@@ -128,6 +129,21 @@ class Service:
         if self.alive():
             with contextlib.suppress(Exception):
                 self.kill()
+
+    def hang_dump(self) -> str:
+        """Abort a hung service so that faulthandler writes every thread's stack to its
+        log; return those stacks (for the failure message)."""
+        if not self.alive():
+            return ""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+        self.stop_quietly()
+        text = self.log_path.read_text(errors="replace")
+        start = text.rfind("Fatal Python error")
+        return f"--- {self.name}: thread stacks at the timeout\n{text[start:]}" \
+            if start >= 0 else ""
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -180,14 +196,15 @@ class Service:
 def service_config(
     *, kafka: str, redis_url: str, topic: str, prefix: str, group: str,
     changes_topic: str, dlq_topic: str, batch_size: int = 500,
-    consumer: dict[str, Any] | None = None, **sections: dict[str, Any],
+    consumer: dict[str, Any] | None = None, producer: dict[str, Any] | None = None,
+    **sections: dict[str, Any],
 ) -> dict[str, Any]:
     """The YAML config of a service on real Kafka and Redis."""
     config: dict[str, Any] = {
         "source": {"uri": f"kafka://{kafka}/{topic}", "batch_size": batch_size,
                    "poll_timeout_s": 0.2},
         "kafka": {"bootstrap_servers": kafka, "group_id": group, "client_id": group,
-                  "consumer": consumer or {}},
+                  "consumer": consumer or {}, "producer": producer or {}},
         "store": {"uri": redis_url, "redis_prefix": prefix, "redis_buckets": 128},
         "sinks": {"changes": f"kafka://{kafka}/{changes_topic}",
                   "dead_letter": f"kafka://{kafka}/{dlq_topic}"},
@@ -214,7 +231,8 @@ def wait_until(condition: Callable[[], bool], what: str, *,
                             f"{service.log_tail()}", pytrace=False)
         if time.monotonic() >= deadline:
             logs = "\n".join(service.log_tail() for service in watched)
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}",
+            stacks = "\n".join(service.hang_dump() for service in watched)
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}\n{stacks}",
                         pytrace=False)
         time.sleep(interval)
 
@@ -364,3 +382,38 @@ def committed_offsets(servers: str, group: str, topic: str) -> dict[int, int]:
         admin.close()
     return {tp.partition: int(meta.offset) for tp, meta in offsets.items()
             if tp.topic == topic and meta.offset >= 0}
+
+
+# -------------------------------------------------------------------------- model --
+def assert_model_matches_store(config_path: Path, store: Any, label: str = "") -> None:
+    """The model in the store counts every stored customer exactly once.
+
+    Its segment sizes are the stored segments' counts, and its standardiser has learned
+    exactly one raw vector per scored customer -- the one the customer was last scored
+    with, which the engine recomputes from the features at ``updated_at`` -- so ``n`` and
+    the mean match. A model checkpoint that holds part of a batch whose states were never
+    written (and that is then applied again) breaks both.
+
+    The sizes are exact only while the model's reservoir holds every customer
+    (``model.reservoir_size`` >= customers); beyond, they drift from the stored segments.
+    """
+    from collections import Counter
+
+    import numpy as np
+
+    from streamseg.config import load_settings
+    from streamseg.engine import SegmentationEngine
+
+    settings = load_settings(config_path)
+    engine = SegmentationEngine(settings, store)
+    states = list(store.iter_customers())
+    stored = Counter(s.segment for s in states if s.segment is not None)
+    model = {segment: int(n) for segment, n in enumerate(engine.model.sizes) if n}
+    assert model == dict(stored), \
+        f"{label}: model sizes {model} != stored segments {dict(sorted(stored.items()))}"
+    raws = np.array([settings.features.snapshot(s.features, s.updated_at).raw_vector()
+                     for s in states if s.updated_at is not None and s.features.has_purchases])
+    assert engine.scaler.n == len(raws), \
+        f"{label}: standardiser learned {engine.scaler.n} customers, {len(raws)} are scored"
+    assert np.allclose(engine.scaler.mean, raws.mean(axis=0), rtol=1e-6, atol=1e-6), \
+        (label, engine.scaler.mean, raws.mean(axis=0))

@@ -1,11 +1,14 @@
 """Nothing lost, nothing counted twice: ``streamseg run`` SIGKILLed at random points.
 
-A stream of ~102k events (5,000 simulated customers over 60 days of event time, keyed by
+A stream of ~164k events (8,000 simulated customers over 60 days of event time, keyed by
 customer id, on a 4-partition topic) is processed twice, at the same time, by two
 services on the real Kafka broker and Redis:
 
-* *crashed*: SIGKILLed at least five times, each time at a random moment 0.5-3 s after
-  it wrote its first batch since the restart, restarted each time, then run to the end;
+* *crashed*: SIGKILLed six times, each time at a random moment 0.5-3 s after it wrote
+  its first batch since the restart -- for half of the kills (at random), at the first
+  store write after that moment, i.e. while the batch's changes are being published
+  and its offsets committed, the window the outbox is for -- restarted each time, then
+  run to the end;
 * *clean*: never disturbed.
 
 Then, per customer, the features of both runs are equal (to float tolerance), the
@@ -39,6 +42,7 @@ from streamseg.model.quality import batch_kmeans_inertia, inertia
 from streamseg.store.redis import RedisStore, _delete_prefix
 from tests.integration._service import (
     Service,
+    assert_model_matches_store,
     committed_offsets,
     end_offsets,
     last_changes,
@@ -53,8 +57,8 @@ from tests.integration._service import (
 pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("STREAMSEG_CRASH_SEED", "20240601"))
-KILLS = 5
-CUSTOMERS = 5000
+KILLS = 6
+CUSTOMERS = 8000  # ~164k events: room for six kills even on a fast machine
 N_CLUSTERS = 5
 
 
@@ -102,7 +106,10 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
             # Static membership: a restarted worker takes its partitions back at once
             # instead of waiting for the killed one's session to expire.
             consumer={"group_instance_id": f"{run_id}-worker"},
-            model={"n_clusters": N_CLUSTERS},
+            # A reservoir that holds every customer: then the model's segment sizes are
+            # exactly the stored segments' counts, which the end checks. (With more
+            # customers than the reservoir they drift apart, crashes or not.)
+            model={"n_clusters": N_CLUSTERS, "reservoir_size": 10_000},
         ))
         spawned.append(services[label])
         stores[label] = RedisStore.from_uri(redis_url, prefix=run_id)
@@ -113,8 +120,10 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
 
     # -- the clean run in parallel; the crashed one killed at random points -----------
     clean.start()
-    kills: list[int] = []
-    while len(kills) < KILLS:
+    after_write = [True] * (KILLS // 2) + [False] * (KILLS - KILLS // 2)
+    rng.shuffle(after_write)
+    kills: list[tuple[int, str]] = []
+    for just_written in after_write:
         before = progress("crashed")
         assert before < total, (
             f"the stream ended after {len(kills)} kills; it must be longer for {KILLS}")
@@ -122,10 +131,12 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
         wait_until(lambda before=before: progress("crashed") > before,
                    f"restart {crashed.starts} to write a batch", services=[crashed])
         time.sleep(rng.uniform(0.5, 3.0))
+        if just_written:
+            _await_next_write(stores["crashed"], crashed)
         crashed.kill()
-        kills.append(progress("crashed"))
-    assert all(at < total for at in kills), (kills, total)
-    print(f"killed at positions {kills} of {total}")
+        kills.append((progress("crashed"), "after a write" if just_written else "anywhere"))
+    assert all(at < total for at, _ in kills), (kills, total)
+    print(f"killed at {kills} of {total}")
 
     crashed.start()
     for label, service in services.items():
@@ -188,6 +199,10 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     for label in services:
         assert committed_offsets(kafka_servers, stores[label].prefix, topic) == ends, label
 
+    # the model counts every customer once (no half batch from a crash in it)
+    for label in services:
+        assert_model_matches_store(services[label].config_path, stores[label], label)
+
     # the crashed run's model is as good as the clean one's
     quality = {label: _quality(services[label], stores[label], states[label])
                for label in services}
@@ -196,6 +211,16 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
         assert used == N_CLUSTERS, f"{label}: only {used} of {N_CLUSTERS} segments used"
         assert ratio <= 1.25, f"{label}: inertia {ratio:.3f} x batch k-means"
     assert quality["crashed"][0] <= quality["clean"][0] + 0.1, quality
+
+
+def _await_next_write(store: RedisStore, service: Service, timeout: float = 30.0) -> None:
+    """Return right after the service's next batch write (its positions changed)."""
+    key = f"{store.prefix}:pos"
+    client = store._redis
+    seen = client.hgetall(key)
+    deadline = time.monotonic() + timeout
+    while client.hgetall(key) == seen:
+        assert service.alive() and time.monotonic() < deadline, service.log_tail()
 
 
 def _quality(service: Service, store: RedisStore, states: dict[str, Any]

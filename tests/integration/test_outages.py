@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from streamseg.store.redis import RedisStore
 from tests.integration._service import (
     Feeder,
     Service,
+    assert_model_matches_store,
     committed_offsets,
     end_offsets,
     free_port,
@@ -89,7 +91,8 @@ def spawned() -> Iterator[list[Service]]:
         service.stop_quietly()
 
 
-def _start(private: Private, tmp_path: Path, spawned: list[Service], label: str
+def _start(private: Private, tmp_path: Path, spawned: list[Service], label: str,
+           producer: dict[str, Any] | None = None, **sections: dict[str, Any],
            ) -> tuple[Service, RedisStore, str]:
     """A service on a fresh topic of the private servers: (service, its store, topic)."""
     run_id = f"it-{label}-{uuid.uuid4().hex[:8]}"
@@ -98,7 +101,11 @@ def _start(private: Private, tmp_path: Path, spawned: list[Service], label: str
         kafka=private.kafka, redis_url=private.redis_url, topic=topic, prefix=run_id,
         group=run_id, changes_topic=private.new_topic(f"{label}-chg"),
         dlq_topic=private.new_topic(f"{label}-dlq"), batch_size=250,
-        model={"n_clusters": 4, "warmup": 100},
+        # After an outage, kafka-python reconnects after up to reconnect_backoff_max_ms
+        # (30 s by default): keep that short, as a service that must resume fast would.
+        consumer={"reconnect_backoff_max_ms": 2000},
+        producer={"reconnect_backoff_max_ms": 2000, **(producer or {})},
+        model={"n_clusters": 4, "warmup": 100}, **sections,
     ), metrics_port=free_port())
     spawned.append(service)
     service.start()
@@ -111,11 +118,15 @@ def _counter(service: Service, name: str) -> float:
     return service.metric(name) or 0.0
 
 
-def _assert_exactly_once(private: Private, service: Service, store: RedisStore, topic: str,
-                         events: list[dict[str, Any]]) -> None:
-    """Stopped with SIGTERM: exit 0; every event applied once; store, group agree."""
+def _stop(service: Service) -> None:
+    """SIGTERM; the service must exit 0 (the timeout only guards against a hang)."""
     service.terminate()
     assert service.wait(60) == 0, service.log_tail()
+
+
+def _assert_exactly_once(private: Private, store: RedisStore, topic: str,
+                         events: list[dict[str, Any]]) -> None:
+    """Every event applied once; the store, the group's offsets and the topic agree."""
     ends = end_offsets(private.kafka, topic)
     assert sum(ends.values()) == len(events)
     assert stream_positions(store.positions(), topic) == ends
@@ -179,14 +190,25 @@ def test_redis_outage_while_events_flow(private: Private, tmp_path: Path,
     wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
     wait_until(lambda: service.metric("streamseg_ready") == 1.0, "streamseg_ready 1 again",
                services=[service])
-    _assert_exactly_once(private, service, store, topic, events)
+    _stop(service)
+    _assert_exactly_once(private, store, topic, events)
 
 
-def test_kafka_broker_restart(private: Private, tmp_path: Path,
-                              spawned: list[Service]) -> None:
+#: Producer settings that make a send fail within seconds while the broker is away, so
+#: that the pipeline's own recovery runs (SinkError -> reload -> republish the outbox).
+#: With the defaults, the client rides out an outage shorter than delivery_timeout_ms
+#: (120 s) by itself.
+FAIL_FAST_PRODUCER = {"delivery_timeout_ms": 4000, "request_timeout_ms": 1500,
+                      "max_block_ms": 4000}
+
+
+@pytest.mark.parametrize("producer", [None, FAIL_FAST_PRODUCER],
+                         ids=["client-retries", "pipeline-recovers"])
+def test_kafka_broker_restart(private: Private, tmp_path: Path, spawned: list[Service],
+                              producer: dict[str, Any] | None) -> None:
     events = sixty_day_stream(1500, seed=22)  # ~30k events
     before, after = events[:24000], events[24000:]
-    service, store, topic = _start(private, tmp_path, spawned, "kafka-outage")
+    service, store, topic = _start(private, tmp_path, spawned, "kafka-outage", producer)
 
     def progress() -> int:
         return sum(stream_positions(store.positions(), topic).values())
@@ -199,6 +221,9 @@ def test_kafka_broker_restart(private: Private, tmp_path: Path,
                services=[service])
     wait_until(lambda: service.metric("streamseg_ready") == 0.0,
                "streamseg_ready 0 with the broker down", services=[service])
+    if producer is not None:
+        wait_until(lambda: _counter(service, "streamseg_broker_errors_total") >= 2,
+                   "broker errors while the broker is down", services=[service])
     assert progress() < len(before), "the service finished before the broker stopped"
     services("up", "kafka", env=private.env)
     assert service.alive(), service.log_tail()
@@ -206,4 +231,50 @@ def test_kafka_broker_restart(private: Private, tmp_path: Path,
     wait_until(lambda: progress() == len(events), "all events processed after the restart",
                services=[service])
     wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
-    _assert_exactly_once(private, service, store, topic, events)
+    assert _counter(service, "streamseg_store_errors_total") == 0, \
+        "broker failures counted as store errors"
+    _stop(service)
+    _assert_exactly_once(private, store, topic, events)
+
+
+def test_redis_refusing_writes_then_sigterm_while_retrying(
+    private: Private, tmp_path: Path, spawned: list[Service],
+) -> None:
+    """Redis answers PING and reads but refuses every write (out of memory, as with
+    ``maxmemory`` and ``noeviction``; a replica after a failover answers READONLY alike).
+    The service must say it is not ready, and a SIGTERM while it waits to retry must not
+    write the batch that failed -- half of it is in the engine's memory: the model would
+    count it, the states would not, and after the restart the model counts it twice."""
+    events = sixty_day_stream(1000, seed=23)  # ~20k events
+    # (No inactivity re-scoring here: its due scan writes too, so a batch would fail
+    # before scoring; without it, every batch reads, scores, and fails at the write.)
+    service, store, topic = _start(private, tmp_path, spawned, "redis-oom",
+                                   pipeline={"max_rescore_per_batch": 0})
+    admin = redis.Redis.from_url(private.redis_url)
+
+    def progress() -> int:
+        return sum(stream_positions(store.positions(), topic).values())
+
+    produce(private.kafka, topic, events)
+    wait_until(lambda: progress() >= 2000, "the service to be busy", services=[service])
+    admin.config_set("maxmemory", 1)  # every write refused from now on
+    try:
+        wait_until(lambda: service.readyz() == 503, "/readyz 503 while writes fail",
+                   services=[service])
+        # Retries after 0.2, 0.4, 0.8, 1.6, 3.2 s: from the 6th error on, it waits 5 s.
+        wait_until(lambda: _counter(service, "streamseg_store_errors_total") >= 6,
+                   "six store errors", services=[service])
+    finally:
+        admin.config_set("maxmemory", 0)
+    service.terminate()  # while it waits to retry; Redis takes writes again
+    assert service.wait(60) == 0, service.log_tail()
+    assert progress() < len(events)
+    assert_model_matches_store(service.config_path, store)
+
+    service.start()
+    wait_until(lambda: progress() == len(events), "all events after the restart",
+               services=[service])
+    _stop(service)
+    assert_model_matches_store(service.config_path, store)
+    _assert_exactly_once(private, store, topic, events)
+    admin.close()
