@@ -757,12 +757,16 @@ class CustomerKMeans(base.Clusterer):
         live = stats.counts > 0
         centroids[live] = stats.sums[live] / stats.counts[live, None]
 
-        for i, key in enumerate(keys):
-            if slots[i] >= 0:
-                reservoir.vectors[slots[i]] = x[i]
-                reservoir.segments[slots[i]] = best[i]
-            elif is_new[i]:
-                reservoir.offer(key, x[i], int(best[i]), self._rng)
+        # Update the sampled rows first, then offer the new customers. Interleaved, a new
+        # customer could evict a slot that a later row of this batch still held in
+        # ``slots``; that row would then overwrite the newcomer's slot with its own vector
+        # and segment, so the reservoir described the newcomer wrongly and the sums drifted
+        # from the callers' records at the next update or refinement.
+        sampled = slots >= 0
+        reservoir.vectors[slots[sampled]] = x[sampled]
+        reservoir.segments[slots[sampled]] = best[sampled]
+        for i in np.flatnonzero(is_new).tolist():
+            reservoir.offer(keys[i], x[i], int(best[i]), self._rng)
         self._n_updates += n
         self._updates_since_refine += n
         out = [Assignment(key, int(best[i]), x[i], False) for i, key in enumerate(keys)]
@@ -786,8 +790,17 @@ class CustomerKMeans(base.Clusterer):
         """One customer at a time (warm-up, single rows, inconsistent input)."""
         latest: dict[str, Assignment] = {}
         for i, key in enumerate(keys):
-            for assignment in self.update_customer(key, x[i], previous[i],
-                                                   previous_segments[i]):
+            # A seeding or refinement earlier in this batch may have (re)assigned this
+            # customer, and a newcomer since then may have evicted it from the reservoir:
+            # the caller's ``previous`` is then stale (a warm-up customer would even count
+            # as new, twice). Pass what the model last reported instead, as the caller
+            # would have stored it between two single calls.
+            known = latest.get(key)
+            prev_x, prev_segment = (
+                (previous[i], previous_segments[i]) if known is None
+                else (known.vector, known.segment)
+            )
+            for assignment in self.update_customer(key, x[i], prev_x, prev_segment):
                 latest[assignment.key] = assignment
         return list(latest.values())
 

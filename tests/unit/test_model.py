@@ -266,6 +266,80 @@ def test_own_assignment_is_always_returned_first() -> None:
             store[a.key] = (a.vector, a.segment)
 
 
+Batch = tuple[list[str], np.ndarray]
+
+
+def drive_batches(model: CustomerKMeans, batches: Iterable[Batch], store: Store) -> Store:
+    """Play the engine's batch path: one ``update_customers`` call per batch of distinct
+    customers, stored values passed back, every returned assignment stored. The model's
+    sizes, means and inertia must match the store after every batch."""
+    for keys, vectors in batches:
+        prev = [store.get(key) for key in keys]
+        out = model.update_customers(
+            keys,
+            vectors,
+            [None if p is None else p[0] for p in prev],
+            [None if p is None else p[1] for p in prev],
+        )
+        assert len({a.key for a in out}) == len(out), "a key appears twice in one answer"
+        for a in out:
+            store[a.key] = (a.vector, a.segment)
+        if model.ready:
+            assert_exact_means(model, store)
+    return store
+
+
+def population_batches(
+    rng: np.random.Generator, n_customers: int, n_batches: int, size: int
+) -> list[Batch]:
+    """Batches of distinct customers drawn from a fixed population around 5 centres."""
+    centres = rng.uniform(-3.0, 3.0, size=(5, 4))
+    home = rng.integers(5, size=n_customers)
+    out: list[Batch] = []
+    for _ in range(n_batches):
+        ids = rng.choice(n_customers, size=size, replace=False)
+        out.append(([f"c{i}" for i in ids], centres[home[ids]] + rng.normal(0, 1.5, (size, 4))))
+    return out
+
+
+def test_batched_updates_keep_counts_exact_with_a_sampled_reservoir() -> None:
+    """More customers than the reservoir holds: newcomers evict sampled customers, some of
+    them in the same batch, while refinements re-assign the sample. The model's counts
+    and sums must still be those of the segments it reported (they used to drift)."""
+    rng = np.random.default_rng(0)
+    model = CustomerKMeans(
+        n_clusters=5, warmup=60, reservoir_size=100, refine_every=50, n_init=2,
+        hysteresis=0.2, seed=0,
+    )
+    store = drive_batches(model, population_batches(rng, 600, 80, 40), {})
+    assert model.n_sampled == 100 < len(store)
+    assert model.version > 20  # refinements happened
+    for a in model.flush():
+        store[a.key] = (a.vector, a.segment)
+    assert_exact_means(model, store)
+
+
+def test_the_batch_that_seeds_keeps_counts_exact_for_evicted_warmup_customers() -> None:
+    """The batch that completes warm-up goes one customer at a time. Warm-up customers are
+    assigned at seeding, then newcomers of the same batch evict some from the reservoir
+    and refinements move others; when such a customer's own row comes, the caller's
+    values predate the batch (``None``: it was never assigned). It must leave the segment
+    the model gave it, not be counted a second time."""
+    rng = np.random.default_rng(1)
+    [(early_keys, early), (late_keys, late)] = population_batches(rng, 500, 2, 30)
+    newcomers = [f"new{i}" for i in range(300)]
+    batches: list[Batch] = [
+        (early_keys, early),  # buffered: warm-up needs 40
+        (newcomers + early_keys, np.vstack([rng.normal(0, 3.0, (300, 4)), early + 0.5])),
+        (late_keys, late),
+    ]
+    model = CustomerKMeans(
+        n_clusters=5, warmup=40, reservoir_size=60, refine_every=25, n_init=1, seed=1
+    )
+    store = drive_batches(model, batches, {})
+    assert set(early_keys) <= set(store) and model.n_sampled == 60
+
+
 def test_lloyd_refills_an_empty_cluster() -> None:
     x = np.array([[0.0], [0.1], [0.2], [10.0], [10.1]])
     fixed = ClusterStats.zeros(3, 1)
