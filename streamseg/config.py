@@ -205,6 +205,14 @@ class PipelineSettings(_Section):
         1.0, gt=0, description="Service-clock days between points of the segment-size history "
         "kept for the report (bounded to 1000 points, thinned when full).",
     )
+    state_cache_size: int = Field(
+        200_000, ge=0,
+        description="Customer states kept in memory between batches, so a customer seen "
+        "recently is not read back from the store (0: read every batch). A worker owns its "
+        "customers (Kafka partitions by customer), so its own last write is the stored "
+        "state; the cache is dropped on a partition rebalance and on recovery. About 1 KB "
+        "each.",
+    )
     dedupe_window: int = Field(
         8, ge=0, le=64,
         description="Event ids remembered per customer: a repeated event_id among a "

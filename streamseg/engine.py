@@ -14,9 +14,10 @@ are the pipeline's job. One batch, top to bottom:
 
 from __future__ import annotations
 
+import itertools
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,10 @@ from streamseg.store import CustomerState, Store
 # Events more than this far ahead of the service clock are rejected: one bad clock on a
 # producer must not drag the event-time watermark years into the future.
 MAX_FUTURE_SECONDS = 7 * SECONDS_PER_DAY
+# Customers become due for inactivity re-scoring after hours or days of service time;
+# asking the store who is due more often than this (per service-clock seconds) only
+# adds a query to every small batch of live traffic.
+RESCORE_CHECK_SECONDS = 60.0
 # Events before this are certainly wrong (and would overflow the decay arithmetic).
 MIN_EVENT_TIME = datetime(1970, 1, 2, tzinfo=UTC).timestamp()
 
@@ -129,10 +134,49 @@ class SegmentationEngine:
         self._pseudonym_key = settings.pseudonym_key()
         #: Segment id -> name; refreshed from the centroids before each batch.
         self.names: dict[int, str] = {int(k): v for k, v in names.items()}
-        # Unstandardised vector each customer was last scored with, for this batch. The
-        # scaler must forget it when the customer is re-scored; rather than store it, it
-        # is recomputed from the features as they were at ``updated_at`` (exactly).
-        self._scored_raw: dict[str, np.ndarray] = {}
+        # Customer states as this engine last wrote or read them, most recent last. The
+        # worker owns its customers, so reading them back from the store every batch
+        # would only repeat what it wrote; the pipeline clears this on a rebalance, and
+        # a new engine (recovery) starts empty, so a half-applied batch is never reused.
+        self._cache: dict[str, CustomerState] = {}
+        self._cache_limit = settings.pipeline.state_cache_size
+        # The service clock at the last due query, and whether it hit its limit.
+        self._due_checked_at: float | None = None
+        self._due_backlog = False
+
+    def forget_cached(self) -> None:
+        """Drop the cached customer states (another worker may have written them)."""
+        self._cache.clear()
+        self.store.forget_cached()
+
+    def _load(self, batch: _Batch, customer_ids: Iterable[str]) -> None:
+        """Make the states of ``customer_ids`` available to the batch: cache, then store."""
+        cache = self._cache
+        missing: list[str] = []
+        for cid in customer_ids:
+            if cid in batch.loaded or cid in batch.touched:
+                continue
+            state = cache.get(cid)
+            if state is None:
+                missing.append(cid)
+            else:
+                batch.loaded[cid] = state
+        if missing:
+            batch.loaded.update(self.store.get_many(missing))
+
+    def _remember(self, states: Sequence[CustomerState]) -> None:
+        """Cache the batch's states (about to be written), evicting the least recent."""
+        limit = self._cache_limit
+        if limit <= 0:
+            return
+        cache = self._cache
+        for state in states:
+            cache.pop(state.customer_id, None)
+            cache[state.customer_id] = state
+        excess = len(cache) - limit
+        if excess > 0:
+            for cid in list(itertools.islice(cache, excess)):
+                del cache[cid]
 
     def _stored_vectors(self, keys: list[str]) -> dict[str, list[float]]:
         return {cid: state.vector for cid, state in self.store.get_many(keys).items()
@@ -150,7 +194,7 @@ class SegmentationEngine:
         """Apply a batch of records; return what to publish and write."""
         batch = self._begin()
         events = self._parse(records, batch.outcome)
-        batch.loaded.update(self.store.get_many({event.customer_id for event, _ in events}))
+        self._load(batch, dict.fromkeys(event.customer_id for event, _ in events))
         outcome = batch.outcome
         window = self.settings.pipeline.dedupe_window
         for event, record in events:
@@ -182,23 +226,27 @@ class SegmentationEngine:
                 batch.to_score[state.customer_id] = (state, "behaviour")
         self._rescore_due(batch, self.settings.pipeline.max_rescore_per_batch)
         self._score_all(batch)
-        return batch.finish()
+        return self._end(batch)
 
     def finish(self) -> BatchOutcome:
         """End of a finite stream: seed a model still warming up."""
         batch = self._begin()
         self._apply_assignments(batch, self.model.flush())
-        return batch.finish()
+        return self._end(batch)
 
     def rescore_batch(self, limit: int) -> BatchOutcome:
         """Re-score up to ``limit`` idle customers who are due (the inactivity timer)."""
         batch = self._begin()
         self._rescore_due(batch, limit)
         self._score_all(batch)
-        return batch.finish()
+        return self._end(batch)
+
+    def _end(self, batch: _Batch) -> BatchOutcome:
+        outcome = batch.finish()
+        self._remember(outcome.states)
+        return outcome
 
     def _begin(self) -> _Batch:
-        self._scored_raw.clear()
         self.refresh_names()
         return _Batch()
 
@@ -283,9 +331,8 @@ class SegmentationEngine:
         old_raws: list[np.ndarray] = []
         for row, state in enumerate(states):
             self._remember_raw(state)
-            previous_raw = self._scored_raw.get(state.customer_id)
-            if previous_raw is not None:
-                old_raws.append(previous_raw)
+            if state.scored_raw is not None:
+                old_raws.append(state.scored_raw)
             now = max(clock, state.features.reference_time or 0.0)
             snapshot = features.snapshot(state.features, now)
             raws[row] = snapshot.raw_vector()
@@ -307,7 +354,7 @@ class SegmentationEngine:
         )
         for row, state in enumerate(states):
             state.vector = vectors[row].tolist()
-            self._scored_raw[state.customer_id] = raws[row]
+            state.scored_raw = raws[row].copy()  # a copy: a view would pin the batch
             batch.touched[state.customer_id] = state
         reasons = {cid: reason for cid, (_, reason) in batch.to_score.items()}
         batch.to_score.clear()
@@ -325,9 +372,7 @@ class SegmentationEngine:
         applied now, not at the end of the batch: if such a customer has an event later
         in the batch, the model must get back the segment it just gave them.
         """
-        missing = [a.key for a in assignments if batch.state(a.key) is None]
-        if missing:
-            batch.loaded.update(self.store.get_many(missing))
+        self._load(batch, [a.key for a in assignments])
         for assignment in assignments:
             state = batch.state(assignment.key)
             if state is None:
@@ -337,19 +382,30 @@ class SegmentationEngine:
             self._assign(state, assignment, reason, batch.outcome)
 
     def _remember_raw(self, state: CustomerState) -> None:
-        """Note the raw vector of the customer's last scoring before features change."""
-        if state.customer_id in self._scored_raw or state.updated_at is None:
+        """Note the raw vector of the customer's last scoring before features change.
+
+        The standardiser must unlearn it when the customer is re-scored. A cached state
+        still has it; a state read from the store gets it recomputed from the features
+        as they were at ``updated_at``, which gives exactly the same vector.
+        """
+        if state.scored_raw is not None or state.updated_at is None:
             return
         if state.features.has_purchases:
             snapshot = self.settings.features.snapshot(state.features, state.updated_at)
-            self._scored_raw[state.customer_id] = snapshot.raw_vector()
+            state.scored_raw = snapshot.raw_vector()
 
     def _rescore_due(self, batch: _Batch, limit: int) -> None:
         if limit <= 0 or self.watermark is None:
             return
-        due = [cid for cid in self.store.due_for_rescore(self.now(), limit)
-               if cid not in batch.touched]
-        batch.loaded.update(self.store.get_many(c for c in due if c not in batch.loaded))
+        now = self.now()
+        if (self._due_checked_at is not None and self._due_backlog is False
+                and now - self._due_checked_at < RESCORE_CHECK_SECONDS):
+            return  # asked recently and nothing was left over: spare the store a query
+        found = self.store.due_for_rescore(now, limit)
+        self._due_checked_at = now
+        self._due_backlog = len(found) >= limit
+        due = [cid for cid in found if cid not in batch.touched]
+        self._load(batch, due)
         for cid in due:
             state = batch.state(cid)
             if state is not None and state.features.has_purchases:
@@ -372,7 +428,7 @@ class SegmentationEngine:
         state.segment_name = self.names.get(assignment.segment)
         if previous == assignment.segment:
             return
-        state.segment = assignment.segment
+        state.segment = int(assignment.segment)
         if previous is None:
             why: ChangeReason = "first_assignment"
         elif assignment.by_model_update:
@@ -386,11 +442,11 @@ class SegmentationEngine:
                     customer_id=state.customer_id,
                     from_segment=previous,
                     from_name=self.names.get(previous) if previous is not None else None,
-                    to_segment=assignment.segment,
+                    to_segment=state.segment,
                     to_name=state.segment_name,
                     reason=why,
                     event_time=event_time,
-                    model_version=self.model.version,
+                    model_version=int(self.model.version),
                 )
             )
         )

@@ -27,6 +27,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -70,9 +71,9 @@ class TransactionEvent(BaseModel):
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
             raise ValueError("out of the range of datetime in UTC") from None
 
-    @property
+    @cached_property
     def epoch(self) -> float:
-        """Event time in seconds since the Unix epoch."""
+        """Event time in seconds since the Unix epoch (computed once: it is read often)."""
         return self.timestamp.timestamp()
 
 

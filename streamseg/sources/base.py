@@ -19,6 +19,9 @@ class Source(ABC):
 
     #: False for unbounded streams (Kafka); True when the input ends (files).
     finite: bool = True
+    #: Bumped whenever the source's share of the input changes (a Kafka rebalance): the
+    #: pipeline then drops what it cached of customers another worker may have written.
+    assignment_epoch: int = 0
 
     @abstractmethod
     def poll(self, max_records: int, timeout: float) -> list[RawRecord]:

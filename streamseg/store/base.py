@@ -36,6 +36,10 @@ class CustomerState:
     # 32-bit hashes of the customer's latest event ids (pipeline.dedupe_window of them):
     # an event produced twice under the same id is applied once.
     recent_ids: list[int] = field(default_factory=list)
+    # Not stored: the unstandardised vector the standardiser last learned for this
+    # customer, kept while the state is cached so that it can be unlearned without
+    # recomputing it (None: recompute from the features as they were at updated_at).
+    scored_raw: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,10 @@ class Store(ABC):
     def ping(self) -> bool:
         """True when the backend answers (readiness)."""
         return True
+
+    def forget_cached(self) -> None:  # noqa: B027 - optional hook
+        """Drop what the store remembers of customers it loaded or wrote (a rebalance:
+        another worker may write them now)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""

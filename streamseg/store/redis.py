@@ -116,8 +116,8 @@ DEFAULT_BUCKETS = 1024
 _LAYOUT_VERSION = "v1"
 # Buckets per round trip in the due scan and in iter_customers.
 _BUCKETS_PER_TRIP = 128
-# get_many remembers each loaded customer's segment until it is written; past this many
-# unwritten entries the memo is dropped (write_batch then asks Redis, one extra trip).
+# The memo: each customer's segment (and chunk count) as last loaded or written by this
+# store; past this many entries it is dropped (write_batch then asks Redis, one extra trip).
 _MEMO_LIMIT = 200_000
 _MISSING = object()  # memo value: the customer is known not to exist
 
@@ -151,6 +151,9 @@ def _split_field(field: bytes) -> tuple[int, bytes]:
 
 # -------------------------------------------------------------------------- codecs
 def _varint(value: int, out: bytearray) -> None:
+    if 0 <= value < 0x80:  # the common case: one byte
+        out.append(value)
+        return
     if value < 0:
         raise ValueError(f"varint must be >= 0, got {value}")
     while True:
@@ -217,23 +220,30 @@ _TAG_NONE, _TAG_ZERO, _TAG_I32, _TAG_F64, _TAG_AS_REFERENCE, _TAG_AS_LAST = rang
 
 def _float32_exact(vector: Sequence[float]) -> bool:
     try:
-        return all(struct.unpack("<f", struct.pack("<f", x))[0] == x for x in vector)
+        code = f"<{len(vector)}f"
+        return struct.unpack(code, struct.pack(code, *vector)) == tuple(vector)
     except (OverflowError, struct.error):
         return False
 
 
 def _pack_features(features: CustomerFeatures, out: bytearray) -> None:
+    # The hot path of every write: plain locals and one pass (see the layout above).
     tags = 0
     body = bytearray()
-    for index, name in enumerate(_FEATURE_FLOATS):
-        value = getattr(features, name)
+    reference = features.reference_time
+    last = features.last_purchase
+    shift = 0
+    for index, value in enumerate((
+        reference, last, features.first_purchase, features.decayed_orders,
+        features.decayed_spend, features.total_spend, features.refunded,
+    )):
         if value is None:
             tag = _TAG_NONE
         else:
             value = float(value)
-            if index in (1, 2) and value == features.reference_time:
+            if (index == 1 or index == 2) and value == reference:
                 tag = _TAG_AS_REFERENCE
-            elif index == 2 and value == features.last_purchase:
+            elif index == 2 and value == last:
                 tag = _TAG_AS_LAST
             elif value == 0.0 and math.copysign(1.0, value) > 0:
                 tag = _TAG_ZERO
@@ -243,7 +253,8 @@ def _pack_features(features: CustomerFeatures, out: bytearray) -> None:
             else:
                 tag = _TAG_F64
                 body += _F64.pack(value)
-        tags |= tag << (3 * index)
+        tags |= tag << shift
+        shift += 3
     out += tags.to_bytes(3, "little")
     out += body
     _varint(features.orders, out)
@@ -295,13 +306,14 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
         else:
             header |= _VECTOR_F64
             body += struct.pack(f"<{len(vector)}d", *vector)
-    _varint(len(state.applied), body)
-    for name, offset in sorted(state.applied.items()):
+    applied = state.applied
+    _varint(len(applied), body)
+    for name, offset in (sorted(applied.items()) if len(applied) > 1 else applied.items()):
         _varint(stream_ids[name], body)
         _varint(_zigzag(int(offset)), body)
-    _varint(len(state.recent_ids), body)
-    for id_hash in state.recent_ids:
-        body += _U32.pack(id_hash)
+    recent = state.recent_ids
+    _varint(len(recent), body)
+    body += struct.pack(f"<{len(recent)}I", *recent)
     out = bytearray([header]) + head
     _varint(len(body), out)
     out += body
@@ -689,6 +701,7 @@ class RedisStore(Store):
         due: dict[str, float] = {}
         size_delta: dict[int, int] = {}
         new_customers = 0
+        written_chunks: dict[str, int] = {}
         for cid, state in latest.items():
             bucket = bucket_of(cid, self.buckets)
             fields = records.setdefault(bucket, {})
@@ -697,6 +710,7 @@ class RedisStore(Store):
             chunks = _chunks(_pack_state(state, stream_ids))
             for index, chunk in enumerate(chunks):
                 fields[_chunk_field(raw, index)] = chunk
+            written_chunks[cid] = len(chunks)
             for index in range(len(chunks), self._chunks_seen.get(cid, 0)):
                 stale.setdefault(bucket, []).append(_chunk_field(raw, index))
             if state.next_rescore_at is not None:
@@ -735,10 +749,23 @@ class RedisStore(Store):
         pipe.delete(self._key("outbox"))
         if checkpoint.outbox:
             pipe.rpush(self._key("outbox"), *checkpoint.outbox)
-        pipe.execute()
-        for cid in latest:  # the memo only bridges one get_many -> write_batch
-            self._memo.pop(cid, None)
-            self._chunks_seen.pop(cid, None)
+        try:
+            pipe.execute()
+        except Exception:
+            # The transaction may or may not have been applied: forget, ask Redis again.
+            self.forget_cached()
+            raise
+        # This worker owns these customers: what it just wrote is what the next batch
+        # would load, so the memo keeps it (and spares a read of the previous segment).
+        if len(self._memo) > _MEMO_LIMIT:
+            self.forget_cached()
+        for cid, state in latest.items():
+            self._memo[cid] = state.segment
+            self._chunks_seen[cid] = written_chunks[cid]
+
+    def forget_cached(self) -> None:
+        self._memo.clear()
+        self._chunks_seen.clear()
 
     # -- the due index ----------------------------------------------------------------
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
