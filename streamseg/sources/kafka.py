@@ -25,8 +25,9 @@ Where a restarted worker resumes
 ``max_poll_interval_ms``
     The consumer must call ``poll`` at least every ``max_poll_interval_ms`` (kafka-python
     default 300 s) or the group considers it dead and gives its partitions away; offsets
-    committed after that fail with ``CommitFailedError`` (logged here, not raised: the
-    store keeps the positions, and redelivered records are skipped as duplicates). One
+    committed after that fail with ``CommitFailedError`` (commits are asynchronous and a
+    refusal is logged, not raised: the store keeps the positions, and redelivered
+    records are skipped as duplicates). One
     pipeline batch -- ``source.batch_size`` records, the store write, the sinks' flush --
     must stay well inside it; raise it with ``kafka.consumer: {max_poll_interval_ms:
     ...}`` if batches are slow. Heartbeats run on kafka-python's own IO thread, so slow
@@ -42,13 +43,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import (
-    CommitFailedError,
-    IllegalGenerationError,
-    KafkaError,
-    RebalanceInProgressError,
-    UnknownMemberIdError,
-)
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamseg.config import KafkaSettings
@@ -122,9 +117,11 @@ class _SeekOnAssign(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self._source._forget(revoked)
+        self._source.assignment_epoch += 1
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._source._seek_assigned(assigned)
+        self._source.assignment_epoch += 1
 
 
 class KafkaSource(Source):
@@ -149,6 +146,8 @@ class KafkaSource(Source):
         self.topics = list(topics)
         self._lock = threading.Lock()
         self._positions: dict[TopicPartition, int] = {}
+        # Offsets handed to commit_async and not yet confirmed by the broker.
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         options: dict[str, Any] = {
             "bootstrap_servers": servers.split(","),
             "group_id": settings.group_id,
@@ -250,11 +249,14 @@ class KafkaSource(Source):
                 self._positions.pop(partition, None)
 
     def commit(self, positions: dict[str, int]) -> None:
-        """Commit the positions of the partitions this worker still owns, synchronously.
+        """Commit the positions of the partitions this worker still owns, asynchronously.
 
-        A commit refused because the group rebalanced is logged, not raised: the store
-        already holds the positions and whoever gets the partition skips what the store
-        has applied. Other errors (authorization, timeouts) raise.
+        The store already holds the positions, and a restarted worker resumes from
+        them, so the group's committed offsets only show progress (lag monitoring) and
+        serve a worker that takes a partition without stored positions. Waiting for the
+        broker's answer on every batch would add a round trip to each batch's latency:
+        the commit is sent without waiting, a refusal (a rebalance, the broker away) is
+        logged, and :meth:`close` commits the last positions synchronously.
         """
         assigned = self._consumer.assignment() or set()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -264,16 +266,35 @@ class KafkaSource(Source):
                 offsets[partition] = OffsetAndMetadata(int(offset), "", -1)
         if not offsets:
             return
-        try:
-            self._consumer.commit(offsets, timeout_ms=REQUEST_TIMEOUT_MS)
-        except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError,
-                UnknownMemberIdError) as error:
-            log.warning("offset commit refused after a rebalance (%s); the store keeps "
-                        "the positions", error)
-            return
         with self._lock:
             for partition, meta in offsets.items():
                 self._positions[partition] = meta.offset
+            self._uncommitted.update(offsets)
+        self._consumer.commit_async(offsets, callback=self._committed)
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata],
+                   response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("offset commit not done (%s: %s); the store keeps the positions "
+                        "and the next commit carries them", type(response).__name__, response)
+            return
+        with self._lock:
+            for partition, meta in offsets.items():
+                if self._uncommitted.get(partition) == meta:
+                    del self._uncommitted[partition]
+
+    def _commit_pending(self) -> None:
+        """Commit, and wait for, what the last asynchronous commits may not have done."""
+        assigned = self._consumer.assignment() or set()
+        with self._lock:
+            offsets = {p: m for p, m in self._uncommitted.items() if p in assigned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets, timeout_ms=REQUEST_TIMEOUT_MS)
+        except (KafkaError, OSError) as error:
+            log.warning("final offset commit failed (%s); the store keeps the positions",
+                        error)
 
     # -- health -----------------------------------------------------------------------
     def ready(self) -> bool:
@@ -313,5 +334,6 @@ class KafkaSource(Source):
         return lags
 
     def close(self) -> None:
-        """Leave the group (without committing anything: commits are explicit)."""
+        """Commit the last positions given to :meth:`commit`, then leave the group."""
+        self._commit_pending()
         self._consumer.close(autocommit=False)
