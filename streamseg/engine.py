@@ -88,6 +88,15 @@ class _Batch:
         return self.outcome
 
 
+def _nest_reservoir_keys(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model state of a checkpoint, with ``reservoir_keys`` put back in place."""
+    model = dict(checkpoint["model"])
+    keys = checkpoint.get("reservoir_keys")
+    if keys is not None and model.get("reservoir") is not None:
+        model["reservoir"] = {**model["reservoir"], "keys": keys}
+    return model
+
+
 class SegmentationEngine:
     """Features, standardiser and model, advanced one batch at a time.
 
@@ -120,7 +129,7 @@ class SegmentationEngine:
         model_params = settings.model.model_dump(exclude={"kind"})
         if checkpoint is not None and checkpoint.get("kind") == settings.model.kind:
             self.model: SegmentModel = build_model(settings.model.kind, **model_params).from_state(
-                checkpoint["model"], lookup=self._stored_vectors
+                _nest_reservoir_keys(checkpoint), lookup=self._stored_vectors
             )
             self.scaler = OnlineStandardizer.from_state(checkpoint["scaler"])
             self.watermark: float | None = checkpoint.get("watermark")
@@ -178,9 +187,10 @@ class SegmentationEngine:
             for cid in list(itertools.islice(cache, excess)):
                 del cache[cid]
 
-    def _stored_vectors(self, keys: list[str]) -> dict[str, list[float]]:
-        return {cid: state.vector for cid, state in self.store.get_many(keys).items()
-                if state.vector is not None}
+    def _stored_vectors(self, keys: list[str]) -> dict[str, tuple[list[float], int]]:
+        return {cid: (state.vector, state.segment)
+                for cid, state in self.store.get_many(keys).items()
+                if state.vector is not None and state.segment is not None}
 
     # -- the clock ------------------------------------------------------------------
     def now(self) -> float:
@@ -271,10 +281,23 @@ class SegmentationEngine:
         ]
 
     def model_checkpoint(self) -> dict[str, Any]:
+        """The model's checkpoint, written with every batch.
+
+        Light: the reservoir's vectors and segments are in the store already (see
+        ``__init__``). The reservoir's customer ids, the largest part, change only when
+        a new customer is sampled: they are a part of their own, ``reservoir_keys``, so
+        that a store can skip writing a part that did not change (Redis does).
+        """
+        model = self.model.to_state(with_vectors=False)
+        reservoir = model.get("reservoir")
+        keys = None
+        if reservoir is not None:
+            reservoir = model["reservoir"] = dict(reservoir)
+            keys = reservoir.pop("keys")
         return {
             "kind": self.settings.model.kind,
-            # Light: the reservoir's vectors are in the store already (see __init__).
-            "model": self.model.to_state(with_vectors=False),
+            "model": model,
+            "reservoir_keys": keys,
             "scaler": self.scaler.to_state(),
             "watermark": self.watermark,
             "names": {str(k): v for k, v in self.names.items()},

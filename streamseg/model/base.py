@@ -143,7 +143,7 @@ class SegmentModel(Protocol):
 
         ``with_vectors=False`` may leave out per-customer vectors that the caller's store
         already holds (a light checkpoint); ``from_state`` then fetches them through
-        ``lookup(keys) -> {key: vector}``.
+        ``lookup(keys) -> {key: (vector, segment)}``.
         """
         ...
 

@@ -62,7 +62,9 @@ __all__ = ["CustomerKMeans", "kmeans_plusplus", "lloyd", "match_ids"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 #: Given customer keys, their current vectors (for restoring a light checkpoint).
-VectorLookup = Callable[[list[str]], dict[str, Sequence[float]]]
+#: ``lookup(keys) -> {key: (vector, segment)}``: each customer's current model-space
+#: vector and segment as the caller's store holds them (see ``to_state``).
+VectorLookup = Callable[[list[str]], dict[str, tuple[Sequence[float], int]]]
 
 STATE_KIND = "customer-kmeans"
 STATE_FORMAT = 1
@@ -384,7 +386,9 @@ class _Reservoir:
             "n_seen": self.n_seen,
             "keys": list(self.keys),
             "vectors": self.vectors[:n].tolist() if with_vectors else None,
-            "segments": self.segments[:n].tolist(),
+            # A light checkpoint leaves the segments to the store too: they change with
+            # nearly every batch, and the store writes each customer's with its vector.
+            "segments": self.segments[:n].tolist() if with_vectors else None,
         }
 
     @classmethod
@@ -400,20 +404,25 @@ class _Reservoir:
             res.vectors = np.zeros((n, dim))
             res.segments = np.zeros(n, dtype=np.int64)
         if n:
-            vectors = state["vectors"]
-            if vectors is None:
+            vectors, segments = state["vectors"], state["segments"]
+            if vectors is None or segments is None:
                 # A light checkpoint: the caller's store holds every sampled customer's
-                # current vector (the one the model last assigned), so fetch them there.
+                # current vector and segment (those the model last assigned), so fetch
+                # them there.
                 if lookup is None:
-                    raise ValueError("checkpoint has no reservoir vectors: pass a lookup")
+                    raise ValueError("light checkpoint (no reservoir vectors or segments): "
+                                     "pass a lookup")
                 found = lookup(res.keys)
                 missing = [k for k in res.keys if k not in found]
                 if missing:
                     raise ValueError(f"store lacks {len(missing)} sampled customers, "
                                      f"e.g. {missing[:3]}")
-                vectors = [found[k] for k in res.keys]
+                if vectors is None:
+                    vectors = [found[k][0] for k in res.keys]
+                if segments is None:
+                    segments = [found[k][1] for k in res.keys]
             res.vectors[:n] = np.asarray(vectors, dtype=np.float64).reshape(n, dim)
-            res.segments[:n] = np.asarray(state["segments"], dtype=np.int64)
+            res.segments[:n] = np.asarray(segments, dtype=np.int64)
         return res
 
 
@@ -873,9 +882,9 @@ class CustomerKMeans(base.Clusterer):
     def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
         """JSON-serialisable snapshot: params, statistics, reservoir, buffer, RNG state.
 
-        With ``with_vectors=False`` the reservoir's vectors are left out (a light
-        checkpoint, small enough to write with every batch); :meth:`from_state` then
-        needs a ``lookup`` that returns them from the caller's store.
+        With ``with_vectors=False`` the reservoir's vectors and segments are left out (a
+        light checkpoint, small enough to write with every batch); :meth:`from_state`
+        then needs a ``lookup`` that returns them from the caller's store.
 
         ``CustomerKMeans.from_state(model.to_state())`` behaves exactly like ``model`` on
         any subsequent input (floats survive JSON exactly: Python writes the shortest

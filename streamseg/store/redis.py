@@ -44,8 +44,8 @@ key                    type    content                                       wri
                                                                              SegmentReader
 ``{p}:n``              STRING  number of customers (``INCRBY`` on first      worker /
                                write)                                        worker
-``{p}:model``          STRING  model checkpoint, JSON                        worker /
-                                                                             worker
+``{p}:model``          HASH    model checkpoint: part name -> JSON (a part   worker /
+                               is written only when it changed)              worker
 ``{p}:pos``            HASH    source stream -> next position (e.g.          worker /
                                ``kafka:events:3`` -> ``1234``)               worker
 ``{p}:meta``           HASH    name -> JSON value (watermark, ...)           worker /
@@ -514,6 +514,8 @@ class RedisStore(Store):
         self._memo: dict[str, Any] = {}  # customer id -> segment as loaded, or _MISSING
         self._chunks_seen: dict[str, int] = {}  # customer id -> chunk fields found on load
         self._stream_ids: dict[str, int] = {}
+        # Model checkpoint parts as last written by this store (see write_batch).
+        self._model_written: dict[str, Any] = {}
         self._stream_names: dict[int, str] = {}
         self._due_scan_sha = str(client.script_load(_DUE_SCAN))
 
@@ -725,7 +727,12 @@ class RedisStore(Store):
                     size_delta[before] = size_delta.get(before, 0) - 1
                 if state.segment is not None:
                     size_delta[state.segment] = size_delta.get(state.segment, 0) + 1
-        model = None if checkpoint.model_state is None else json.dumps(checkpoint.model_state)
+        # The model checkpoint is a hash of parts; a part equal to what this store last
+        # wrote is not written again (the reservoir's ids, most of it, rarely change).
+        model_parts: dict[str, str] = {}
+        for name, value in (checkpoint.model_state or {}).items():
+            if name not in self._model_written or self._model_written[name] != value:
+                model_parts[name] = json.dumps(value)
         meta = {name: json.dumps(value) for name, value in checkpoint.meta.items()}
 
         pipe = self._redis.pipeline(transaction=True)
@@ -740,8 +747,8 @@ class RedisStore(Store):
                 pipe.hincrby(self._key("sizes"), str(segment), delta)
         if new_customers:
             pipe.incrby(self._key("n"), new_customers)
-        if model is not None:
-            pipe.set(self._key("model"), model)
+        if model_parts:
+            pipe.hset(self._key("model"), mapping=model_parts)  # type: ignore[arg-type]
         if checkpoint.positions:
             pipe.hset(self._key("pos"), mapping=checkpoint.positions)  # type: ignore[arg-type]
         if meta:
@@ -762,10 +769,13 @@ class RedisStore(Store):
         for cid, state in latest.items():
             self._memo[cid] = state.segment
             self._chunks_seen[cid] = written_chunks[cid]
+        if checkpoint.model_state:
+            self._model_written.update(checkpoint.model_state)
 
     def forget_cached(self) -> None:
         self._memo.clear()
         self._chunks_seen.clear()
+        self._model_written.clear()
 
     # -- the due index ----------------------------------------------------------------
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
@@ -811,8 +821,12 @@ class RedisStore(Store):
 
     # -- checkpoint reads -------------------------------------------------------------
     def load_model(self) -> dict[str, Any] | None:
-        data = self._redis.get(self._key("model"))
-        return None if data is None else cast("dict[str, Any]", json.loads(data))
+        parts = self._redis.hgetall(self._key("model"))
+        if not parts:
+            return None
+        model = {_text(name): json.loads(value) for name, value in parts.items()}
+        self._model_written = dict(model)
+        return model
 
     def outbox(self) -> list[str]:
         return [_text(item) for item in self._redis.lrange(self._key("outbox"), 0, -1)]

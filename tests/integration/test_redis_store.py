@@ -238,3 +238,29 @@ def test_memory_per_customer_within_budget(redis_url: str) -> None:
     per_customer = min(measure_memory_per_customer(redis_url, 5000, buckets=256)
                        for _ in range(2))
     assert per_customer <= 250, f"{per_customer:.1f} bytes per customer"
+
+
+def test_model_parts_are_written_only_when_they_change(
+    redis_url: str, small_store: RedisStore
+) -> None:
+    key = f"{small_store.prefix}:model"
+    client = redis.Redis.from_url(redis_url)
+    first = {"model": {"version": 1}, "reservoir_keys": ["a", "b"]}
+    small_store.write_batch([], Checkpoint(model_state=first))
+    assert small_store.load_model() == first
+    # A marker in place of the unchanged part: a rewrite of it would erase the marker.
+    client.hset(key, "reservoir_keys", '"marker"')
+    second = {"model": {"version": 2}, "reservoir_keys": ["a", "b"]}
+    small_store.write_batch([], Checkpoint(model_state=second))
+    assert client.hget(key, "reservoir_keys") == b'"marker"'
+    assert client.hget(key, "model") == b'{"version": 2}'
+    third = {"model": {"version": 3}, "reservoir_keys": ["a", "c"]}
+    small_store.write_batch([], Checkpoint(model_state=third))
+    fresh = RedisStore.from_uri(redis_url, prefix=small_store.prefix)
+    assert fresh.load_model() == third
+    # After a failed write the store no longer trusts what it remembers writing.
+    client.hset(key, "reservoir_keys", '"marker"')
+    small_store.forget_cached()
+    small_store.write_batch([], Checkpoint(model_state=third))
+    assert fresh.load_model() == third
+    fresh.close()
