@@ -119,13 +119,21 @@ def ceiling(servers: str, topic: str, count: int) -> float:
 
 
 def _run_service(settings: Any, until: Callable[[Application], bool],
-                 latencies: list[float] | None = None) -> tuple[Application, float]:
+                 latencies: list[float] | None = None,
+                 on_assigned: Callable[[], None] | None = None) -> tuple[Application, float]:
+    """Run the service in a thread until ``until``; ``on_assigned`` is called once its
+    consumer holds its partitions (a live service is up before traffic arrives)."""
     application = Application(settings)
     if latencies is not None:
         application.latency_samples = latencies
     thread = threading.Thread(target=application.run, daemon=True)
     started = time.perf_counter()
     thread.start()
+    if on_assigned is not None:
+        assign_deadline = time.perf_counter() + 60
+        while application.source.assignment_epoch == 0 and time.perf_counter() < assign_deadline:
+            time.sleep(0.01)
+        on_assigned()
     deadline = started + 1200
     while not until(application) and time.perf_counter() < deadline and thread.is_alive():
         time.sleep(0.05)
@@ -145,7 +153,7 @@ def _consumed(count: int) -> Callable[[Application], bool]:
 def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
         latency_seconds: float = 20.0, servers: str = "127.0.0.1:9092",
         redis_url: str = "redis://127.0.0.1:6379/0", partitions: int = 4,
-        seed: int = 0) -> dict[str, Any]:
+        seed: int = 0, batch_size: int = 10_000) -> dict[str, Any]:
     """The whole benchmark; returns the figures (also what ``streamseg bench kafka`` prints)."""
     tag = uuid.uuid4().hex[:8]
     topic, changes, paced = f"bench-{tag}", f"bench-{tag}-changes", f"bench-{tag}-paced"
@@ -160,7 +168,7 @@ def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
     memory_before = int(client.info("memory")["used_memory"])
     prefix = f"bench-{tag}"
     settings = load_settings(overrides={
-        "source": {"uri": f"kafka://{servers}/{topic}", "batch_size": 2000},
+        "source": {"uri": f"kafka://{servers}/{topic}", "batch_size": batch_size},
         "kafka": {"group_id": f"bench-{tag}"},
         "store": {"uri": redis_url, "redis_prefix": prefix,
                   "redis_buckets": max(1, customers // 50)},
@@ -182,15 +190,16 @@ def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
     latencies: list[float] = []
     # The paced producer is another process, as a real producer would be: in a thread
     # it would compete with the service for the interpreter lock and inflate latency.
-    producer = multiprocessing.get_context("fork").Process(
+    # It starts once the service is up and holds its partitions: latency is that of a
+    # running service, not of one still starting (loading its model, joining the group).
+    producer = multiprocessing.get_context("spawn").Process(
         target=_produce, args=(servers, paced, paced_pairs, rate))
     offset_base = sum(application.store.positions().values())
 
     def paced_done(app: Application) -> bool:
         return sum(app.store.positions().values()) >= offset_base + paced_count
 
-    producer.start()
-    _run_service(latency_settings, paced_done, latencies)
+    _run_service(latency_settings, paced_done, latencies, on_assigned=producer.start)
     producer.join()
     samples = np.array(latencies) * 1000.0
 
@@ -203,6 +212,8 @@ def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
         "ceiling_events_per_second": round(bare),
         "service_events_per_second": round(service),
         "ratio_service_to_ceiling": round(service / bare, 3),
+        "throughput_batch_size": batch_size,
+        "segment_changes_per_event": round(application.totals["changes"] / count, 3),
         "latency_offered_rate_events_per_second": rate,
         "latency_events": int(samples.size),
         "latency_p50_ms": round(float(np.percentile(samples, 50)), 1) if samples.size else None,

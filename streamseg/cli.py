@@ -319,6 +319,9 @@ def bench_kafka(
     kafka: Annotated[str, typer.Option(help="Bootstrap servers.")] = "127.0.0.1:9092",
     redis_url: Annotated[str, typer.Option("--redis", help="Redis URL.")] = (
         "redis://127.0.0.1:6379/0"),
+    batch_size: Annotated[int, typer.Option(
+        help="source.batch_size of the throughput part (a backlog: bigger batches write "
+        "each customer once per batch).")] = 10_000,
 ) -> None:
     """Ceiling (bare consumer) vs full service on one topic, latency, Redis bytes/customer.
 
@@ -326,7 +329,8 @@ def bench_kafka(
     """
     from streamseg import bench_kafka
 
-    _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url))
+    _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url,
+                                batch_size=batch_size))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -121,7 +121,11 @@ class Application:
         self.source.seek(self.store.positions())
         self._stop = threading.Event()
         self._assignment_epoch = self.source.assignment_epoch
-        self._last_gc_freeze = 0.0
+        # Start-up allocated the model and whatever was loaded: collect and freeze now,
+        # before traffic, rather than in the first batch.
+        gc.collect()
+        gc.freeze()
+        self._last_gc_freeze = time.monotonic()
         # Positions of the last written batch, committed once its changes are acknowledged.
         self._unsettled: dict[str, int] = {}
         # True from a failed batch until an iteration of the loop succeeds again: the
@@ -144,6 +148,11 @@ class Application:
             self.metrics_server = MetricsServer(
                 self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
             )
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Events processed, rejected, duplicates, changes and re-scorings of this run."""
+        return dict(self._totals)
 
     def is_ready(self) -> bool:
         """True while the source, the sinks and the store all answer and the last batch

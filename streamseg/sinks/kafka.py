@@ -66,8 +66,8 @@ class KafkaTopicWriter:
     settings
         Client id and security options (``settings.client_options()``) and
         ``settings.producer`` extras for ``KafkaProducer``, which win over the
-        defaults here: ``acks="all"``, ``linger_ms=5`` and ``batch_size=262144`` (a
-        batch's records leave together), ``compression_type=None``, and kafka-python's retries
+        defaults here: ``acks="all"``, ``linger_ms=0`` and ``batch_size=262144``,
+        ``compression_type=None``, and kafka-python's retries
         (``retries`` unbounded within ``delivery_timeout_ms``).
 
     After a failed :meth:`flush` the producer is closed and the next :meth:`send` opens
@@ -83,9 +83,12 @@ class KafkaTopicWriter:
         options: dict[str, Any] = {
             "bootstrap_servers": servers.split(","),
             "acks": "all",
-            "linger_ms": 5,
-            # A batch's changes leave together at flush: bigger producer batches cost
-            # less per record (measured: ~26 rather than ~35 us per send at 16 KiB).
+            # Records leave as soon as they are queued: the pipeline awaits their
+            # acknowledgement only before its next write, so lingering would only add
+            # to that wait (bench latency p50 18 -> 13 ms, p99 58 -> 34 ms with 0).
+            "linger_ms": 0,
+            # Bigger producer batches cost less per record (~26 rather than ~35 us per
+            # send at 16 KiB, measured).
             "batch_size": 256 * 1024,
             "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
             **settings.client_options(),
