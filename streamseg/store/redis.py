@@ -111,6 +111,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore", "SegmentReader", "bucket_of", "redact_url"]
 
+#: Seconds a Redis command may take before it fails (``?socket_timeout=`` overrides):
+#: far above a batch write (milliseconds), far below forever.
+DEFAULT_SOCKET_TIMEOUT_S = 30.0
+#: Seconds to open a connection (``?socket_connect_timeout=`` overrides).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: Buckets used when a prefix is first written and nothing else is asked for.
 DEFAULT_BUCKETS = 1024
 _LAYOUT_VERSION = "v1"
@@ -437,7 +442,15 @@ def _glob_escape(text: str) -> str:
 def _connect(url: str, password: SecretStr | str | None) -> redis.Redis:
     """A client for ``url`` that has answered a PING; a clear error if it cannot."""
     secret = password.get_secret_value() if isinstance(password, SecretStr) else password
-    options: dict[str, Any] = {"health_check_interval": 30}
+    # Without timeouts a Redis that stops answering (paused, a network partition that
+    # drops packets) blocks the worker forever, and /readyz with it. With them the
+    # batch fails, the pipeline reports not-ready and retries. A ``socket_timeout`` in
+    # the URL's query string wins (redis-py applies URL options last).
+    options: dict[str, Any] = {
+        "health_check_interval": 30,
+        "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
+    }
     if secret:
         options["password"] = secret  # a password in the URL itself takes precedence
     client = redis.Redis.from_url(url, **options)

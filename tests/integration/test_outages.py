@@ -11,6 +11,8 @@ production Redis would. Every wait is bounded; no assertion is on durations.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -96,13 +98,14 @@ def spawned() -> Iterator[list[Service]]:
 
 
 def _start(private: Private, tmp_path: Path, spawned: list[Service], label: str,
-           producer: dict[str, Any] | None = None, **sections: dict[str, Any],
-           ) -> tuple[Service, RedisStore, str]:
+           producer: dict[str, Any] | None = None, store_query: str = "",
+           **sections: dict[str, Any]) -> tuple[Service, RedisStore, str]:
     """A service on a fresh topic of the private servers: (service, its store, topic)."""
     run_id = f"it-{label}-{uuid.uuid4().hex[:8]}"
     topic = private.new_topic(f"{label}-events")
     service = Service(tmp_path, label, service_config(
-        kafka=private.kafka, redis_url=private.redis_url, topic=topic, prefix=run_id,
+        kafka=private.kafka, redis_url=private.redis_url + store_query, topic=topic,
+        prefix=run_id,
         group=run_id, changes_topic=private.new_topic(f"{label}-chg"),
         dlq_topic=private.new_topic(f"{label}-dlq"), batch_size=250,
         # After an outage, kafka-python reconnects after up to reconnect_backoff_max_ms
@@ -194,6 +197,40 @@ def test_redis_outage_while_events_flow(private: Private, tmp_path: Path,
     wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
     wait_until(lambda: service.metric("streamseg_ready") == 1.0, "streamseg_ready 1 again",
                services=[service])
+    _stop(service)
+    _assert_exactly_once(private, store, topic, events)
+
+
+def test_hung_redis_times_out_and_recovers(private: Private, tmp_path: Path,
+                                           spawned: list[Service]) -> None:
+    """A Redis that stops answering (SIGSTOP: connections stay open, nothing comes
+    back) must fail the batch after the socket timeout, not block the worker forever."""
+    events = sixty_day_stream(500, seed=23)  # ~10k events
+    service, store, topic = _start(private, tmp_path, spawned, "redis-hung",
+                                   store_query="?socket_timeout=1")
+
+    def progress() -> int:
+        return sum(stream_positions(store.positions(), topic).values())
+
+    feeder = Feeder(private.kafka, topic, events, per_second=1500)
+    feeder.start()
+    wait_until(lambda: progress() > 0, "progress before the pause", services=[service])
+    redis_dir = Path(private.env["STREAMSEG_STATE_DIR"]) / "redis"
+    pid = int((redis_dir / "redis.pid").read_text().strip())
+    errors_before = _counter(service, "streamseg_store_errors_total")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: service.readyz() == 503, "/readyz 503 with Redis paused",
+                   services=[service])
+        wait_until(lambda: _counter(service, "streamseg_store_errors_total") > errors_before,
+                   "a store error from the socket timeout", services=[service])
+        assert service.alive(), service.log_tail()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    feeder.finish()
+    wait_until(lambda: progress() == len(events), "all events processed after the pause",
+               services=[service])
+    wait_until(lambda: service.readyz() == 200, "/readyz 200 again", services=[service])
     _stop(service)
     _assert_exactly_once(private, store, topic, events)
 

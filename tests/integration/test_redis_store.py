@@ -264,3 +264,20 @@ def test_model_parts_are_written_only_when_they_change(
     small_store.write_batch([], Checkpoint(model_state=third))
     assert fresh.load_model() == third
     fresh.close()
+
+
+def test_commands_time_out_by_default_and_the_url_can_say_otherwise(
+    redis_url: str, redis_prefix: str
+) -> None:
+    default = RedisStore.from_uri(redis_url, prefix=redis_prefix)
+    chosen = RedisStore.from_uri(f"{redis_url}?socket_timeout=2.5&buckets=8",
+                                 prefix=f"{redis_prefix}-b")
+    try:
+        options = default._redis.connection_pool.connection_kwargs
+        assert options["socket_timeout"] == 30.0
+        assert options["socket_connect_timeout"] == 10.0
+        assert chosen._redis.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+        assert chosen.buckets == 8
+    finally:
+        default.close()
+        chosen.close()
