@@ -10,6 +10,9 @@ b. the *service*: the full pipeline (parse, features, model, Redis write, change
 It prints events/s of both and the ratio b/a (timings on a shared machine vary; the
 ratio within one run is the comparable figure), then the latency from produce to
 Redis write at a fixed offered rate, and the Redis memory per customer of the run.
+It also measures (c) the *I/O floor* on the same topic: the service's consumer,
+schema, Redis transaction and change sends with none of its per-event work between
+them (:func:`io_floor`), to show how much of the gap to the ceiling is I/O.
 
 Events carry the current time as their timestamp, as live traffic does: replaying a
 year of history in a minute would add inactivity re-scoring work that live traffic
@@ -118,6 +121,52 @@ def ceiling(servers: str, topic: str, count: int) -> float:
     return seen / elapsed
 
 
+def io_floor(servers: str, topic: str, count: int, redis_url: str, prefix: str,
+             changes_topic: str, change_rate: float) -> float:
+    """Events/s of the service's I/O alone: no features, no model, no codec.
+
+    Consume, validate each event with the service's schema, write one 110-byte field
+    per customer per batch to Redis in a transaction, and send a 440-byte keyed record
+    for ``change_rate`` of the events (the service's own rate of segment changes),
+    flushed per batch. What is left between this and the service is streamseg's own
+    Python work per event (features, scoring, state codec, change events).
+    """
+    from streamseg.events import TransactionEvent
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=servers,
+                             group_id=f"floor-{uuid.uuid4().hex[:8]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=0,
+                             batch_size=256 * 1024)
+    client = redis.Redis.from_url(redis_url)
+    value, record = b"x" * 110, b"x" * 440
+    every = max(1, round(1 / change_rate)) if change_rate > 0 else 0
+    seen = 0
+    started = time.perf_counter()
+    deadline = started + 600
+    while seen < count and time.perf_counter() < deadline:
+        records = [message for batch in consumer.poll(timeout_ms=500,
+                                                        max_records=10_000).values()
+                   for message in batch]
+        if not records:
+            continue
+        events = [TransactionEvent.model_validate_json(message.value) for message in records]
+        seen += len(records)
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(f"{prefix}:floor", mapping={e.customer_id: value for e in events})
+        pipe.execute()
+        if every:
+            for event in events[::every]:
+                producer.send(changes_topic, key=event.customer_id.encode(), value=record)
+        producer.flush()
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    producer.close()
+    client.delete(f"{prefix}:floor")
+    client.close()
+    return seen / elapsed
+
+
 def _run_service(settings: Any, until: Callable[[Application], bool],
                  latencies: list[float] | None = None,
                  on_assigned: Callable[[], None] | None = None) -> tuple[Application, float]:
@@ -178,6 +227,8 @@ def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
     service = count / elapsed
     stored = application.store.count()
     memory_after = int(client.info("memory")["used_memory"])
+    change_rate = application.totals["changes"] / count
+    floor = io_floor(servers, topic, count, redis_url, prefix, changes, change_rate)
 
     # Latency: the same service (warm: model seeded, customers known) on a paced topic.
     latency_settings = settings.model_copy(update={
@@ -213,7 +264,9 @@ def run(count: int = 200_000, customers: int = 20_000, rate: float = 2_000,
         "service_events_per_second": round(service),
         "ratio_service_to_ceiling": round(service / bare, 3),
         "throughput_batch_size": batch_size,
-        "segment_changes_per_event": round(application.totals["changes"] / count, 3),
+        "segment_changes_per_event": round(change_rate, 3),
+        "io_floor_events_per_second": round(floor),
+        "ratio_io_floor_to_ceiling": round(floor / bare, 3),
         "latency_offered_rate_events_per_second": rate,
         "latency_events": int(samples.size),
         "latency_p50_ms": round(float(np.percentile(samples, 50)), 1) if samples.size else None,
