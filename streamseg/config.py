@@ -74,10 +74,12 @@ class KafkaSettings(_Section):
     ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
     ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
     consumer: dict[str, Any] = Field(
-        default_factory=dict, description="Extra KafkaConsumer options, passed through."
+        default_factory=dict, description="Extra KafkaConsumer options, passed through; "
+        "they win over streamseg's (auto_offset_reset=earliest, fetch_max_wait_ms=10).",
     )
     producer: dict[str, Any] = Field(
-        default_factory=dict, description="Extra KafkaProducer options, passed through."
+        default_factory=dict, description="Extra KafkaProducer options, passed through; "
+        "they win over streamseg's (acks=all, linger_ms=0, batch_size=262144).",
     )
 
     def client_options(self) -> dict[str, Any]:

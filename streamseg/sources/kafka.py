@@ -152,6 +152,12 @@ class KafkaSource(Source):
             "bootstrap_servers": servers.split(","),
             "group_id": settings.group_id,
             "auto_offset_reset": "earliest",
+            # How long the broker may hold a fetch that finds no new records (500 by
+            # default). Live traffic arrives in a trickle, and with 500 some records
+            # waited out much of it: with 10, latency at 2,000 events/s went from p50
+            # 13 / p99 27-45 ms to p50 8 / p99 15-22 ms (three runs each). The price is
+            # ~100 empty fetches a second while idle; kafka.consumer can set it back.
+            "fetch_max_wait_ms": 10,
             "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
             **settings.client_options(),
             **settings.consumer,
