@@ -48,8 +48,10 @@ _FINITE_SOURCE_RETRIES = 5
 # scanned); each collection then only walks objects since the last freeze, a pause of a
 # few ms (every 10 s, pauses of ~25 ms: bench p99 34-52 ms rather than 15-21 ms).
 # Objects are still freed by reference counting when dropped; only garbage *cycles*
-# among frozen objects would stay, and the service's long-lived state has none.
+# among frozen objects would stay: so every ten minutes everything is unfrozen and
+# collected once (one pause of ~100 ms per 200k cached customers, ~0.03% of events).
 _GC_FREEZE_EVERY_SECONDS = 1.0
+_GC_FULL_EVERY_SECONDS = 600.0
 
 
 def _failure_kind(error: BaseException) -> str:
@@ -126,7 +128,7 @@ class Application:
         # before traffic, rather than in the first batch.
         gc.collect()
         gc.freeze()
-        self._last_gc_freeze = time.monotonic()
+        self._last_gc_freeze = self._last_gc_full = time.monotonic()
         # Positions of the last written batch, committed once its changes are acknowledged.
         self._unsettled: dict[str, int] = {}
         # True from a failed batch until an iteration of the loop succeeds again: the
@@ -245,6 +247,9 @@ class Application:
         if now - self._last_gc_freeze < _GC_FREEZE_EVERY_SECONDS:
             return
         self._last_gc_freeze = now
+        if now - self._last_gc_full >= _GC_FULL_EVERY_SECONDS:
+            self._last_gc_full = now
+            gc.unfreeze()  # frozen garbage cycles, if any, are collected too
         gc.collect()
         gc.freeze()
 

@@ -242,3 +242,34 @@ def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> Non
     for old, new in zip(before, after, strict=True):
         for field in ("orders_90d", "spend_90d", "avg_order_value"):
             assert new[field] == pytest.approx(old[field], rel=0.25), (field, old, new)
+
+
+def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamseg.pipeline as pipeline
+
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=5, days=20)) + "\n")
+    clock = [1000.0]
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: clock[0])
+    app = Application(_settings(tmp_path, source))
+    calls: list[str] = []
+    monkeypatch.setattr(pipeline.gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(pipeline.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(pipeline.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    try:
+        app._collect_garbage()
+        assert calls == []  # start-up has just frozen
+        clock[0] += 1.0
+        app._collect_garbage()
+        assert calls == ["collect", "freeze"]
+        clock[0] += 0.5
+        app._collect_garbage()
+        assert calls == ["collect", "freeze"]
+        calls.clear()
+        clock[0] += 600.0
+        app._collect_garbage()
+        assert calls == ["unfreeze", "collect", "freeze"]
+    finally:
+        app.close()
