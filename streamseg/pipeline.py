@@ -115,6 +115,7 @@ class Application:
             password=settings.store.redis_password,
             prefix=settings.store.redis_prefix,
             buckets=settings.store.redis_buckets,
+            cached_customers=settings.pipeline.state_cache_size,
         )
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
@@ -188,6 +189,7 @@ class Application:
                     records = self.source.poll(
                         self.settings.source.batch_size, self.settings.source.poll_timeout_s
                     )
+                    self._follow_assignment()
                     if records:
                         self._process(records)
                         advance()
@@ -227,13 +229,15 @@ class Application:
                               "its changes from the outbox")
         return self._summary(time.monotonic() - started)
 
-    def _process(self, records: list[RawRecord]) -> None:
-        started = time.perf_counter()
+    def _follow_assignment(self) -> None:
+        """After a poll: if partitions moved, customers this worker cached may have been
+        written since by another worker; read them from the store again."""
         if self.source.assignment_epoch != self._assignment_epoch:
-            # Partitions moved: customers this worker cached may have been written since
-            # by another worker; read them from the store again.
             self._assignment_epoch = self.source.assignment_epoch
             self.engine.forget_cached()
+
+    def _process(self, records: list[RawRecord]) -> None:
+        started = time.perf_counter()
         self.metrics.events_consumed.inc(len(records))
         outcome = self.engine.process(records)
         self._deliver(outcome, self.source.positions_after(records))
@@ -295,6 +299,7 @@ class Application:
         self._stop.set()
 
     def close(self) -> None:
+        gc.unfreeze()  # the process may go on without this loop's collections
         if self.metrics_server is not None:
             self.metrics_server.close()
         for closer in (self.changes.close, self.dead_letters.close, self.source.close,
@@ -321,13 +326,14 @@ class Application:
 
     # -- steps -----------------------------------------------------------------------
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
-        """Publish rejects, write the batch, publish its changes, commit: in this order.
+        """Publish rejects, settle the previous batch, write this one, publish its changes.
 
         Dead letters are flushed before the write, so a crash re-sends rather than loses
         them. Changes go into the store's outbox *with* the states, and are published
         after the write: every change of a stored state reaches the change topic (again
         after a crash, from the outbox), and no change is published for a state that
-        was never stored.
+        was never stored. This batch's offsets are committed by the next
+        :meth:`_settle`, once its changes are acknowledged.
         """
         if not (outcome.states or outcome.rejected or positions):
             return  # an idle tick with nothing due: nothing to write

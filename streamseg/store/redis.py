@@ -68,8 +68,8 @@ Guarantees and assumptions
   trip (one ``HMGET`` per bucket), two for a customer whose state exceeds 192 bytes.
 * **One worker owns a customer** (Kafka partitions by customer id and each partition is
   consumed by one worker): segment sizes and the customer count are kept with
-  ``HINCRBY``/``INCRBY`` from the segment each customer had when this store loaded it in
-  :meth:`RedisStore.get_many` (a customer written without being loaded is looked up
+  ``HINCRBY``/``INCRBY`` from the segment each customer had when this store last loaded
+  (:meth:`RedisStore.get_many`) or wrote it (a customer it has no memo of is looked up
   just before the transaction). Two workers writing the same customer at the same time
   would make the counters drift; the customer records stay consistent.
 * Several workers on one prefix share the due index: :meth:`RedisStore.due_for_rescore`
@@ -92,6 +92,7 @@ Example, with ``scripts/services up`` running (tests/integration runs the same):
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import math
@@ -121,10 +122,13 @@ DEFAULT_BUCKETS = 1024
 _LAYOUT_VERSION = "v1"
 # Buckets per round trip in the due scan and in iter_customers.
 _BUCKETS_PER_TRIP = 128
-# The memo: each customer's segment (and chunk count) as last loaded or written by this
-# store; past this many entries it is dropped (write_batch then asks Redis, one extra trip).
-_MEMO_LIMIT = 200_000
-_MISSING = object()  # memo value: the customer is known not to exist
+# The memo: each customer's segment and chunk count as last loaded or written by this
+# store, least recently used first; at least this many entries are kept, and at least as
+# many as the caller caches (``cached_customers``): a customer the caller writes without
+# loading it again must still be in the memo, or the chunks of a longer earlier state
+# would stay behind.
+_MEMO_LIMIT = 250_000
+_MISSING = object()  # memo segment: the customer is known not to exist
 
 # --------------------------------------------------------------------- field names
 # In a bucket hash, the readable record of a customer is under its id; chunk i of its
@@ -192,7 +196,6 @@ def _unzigzag(value: int) -> int:
 
 _F64 = struct.Struct("<d")
 _I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
 
 # The packed state of a customer (all integers little-endian):
 #
@@ -233,6 +236,7 @@ def _float32_exact(vector: Sequence[float]) -> bool:
 
 def _pack_features(features: CustomerFeatures, out: bytearray) -> None:
     # The hot path of every write: plain locals and one pass (see the layout above).
+    # The floats go in the order of _FEATURE_FLOATS, which _unpack_features follows.
     tags = 0
     body = bytearray()
     reference = features.reference_time
@@ -514,18 +518,27 @@ class RedisStore(Store):
         Number of customer buckets when the prefix is new; an existing prefix keeps the
         count it was created with (stored in ``{prefix}:layout``).
 
+    cached_customers
+        How many customer states the caller keeps between batches (the engine's
+        ``pipeline.state_cache_size``): the store's memo of segments and chunk counts
+        keeps at least as many.
+
     Not thread-safe: one store per worker thread (the client underneath is).
     """
 
     def __init__(self, client: redis.Redis, prefix: str = "streamseg",
-                 buckets: int = DEFAULT_BUCKETS) -> None:
+                 buckets: int = DEFAULT_BUCKETS, cached_customers: int = 0) -> None:
         if buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {buckets}")
         self._redis = client
         self.prefix = prefix
         self.buckets = self._layout(buckets)
-        self._memo: dict[str, Any] = {}  # customer id -> segment as loaded, or _MISSING
-        self._chunks_seen: dict[str, int] = {}  # customer id -> chunk fields found on load
+        # customer id -> (segment or _MISSING, chunk fields in Redis); see _MEMO_LIMIT
+        self._memo: dict[str, tuple[Any, int]] = {}
+        self._memo_limit = max(_MEMO_LIMIT, cached_customers)
+        # Before the model was a hash of parts it was one JSON string: read it, and
+        # replace it with the hash at the next write.
+        self._legacy_model = _text(client.type(self._key("model"))) == "string"
         self._stream_ids: dict[str, int] = {}
         # Model checkpoint parts as last written by this store (see write_batch).
         self._model_written: dict[str, Any] = {}
@@ -539,6 +552,7 @@ class RedisStore(Store):
         password: SecretStr | str | None = None,
         prefix: str = "streamseg",
         buckets: int | None = None,
+        cached_customers: int = 0,
     ) -> RedisStore:
         """Open ``redis://[user:pass@]HOST:PORT/DB[?buckets=N]`` (or ``rediss://``, ``unix://``).
 
@@ -552,7 +566,8 @@ class RedisStore(Store):
         url, ours = _split_options(uri)
         if buckets is None:
             buckets = int(ours["buckets"]) if "buckets" in ours else DEFAULT_BUCKETS
-        return cls(_connect(url, password), prefix=prefix, buckets=buckets)
+        return cls(_connect(url, password), prefix=prefix, buckets=buckets,
+                   cached_customers=cached_customers)
 
     # -- keys -------------------------------------------------------------------------
     def _key(self, name: str) -> str:
@@ -648,6 +663,7 @@ class RedisStore(Store):
         rows = self._read(groups, 0, _CHUNKS_READ)
         publics: dict[str, bytes] = {}
         packed: dict[str, bytes] = {}
+        chunks_found: dict[str, int] = {}
         longer: dict[str, int] = {}  # customer -> chunks still to read
         for cid, row in zip(ordered, rows, strict=True):
             public = row[0]
@@ -656,7 +672,7 @@ class RedisStore(Store):
             publics[cid] = public
             present = list(_leading(row[1:]))
             data = b"".join(present)
-            self._chunks_seen[cid] = len(present)
+            chunks_found[cid] = len(present)
             length = _state_length(data) if data else None
             if length is not None and length > len(data):
                 longer[cid] = -(-length // _CHUNK_BYTES) - _CHUNKS_READ
@@ -667,25 +683,34 @@ class RedisStore(Store):
             for cid, row in zip([c for cs in groups.values() for c in cs], extra,
                                 strict=True):
                 present = list(_leading(row))
-                self._chunks_seen[cid] += len(present)
+                chunks_found[cid] += len(present)
                 data = packed[cid] + b"".join(present)
                 packed[cid] = data[:_state_length(data) or len(data)]
-        if len(self._memo) > _MEMO_LIMIT:
-            self._memo.clear()
-            self._chunks_seen.clear()
         found: dict[str, CustomerState] = {}
         for cid in requested:  # in the order asked for, as the other stores do
             if cid not in publics:
-                self._memo[cid] = _MISSING
+                self._remember(cid, _MISSING, 0)
                 continue
             state = self._decode(cid, publics[cid], packed.get(cid))
-            self._memo[cid] = state.segment
+            self._remember(cid, state.segment, chunks_found.get(cid, 0))
             found[cid] = state
+        self._trim_memo()
         return found
+
+    def _remember(self, cid: str, segment: Any, chunks: int) -> None:
+        self._memo.pop(cid, None)  # re-inserted last: the memo is least recent first
+        self._memo[cid] = (segment, chunks)
+
+    def _trim_memo(self) -> None:
+        excess = len(self._memo) - self._memo_limit
+        if excess > 0:
+            for cid in list(itertools.islice(self._memo, excess)):
+                del self._memo[cid]
 
     def _previous(self, customer_ids: Sequence[str]) -> dict[str, Any]:
         """Segment each customer has in Redis (or _MISSING): the memo, else one query."""
-        previous = {cid: self._memo[cid] for cid in customer_ids if cid in self._memo}
+        memo = self._memo
+        previous = {cid: memo[cid][0] for cid in customer_ids if cid in memo}
         unknown = [cid for cid in customer_ids if cid not in previous]
         if unknown:
             groups = self._by_bucket(unknown)
@@ -726,7 +751,7 @@ class RedisStore(Store):
             for index, chunk in enumerate(chunks):
                 fields[_chunk_field(raw, index)] = chunk
             written_chunks[cid] = len(chunks)
-            for index in range(len(chunks), self._chunks_seen.get(cid, 0)):
+            for index in range(len(chunks), self._memo.get(cid, (None, 0))[1]):
                 stale.setdefault(bucket, []).append(_chunk_field(raw, index))
             if state.next_rescore_at is not None:
                 member = str(bucket)
@@ -742,9 +767,12 @@ class RedisStore(Store):
                     size_delta[state.segment] = size_delta.get(state.segment, 0) + 1
         # The model checkpoint is a hash of parts; a part equal to what this store last
         # wrote is not written again (the reservoir's ids, most of it, rarely change).
+        # A single worker writes it: with several on one prefix (see above) the parts
+        # could come from different workers' models.
         model_parts: dict[str, str] = {}
         for name, value in (checkpoint.model_state or {}).items():
-            if name not in self._model_written or self._model_written[name] != value:
+            if (self._legacy_model or name not in self._model_written
+                    or self._model_written[name] != value):
                 model_parts[name] = json.dumps(value)
         meta = {name: json.dumps(value) for name, value in checkpoint.meta.items()}
 
@@ -761,6 +789,8 @@ class RedisStore(Store):
         if new_customers:
             pipe.incrby(self._key("n"), new_customers)
         if model_parts:
+            if self._legacy_model:
+                pipe.delete(self._key("model"))  # the old single-string checkpoint
             pipe.hset(self._key("model"), mapping=model_parts)  # type: ignore[arg-type]
         if checkpoint.positions:
             pipe.hset(self._key("pos"), mapping=checkpoint.positions)  # type: ignore[arg-type]
@@ -777,17 +807,16 @@ class RedisStore(Store):
             raise
         # This worker owns these customers: what it just wrote is what the next batch
         # would load, so the memo keeps it (and spares a read of the previous segment).
-        if len(self._memo) > _MEMO_LIMIT:
-            self.forget_cached()
         for cid, state in latest.items():
-            self._memo[cid] = state.segment
-            self._chunks_seen[cid] = written_chunks[cid]
+            self._remember(cid, state.segment, written_chunks[cid])
+        self._trim_memo()
+        if model_parts:
+            self._legacy_model = False
         if checkpoint.model_state:
             self._model_written.update(checkpoint.model_state)
 
     def forget_cached(self) -> None:
         self._memo.clear()
-        self._chunks_seen.clear()
         self._model_written.clear()
 
     # -- the due index ----------------------------------------------------------------
@@ -834,6 +863,9 @@ class RedisStore(Store):
 
     # -- checkpoint reads -------------------------------------------------------------
     def load_model(self) -> dict[str, Any] | None:
+        if self._legacy_model:
+            data = self._redis.get(self._key("model"))
+            return None if data is None else cast("dict[str, Any]", json.loads(data))
         parts = self._redis.hgetall(self._key("model"))
         if not parts:
             return None

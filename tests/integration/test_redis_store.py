@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -281,3 +282,23 @@ def test_commands_time_out_by_default_and_the_url_can_say_otherwise(
     finally:
         default.close()
         chosen.close()
+
+
+def test_a_model_checkpoint_written_as_one_string_is_read_and_replaced(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Earlier versions kept the model as one JSON string: it must load, and the next
+    write must replace it with the hash of parts (an HSET on a string would fail)."""
+    client = redis.Redis.from_url(redis_url)
+    old = {"kind": "customer-kmeans", "model": {"version": 7}, "scaler": {"n": 3}}
+    client.set(f"{redis_prefix}:model", json.dumps(old))
+    store = RedisStore.from_uri(redis_url, prefix=redis_prefix)
+    try:
+        assert store.load_model() == old
+        new = {"kind": "customer-kmeans", "model": {"version": 8}, "scaler": {"n": 3}}
+        store.write_batch([], Checkpoint(model_state=new))
+        assert client.type(f"{redis_prefix}:model") == b"hash"
+        assert store.load_model() == new
+        assert RedisStore.from_uri(redis_url, prefix=redis_prefix).load_model() == new
+    finally:
+        store.close()
