@@ -5,7 +5,8 @@ The engine holds no I/O of its own besides reading customer states from the
 are the pipeline's job. One batch, top to bottom:
 
 1. parse each record into a :class:`~streamseg.events.TransactionEvent`, or reject it;
-2. load the batch's customers from the store;
+2. load the batch's customers: from the engine's cache of the states it wrote, else
+   from the store;
 3. for each event, update the customer's features, re-score them at the service clock
    (standardise, assign to a segment) and note a change if the segment moved;
 4. re-score customers whose features went stale while they were idle (inactivity);
@@ -158,12 +159,14 @@ class SegmentationEngine:
         self._cache.clear()
         self.store.forget_cached()
 
-    def _load(self, batch: _Batch, customer_ids: Iterable[str]) -> None:
-        """Make the states of ``customer_ids`` available to the batch: cache, then store."""
-        cache = self._cache
+    def _load(self, batch: _Batch, customer_ids: Iterable[str], *,
+              from_store: bool = False) -> None:
+        """Make the states of ``customer_ids`` available to the batch: cache, then store
+        (``from_store``: the store only, for customers not touched by this batch yet)."""
+        cache: dict[str, CustomerState] = {} if from_store else self._cache
         missing: list[str] = []
         for cid in customer_ids:
-            if cid in batch.loaded or cid in batch.touched:
+            if cid in batch.touched or (cid in batch.loaded and not from_store):
                 continue
             state = cache.get(cid)
             if state is None:
@@ -422,13 +425,15 @@ class SegmentationEngine:
             return
         now = self.now()
         if (self._due_checked_at is not None and self._due_backlog is False
-                and now - self._due_checked_at < RESCORE_CHECK_SECONDS):
+                and 0 <= now - self._due_checked_at < RESCORE_CHECK_SECONDS):
             return  # asked recently and nothing was left over: spare the store a query
         found = self.store.due_for_rescore(now, limit)
         self._due_checked_at = now
         self._due_backlog = len(found) >= limit
         due = [cid for cid in found if cid not in batch.touched]
-        self._load(batch, due)
+        # Read from the store, not the cache: the due index is per prefix, and another
+        # worker on the same prefix may have written these customers since.
+        self._load(batch, due, from_store=True)
         for cid in due:
             state = batch.state(cid)
             if state is not None and state.features.has_purchases:

@@ -253,6 +253,8 @@ class KafkaSource(Source):
         with self._lock:
             for partition in revoked or ():
                 self._positions.pop(partition, None)
+                # Its new owner commits from now on; an old offset must not follow.
+                self._uncommitted.pop(partition, None)
 
     def commit(self, positions: dict[str, int]) -> None:
         """Commit the positions of the partitions this worker still owns, asynchronously.
@@ -276,13 +278,16 @@ class KafkaSource(Source):
             for partition, meta in offsets.items():
                 self._positions[partition] = meta.offset
             self._uncommitted.update(offsets)
+            # Offsets a refused commit left behind, of partitions still ours, go along.
+            offsets = {p: m for p, m in self._uncommitted.items() if p in assigned}
         self._consumer.commit_async(offsets, callback=self._committed)
 
     def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata],
                    response: Any) -> None:
         if isinstance(response, Exception):
             log.warning("offset commit not done (%s: %s); the store keeps the positions "
-                        "and the next commit carries them", type(response).__name__, response)
+                        "and the next commit sends them again", type(response).__name__,
+                        response)
             return
         with self._lock:
             for partition, meta in offsets.items():

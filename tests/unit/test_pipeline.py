@@ -273,3 +273,52 @@ def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
         assert calls == ["unfreeze", "collect", "freeze"]
     finally:
         app.close()
+
+
+def _stored(settings: Any) -> dict[str, tuple[Any, ...]]:
+    store = open_store(settings.store.uri)
+    try:
+        return {s.customer_id: (s.segment, s.vector, s.updated_at, s.features.to_dict(),
+                                s.applied, s.next_rescore_at)
+                for s in store.iter_customers()}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("cache_size", [50, 200_000])
+def test_the_state_cache_changes_nothing_but_speed(tmp_path: Path, cache_size: int) -> None:
+    """States kept between batches (all of them, or only 50 with evictions) give the
+    same stored states, model and changes as reading every state back from the store."""
+    source = tmp_path / "events.jsonl"
+    # Enough customers that a batch re-scores only some of them: re-scoring everyone
+    # rebuilds the standardiser from scratch, which would hide a wrong cached value.
+    source.write_text("\n".join(_population(customers=600, days=60)) + "\n")
+    runs = {}
+    for size in (0, cache_size):
+        folder = tmp_path / f"cache-{size}"
+        folder.mkdir()
+        settings = _settings(folder, source, pipeline={"state_cache_size": size})
+        # Stopped mid-stream: at the end of a stream every customer is re-scored.
+        summary = _run(settings, max_batches=20)
+        store = open_store(settings.store.uri)
+        model = store.load_model()
+        store.close()
+        runs[size] = (summary.changes, summary.rescored, _stored(settings), model)
+    assert runs[0][2], "nothing stored"
+    assert runs[cache_size] == runs[0]
+
+
+def test_a_rebalance_drops_the_cached_states(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=10, days=40)) + "\n")
+    app = Application(_settings(tmp_path, source))
+    try:
+        app.run(max_batches=1)
+        assert app.engine._cache, "the first batch's states are cached"
+        app._follow_assignment()
+        assert app.engine._cache, "no rebalance: the cache stays"
+        app.source.assignment_epoch += 1  # what the Kafka source does on a rebalance
+        app._follow_assignment()
+        assert not app.engine._cache
+    finally:
+        app.close()
