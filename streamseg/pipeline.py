@@ -121,7 +121,7 @@ class Application:
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
         self.dead_letters = open_dead_letter_sink(settings.resolved_dead_letter(),
                                                   settings=kafka)
-        self.engine = SegmentationEngine(settings, self.store)
+        self.engine = self._new_engine()
         self.source.seek(self.store.positions())
         self._stop = threading.Event()
         self._assignment_epoch = self.source.assignment_epoch
@@ -152,6 +152,11 @@ class Application:
             self.metrics_server = MetricsServer(
                 self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
             )
+
+    def _new_engine(self) -> SegmentationEngine:
+        engine = SegmentationEngine(self.settings, self.store)
+        engine.shared_input = self.source.shared
+        return engine
 
     @property
     def totals(self) -> dict[str, int]:
@@ -271,7 +276,7 @@ class Application:
                     raise ConnectionError("store does not answer")
                 # The engine's in-memory model may hold half a batch: rebuild it from the
                 # last consistent write, and go back to the positions stored with it.
-                self.engine = SegmentationEngine(self.settings, self.store)
+                self.engine = self._new_engine()
                 self.source.seek(self.store.positions())
                 self._republish_outbox()
                 log.warning("recovered; resuming from the stored positions")

@@ -19,6 +19,9 @@ class Source(ABC):
 
     #: False for unbounded streams (Kafka); True when the input ends (files).
     finite: bool = True
+    #: True when other workers may consume other parts of the same input into the same
+    #: store (a Kafka consumer group); False when this worker reads all of it (files).
+    shared: bool = False
     #: Bumped whenever the source's share of the input changes (a Kafka rebalance): the
     #: pipeline then drops what it cached of customers another worker may have written.
     assignment_epoch: int = 0

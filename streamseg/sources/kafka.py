@@ -140,6 +140,7 @@ class KafkaSource(Source):
     """
 
     finite = False
+    shared = True
 
     def __init__(self, servers: str, topics: Sequence[str], settings: KafkaSettings) -> None:
         self.servers = servers

@@ -313,6 +313,7 @@ def test_a_rebalance_drops_the_cached_states(tmp_path: Path) -> None:
     source.write_text("\n".join(_population(customers=10, days=40)) + "\n")
     app = Application(_settings(tmp_path, source))
     try:
+        assert app.engine.shared_input is False  # a file: this worker reads all of it
         app.run(max_batches=1)
         assert app.engine._cache, "the first batch's states are cached"
         app._follow_assignment()
