@@ -75,7 +75,7 @@ class KafkaSettings(_Section):
     ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
     consumer: dict[str, Any] = Field(
         default_factory=dict, description="Extra KafkaConsumer options, passed through; "
-        "they win over streamseg's (auto_offset_reset=earliest, fetch_max_wait_ms=10).",
+        "they win over streamseg's (auto_offset_reset=earliest, fetch_max_wait_ms=5).",
     )
     producer: dict[str, Any] = Field(
         default_factory=dict, description="Extra KafkaProducer options, passed through; "

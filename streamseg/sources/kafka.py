@@ -154,11 +154,13 @@ class KafkaSource(Source):
             "group_id": settings.group_id,
             "auto_offset_reset": "earliest",
             # How long the broker may hold a fetch that finds no new records (500 by
-            # default). Live traffic arrives in a trickle, and with 500 some records
-            # waited out much of it: with 10, latency at 2,000 events/s went from p50
-            # 13 / p99 27-45 ms to p50 8 / p99 15-22 ms (three runs each). The price is
-            # ~100 empty fetches a second while idle; kafka.consumer can set it back.
-            "fetch_max_wait_ms": 10,
+            # default). Live traffic arrives in a trickle, and records waited out much of
+            # it: at 2,000 events/s, three alternating runs each gave p50 13/12/14 ms and
+            # p99 45/27/31 ms with 500, p50 8/8/9 ms and p99 15/17/22 ms with 10; on a
+            # busier machine later, p99 56/44/46 ms with 10, 48/18/21 with 2 and 27/19/17
+            # with 5. The price is up to ~200 empty fetches a second while idle;
+            # kafka.consumer can set it back.
+            "fetch_max_wait_ms": 5,
             "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
             **settings.client_options(),
             **settings.consumer,
