@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from streamseg.config import ConfigError, Settings, load_settings
-from streamseg.events import change_json_schema, event_json_schema
+from streamseg.core.events import change_json_schema, event_json_schema
 
 app = typer.Typer(
     help="Real-time customer segmentation: events in, live segments out.",
@@ -88,8 +88,8 @@ def run(
         source={"uri": source}, store={"uri": store},
         sinks={"changes": sink, "dead_letter": dead_letter},
     ))
-    from streamseg.pipeline import Application
-    from streamseg.segments import format_table, profile_segments
+    from streamseg.app import Application
+    from streamseg.core.profiles import format_table, profile_segments
 
     try:
         application = Application(settings)
@@ -98,7 +98,7 @@ def run(
         raise typer.Exit(2) from None
     api_handle = None
     if settings.api.enabled:
-        from streamseg.api import create_app, start_api_in_thread
+        from streamseg.serve.api import create_app, start_api_in_thread
 
         # The API opens its own store connection, except for an in-process store.
         shared = application.store if settings.store.uri.startswith("memory://") else None
@@ -156,7 +156,7 @@ def segments(
     as_json: Annotated[bool, typer.Option("--json", help="JSON with centroid vectors.")] = False,
 ) -> None:
     """One row per segment: size and profile in original units."""
-    from streamseg.segments import format_table, profile_segments
+    from streamseg.core.profiles import format_table, profile_segments
 
     settings = _settings(config, _nested(store={"uri": store}))
     engine = _open_engine(settings)
@@ -232,7 +232,7 @@ def simulate(
     )] = None,
 ) -> None:
     """Write a synthetic stream of customer archetypes and its ground truth."""
-    from streamseg.simulate import write_stream
+    from streamseg.bench.simulate import write_stream
 
     count, truth_file = write_stream(out, customers, seed, truth)
     typer.echo(f"wrote {count} events for {customers} customers to {out}; truth in {truth_file}")
@@ -247,7 +247,7 @@ def api(
 ) -> None:
     """Serve the read API (GET /customers/{id}, /segments, /healthz, /readyz, /docs)."""
     settings = _settings(config, _nested(store={"uri": store}, api={"host": host, "port": port}))
-    from streamseg.api import serve_api
+    from streamseg.serve.api import serve_api
 
     serve_api(settings, settings.api.host, settings.api.port)
 
@@ -283,7 +283,7 @@ def bench_quality(
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
 ) -> None:
     """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, both model kinds."""
-    from streamseg import bench
+    from streamseg.bench import runs as bench
 
     _print_json(bench.quality(customers, seed))
 
@@ -295,7 +295,7 @@ def bench_flapping(
 ) -> None:
     """Share of customers changing segment > 2 times in the second half of a stationary
     stream, without and with hysteresis."""
-    from streamseg import bench
+    from streamseg.bench import runs as bench
 
     _print_json(bench.flapping(customers, seed, hysteresis=(0.0, 0.2)))
 
@@ -305,7 +305,7 @@ def bench_throughput(
     repeat: Annotated[int, typer.Option(help="Runs of each input.")] = 3,
 ) -> None:
     """Events/s of the pipeline on the embedded default (SQLite) and a larger file."""
-    from streamseg import bench
+    from streamseg.bench import runs as bench
 
     _print_json(bench.throughput(repeat))
 
@@ -327,7 +327,7 @@ def bench_kafka(
 
     Needs the broker and Redis: `scripts/services up`.
     """
-    from streamseg import bench_kafka
+    from streamseg.bench import kafka as bench_kafka
 
     _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url,
                                 batch_size=batch_size))

@@ -17,10 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from streamseg.features import CustomerFeatures, FeatureSnapshot
-from streamseg.naming import DEFAULT_RULES, NameRule
-from streamseg.privacy import pseudonymise
-from streamseg.sources.file import CsvMapping
+from streamseg.core.features import CustomerFeatures, FeatureSnapshot
+from streamseg.core.naming import DEFAULT_RULES, NameRule
+from streamseg.core.privacy import pseudonymise
+from streamseg.io.file import CsvMapping
 
 #: Where the bundled real sample lives; ``source.uri: sample:cdnow`` points here.
 SAMPLE_PATH = Path(__file__).parent / "data" / "cdnow_sample.csv"
@@ -137,7 +137,7 @@ class FeatureSettings(_Section):
     )
     grace_gaps: float = Field(
         4.0, ge=0, description="A customer is 'overdue' once their recency exceeds this many "
-        "of their own typical gaps between orders (see streamseg.features).",
+        "of their own typical gaps between orders (see streamseg.core.features).",
     )
     rescore_min_days: float = Field(
         1.0, gt=0, description="Shortest wait before an idle customer is re-scored."
@@ -187,7 +187,7 @@ class NamingSettings(_Section):
     rules: list[NameRule] = Field(
         default_factory=lambda: list(DEFAULT_RULES),
         description="Candidate segment names and the profiles that earn them; see "
-        "streamseg.naming. More rules than segments is normal.",
+        "streamseg.core.naming. More rules than segments is normal.",
     )
     stickiness: float = Field(
         0.5, ge=0, description="Score bonus for a segment keeping its current name."

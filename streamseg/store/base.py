@@ -13,65 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from streamseg.features import CustomerFeatures
-
-
-@dataclass(slots=True)
-class CustomerState:
-    """Everything the service keeps about one customer."""
-
-    customer_id: str
-    features: CustomerFeatures
-    segment: int | None = None
-    segment_name: str | None = None
-    # Model space, as last given to the model. Rounded to float32 precision so that
-    # compact stores keep it exactly (the model must get back what it added).
-    vector: list[float] | None = None
-    updated_at: float | None = None  # event time (epoch seconds) of the last scoring
-    model_version: int = 0
-    next_rescore_at: float | None = None  # event time at which recency needs re-scoring
-    applied: dict[str, int] = field(default_factory=dict)  # source stream -> last offset
-    # 32-bit hashes of the customer's latest event ids (pipeline.dedupe_window of them):
-    # an event produced twice under the same id is applied once.
-    recent_ids: list[int] = field(default_factory=list)
-    # Not stored: the unstandardised vector the standardiser last learned for this
-    # customer, kept while the state is cached so that it can be unlearned without
-    # recomputing it (None: recompute from the features as they were at updated_at).
-    scored_raw: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "customer_id": self.customer_id,
-            "features": self.features.to_dict(),
-            "segment": self.segment,
-            "segment_name": self.segment_name,
-            "vector": self.vector,
-            "updated_at": self.updated_at,
-            "model_version": self.model_version,
-            "next_rescore_at": self.next_rescore_at,
-            "applied": self.applied,
-            "recent_ids": self.recent_ids,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
-        return cls(
-            customer_id=data["customer_id"],
-            features=CustomerFeatures.from_dict(data["features"]),
-            segment=data.get("segment"),
-            segment_name=data.get("segment_name"),
-            vector=data.get("vector"),
-            updated_at=data.get("updated_at"),
-            model_version=data.get("model_version", 0),
-            next_rescore_at=data.get("next_rescore_at"),
-            applied=data.get("applied") or {},
-            recent_ids=data.get("recent_ids") or [],
-        )
-
-    def vector_array(self) -> np.ndarray | None:
-        return None if self.vector is None else np.asarray(self.vector, dtype=float)
+from streamseg.core.state import CustomerState
 
 
 @dataclass(slots=True)

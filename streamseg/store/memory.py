@@ -13,7 +13,7 @@ from streamseg.store.base import Checkpoint, CustomerState, Store
 class MemoryStore(Store):
     """Keeps deep copies, so callers cannot change stored state by accident.
 
-    >>> from streamseg.features import CustomerFeatures
+    >>> from streamseg.core.features import CustomerFeatures
     >>> store = MemoryStore()
     >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=2)], Checkpoint())
     >>> store.get("c1").segment, store.count()

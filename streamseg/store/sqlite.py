@@ -38,7 +38,7 @@ class SQLiteStore(Store):
     """Customer state in one SQLite file.
 
     >>> import tempfile, os
-    >>> from streamseg.features import CustomerFeatures
+    >>> from streamseg.core.features import CustomerFeatures
     >>> path = os.path.join(tempfile.mkdtemp(), "state.db")
     >>> store = SQLiteStore(path)
     >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=1)], Checkpoint())

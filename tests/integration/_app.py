@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from streamseg.app import Application, RunSummary
 from streamseg.config import Settings
-from streamseg.pipeline import Application, RunSummary
 
 #: How long a test waits for anything before failing (a guard, not a measurement).
 DEADLINE_S = 90.0

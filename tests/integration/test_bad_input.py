@@ -3,7 +3,7 @@
 Hypothesis draws ten thousand payload *drafts*; each draft knows by construction what the
 service must do with it (apply a purchase, apply a refund, skip a duplicate, or reject it
 with a reason), so the expectation never comes from the code under test. The payloads go
-to a fresh topic, an :class:`~streamseg.pipeline.Application` consumes them into Redis
+to a fresh topic, an :class:`~streamseg.app.Application` consumes them into Redis
 with dead letters on ``<topic>.dlq``, and then every record is accounted for: each
 rejected one in the dead-letter topic (by its origin, with its reason in the value and
 in a header), each valid one in its customer's state in Redis, each duplicate once.
@@ -33,10 +33,10 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
+from streamseg.app import Application, RunSummary
 from streamseg.config import Settings, load_settings
-from streamseg.events import MAX_PAYLOAD_BYTES
-from streamseg.pipeline import Application, RunSummary
-from streamseg.sinks.kafka import KafkaDeadLetterSink
+from streamseg.core.events import MAX_PAYLOAD_BYTES
+from streamseg.io.kafka_sink import KafkaDeadLetterSink
 from streamseg.store.redis import RedisStore
 
 from ._app import AppThread

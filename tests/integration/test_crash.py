@@ -36,9 +36,9 @@ import numpy as np
 import pytest
 import redis
 
+from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import load_settings
 from streamseg.engine import SegmentationEngine
-from streamseg.model.quality import batch_kmeans_inertia, inertia
 from streamseg.store.redis import RedisStore, _delete_prefix
 from tests.integration._service import (
     Service,

@@ -16,8 +16,8 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamseg.bench.simulate import simulate_stream
 from streamseg.config import load_settings
-from streamseg.simulate import simulate_stream
 from streamseg.store.redis import RedisStore, SegmentReader
 
 from ._app import AppThread

@@ -13,11 +13,10 @@ import pytest
 from kafka import KafkaConsumer
 
 from streamseg.config import KafkaSettings
-from streamseg.events import DeadLetter, RawRecord, SegmentChange, SegmentChangeData
-from streamseg.sinks import open_change_sink, open_dead_letter_sink
-from streamseg.sinks.kafka import SinkError
-from streamseg.sources import open_source
-from streamseg.sources.kafka import KafkaSource
+from streamseg.core.events import DeadLetter, RawRecord, SegmentChange, SegmentChangeData
+from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
+from streamseg.io.kafka_sink import SinkError
+from streamseg.io.kafka_source import KafkaSource
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from streamseg.app import Application
 from streamseg.config import Settings, load_settings
-from streamseg.pipeline import Application
 from streamseg.store.redis import RedisStore
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from streamseg.bench_redis import measure_memory_per_customer
-from streamseg.features import CustomerFeatures
+from streamseg.bench.redis_memory import measure_memory_per_customer
+from streamseg.core.features import CustomerFeatures
 from streamseg.store import Checkpoint, CustomerState, Store, open_store
 from streamseg.store.redis import RedisStore, SegmentReader, bucket_of
 from tests.unit import test_stores as contract

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from streamseg.api import create_app, start_api_in_thread
+from streamseg.app import Application
+from streamseg.bench.simulate import write_stream
 from streamseg.config import Settings, load_settings
-from streamseg.pipeline import Application
-from streamseg.simulate import write_stream
+from streamseg.serve.api import create_app, start_api_in_thread
 from streamseg.store import CustomerState, MemoryStore, open_store
 
 

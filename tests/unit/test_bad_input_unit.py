@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamseg.config import load_settings
-from streamseg.engine import MIN_EVENT_TIME, SegmentationEngine
-from streamseg.events import (
+from streamseg.core.events import (
     MAX_PAYLOAD_BYTES,
     DeadLetter,
     InvalidEvent,
@@ -27,6 +26,7 @@ from streamseg.events import (
     TransactionEvent,
     parse_event,
 )
+from streamseg.engine import MIN_EVENT_TIME, SegmentationEngine
 from streamseg.store import MemoryStore
 
 # -- strategies ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import UTC
 
 import pytest
 
-from streamseg.events import (
+from streamseg.core.events import (
     MAX_PAYLOAD_BYTES,
     InvalidEvent,
     SegmentChange,

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from streamseg.features import SECONDS_PER_DAY, CustomerFeatures, OnlineStandardizer
+from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
+from streamseg.core.scaling import OnlineStandardizer
 
 DAY = SECONDS_PER_DAY
 

@@ -16,6 +16,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import streamseg.model as model_pkg
+from streamseg.bench import measures as quality
+from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import SAMPLE_PATH
 from streamseg.model import (
     Assignment,
@@ -24,13 +26,11 @@ from streamseg.model import (
     SegmentModel,
     build_model,
     model_from_state,
-    quality,
     river_kmeans,
 )
 from streamseg.model import base as model_base
 from streamseg.model import customer_kmeans as ck
 from streamseg.model.customer_kmeans import ClusterStats, lloyd, match_ids
-from streamseg.model.quality import batch_kmeans_inertia, inertia
 
 Store = dict[str, tuple[np.ndarray, int]]
 Event = tuple[str, np.ndarray]

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from streamseg.app import Application
 from streamseg.config import load_settings
-from streamseg.events import change_json_schema
-from streamseg.pipeline import Application
+from streamseg.core.events import change_json_schema
 from streamseg.store import open_store
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -202,7 +202,7 @@ def test_change_events_are_valid_cloudevents_and_last_one_matches_store(tmp_path
 def test_pseudonymisation_hides_customer_ids_everywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamseg.privacy import pseudonymise
+    from streamseg.core.privacy import pseudonymise
 
     monkeypatch.setenv("STREAMSEG_PRIVACY__PSEUDONYMISE_KEY", "k3y")
     lines = _population(customers=30, days=60)
@@ -222,8 +222,8 @@ def test_pseudonymisation_hides_customer_ids_everywhere(
 
 
 def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> None:
+    from streamseg.core.naming import centroid_units
     from streamseg.engine import SegmentationEngine
-    from streamseg.naming import centroid_units
 
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(_population(customers=90, days=200)) + "\n")
@@ -247,7 +247,7 @@ def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> Non
 def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streamseg.pipeline as pipeline
+    import streamseg.app as pipeline
 
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(_population(customers=5, days=20)) + "\n")

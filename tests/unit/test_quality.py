@@ -9,9 +9,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from streamseg import bench
+from streamseg.bench import runs as bench
+from streamseg.bench.simulate import STREAM_END, read_truth, simulate_stream, write_stream
 from streamseg.config import SAMPLE_URI
-from streamseg.simulate import STREAM_END, read_truth, simulate_stream, write_stream
 
 
 def test_cdnow_inertia_within_ten_percent_of_batch_kmeans(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from streamseg.app import Application
+from streamseg.bench.simulate import write_stream
 from streamseg.config import Settings, load_settings
-from streamseg.pipeline import Application
 from streamseg.report import redact_uri, write_report
-from streamseg.simulate import write_stream
 from streamseg.store import CustomerState, open_store
 
 SAMPLE = 150  # fewer than the customers, so the map really samples

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamseg.features import CustomerFeatures
+from streamseg.core.features import CustomerFeatures
 from streamseg.store import Checkpoint, CustomerState, MemoryStore, SQLiteStore, Store, open_store
 
 

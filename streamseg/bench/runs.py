@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from streamseg.app import Application, RunSummary
+from streamseg.bench.simulate import ARCHETYPES, Archetype, simulate_stream, write_stream
 from streamseg.config import SAMPLE_URI, Settings, load_settings
 from streamseg.engine import SegmentationEngine
-from streamseg.pipeline import Application, RunSummary
-from streamseg.simulate import ARCHETYPES, Archetype, simulate_stream, write_stream
 from streamseg.store import open_store
 
 
@@ -66,7 +66,7 @@ def stored_vectors(settings: Settings) -> tuple[dict[str, np.ndarray], dict[str,
 
 def inertia_ratio(settings: Settings, seed: int = 0) -> dict[str, float]:
     """Online inertia (exported vectors to final centroids) over batch k-means inertia."""
-    from streamseg.model.quality import batch_kmeans_inertia, inertia
+    from streamseg.bench.measures import batch_kmeans_inertia, inertia
 
     vectors, _, centroids = stored_vectors(settings)
     x = np.array(list(vectors.values()))
@@ -96,7 +96,7 @@ def quality(customers: int = 2000, seed: int = 1) -> dict[str, Any]:
             results[f"cdnow_{kind}"] = inertia_ratio(settings)
         events = Path(tmp) / "simulated.jsonl"
         _, truth_path = write_stream(events, customers=customers, seed=seed)
-        from streamseg.simulate import read_truth
+        from streamseg.bench.simulate import read_truth
 
         truth = read_truth(truth_path)
         for kind in ("customer-kmeans", "river-kmeans"):
@@ -152,7 +152,7 @@ def flapping(customers: int = 2000, seed: int = 3,
     """Flapping on a stationary simulated stream, with and without hysteresis."""
     from datetime import timedelta
 
-    from streamseg.simulate import STREAM_END
+    from streamseg.bench.simulate import STREAM_END
 
     events, _ = simulate_stream(customers=customers, seed=seed, archetypes=STATIONARY)
     midpoint = (STREAM_END - timedelta(days=182)).timestamp()

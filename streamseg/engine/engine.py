@@ -4,7 +4,7 @@ The engine holds no I/O of its own besides reading customer states from the
 :class:`~streamseg.store.Store`; writing them, publishing changes and committing offsets
 are the pipeline's job. One batch, top to bottom:
 
-1. parse each record into a :class:`~streamseg.events.TransactionEvent`, or reject it;
+1. parse each record into a :class:`~streamseg.core.events.TransactionEvent`, or reject it;
 2. load the batch's customers: from the engine's cache of the states it wrote, else
    from the store;
 3. for each event, update the customer's features, re-score them at the service clock
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from streamseg.config import Settings
-from streamseg.events import (
+from streamseg.core.events import (
     ChangeReason,
     DeadLetter,
     InvalidEvent,
@@ -36,16 +36,16 @@ from streamseg.events import (
     TransactionEvent,
     parse_event,
 )
-from streamseg.features import (
+from streamseg.core.features import (
     SCALE_FLOOR,
     SECONDS_PER_DAY,
     VECTOR_FIELDS,
     CustomerFeatures,
-    OnlineStandardizer,
 )
+from streamseg.core.naming import SegmentNamer, centroid_units
+from streamseg.core.privacy import pseudonymise, scrub_payload
+from streamseg.core.scaling import OnlineStandardizer
 from streamseg.model import Assignment, SegmentModel, build_model
-from streamseg.naming import SegmentNamer, centroid_units
-from streamseg.privacy import pseudonymise, scrub_payload
 from streamseg.store import CustomerState, Store
 
 # Events more than this far ahead of the service clock are rejected: one bad clock on a

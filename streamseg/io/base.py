@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from streamseg.events import RawRecord
+from streamseg.core.events import RawRecord
 
 
 class Source(ABC):

@@ -47,8 +47,8 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamseg.config import KafkaSettings
-from streamseg.events import RawRecord
-from streamseg.sources.base import Source
+from streamseg.core.events import RawRecord
+from streamseg.io.base import Source
 
 log = logging.getLogger(__name__)
 

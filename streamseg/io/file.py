@@ -16,8 +16,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamseg.events import InvalidEvent, RawRecord, validate_event
-from streamseg.sources.base import Source
+from streamseg.core.events import InvalidEvent, RawRecord, validate_event
+from streamseg.io.base import Source
 
 
 class CsvMapping(BaseModel):

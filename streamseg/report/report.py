@@ -35,8 +35,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import numpy as np
 
 from streamseg.config import Settings
-from streamseg.features import VECTOR_FIELDS
-from streamseg.segments import PROFILE_FIELDS, SegmentProfile, profile_segments
+from streamseg.core.features import VECTOR_FIELDS
+from streamseg.core.profiles import PROFILE_FIELDS, SegmentProfile, profile_segments
 from streamseg.store import CustomerState, Store, open_store
 
 __all__ = ["write_report"]

@@ -5,10 +5,11 @@ centre lies from the whole population, in standard deviations, on each coordinat
 the feature vector (log recency, log orders per 90 days, ...). A rule scores a segment
 by weighting those z-scores (``weights``) and may demand absolute bounds in original
 units (``at_least`` / ``at_most``, e.g. "at least 90 days overdue": days since the last
-order beyond the customer's usual gap between orders, see :mod:`streamseg.features`). Names are then
-given by a maximum-score one-to-one assignment (Hungarian), so names are unique at any
-time; a small bonus for keeping the current name stops names from hopping between
-segments when two rules score alike. A segment no rule fits is called "Segment N".
+order beyond the customer's usual gap between orders, see
+:mod:`streamseg.core.features`). Names are then given by a maximum-score one-to-one
+assignment (Hungarian), so names are unique at any time; a small bonus for keeping the
+current name stops names from hopping between segments when two rules score alike. A
+segment no rule fits is called "Segment N".
 
 >>> import numpy as np
 >>> namer = SegmentNamer()
@@ -26,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
-from streamseg.features import OnlineStandardizer
+from streamseg.core.scaling import OnlineStandardizer
 
 #: Profile quantities a rule can refer to, in the order of the model-space vector.
 RULE_FIELDS = ("overdue_days", "orders_90d", "spend_90d", "avg_order_value", "tenure_days",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from streamseg.events import DeadLetter, SegmentChange
+from streamseg.core.events import DeadLetter, SegmentChange
 
 
 class ChangeSink(ABC):

@@ -2,7 +2,7 @@
 
 Memory shapes this layout. The budget is **250 bytes per customer** (growth of Redis
 ``used_memory`` per customer, measured on 20k simulated customers by
-:func:`streamseg.bench_redis.measure_memory_per_customer`; this layout takes ~220 on
+:func:`streamseg.bench.redis_memory.measure_memory_per_customer`; this layout takes ~220 on
 Redis 7.0). A top-level key costs ~95 bytes before it holds anything (dict entry, object
 header, key name, table slot) and a sorted-set member ~112 (skip-list node, dict entry,
 member string): a hash per customer plus a sorted-set member per customer is over 210
@@ -105,7 +105,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import redis
 from pydantic import SecretStr
 
-from streamseg.features import CustomerFeatures
+from streamseg.core.features import CustomerFeatures
 from streamseg.store.base import Checkpoint, CustomerState, Store
 
 log = logging.getLogger(__name__)

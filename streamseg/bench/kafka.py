@@ -36,8 +36,8 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from streamseg.app import Application
 from streamseg.config import load_settings
-from streamseg.pipeline import Application
 
 
 def machine() -> dict[str, Any]:
@@ -131,7 +131,7 @@ def io_floor(servers: str, topic: str, count: int, redis_url: str, prefix: str,
     flushed per batch. What is left between this and the service is streamseg's own
     Python work per event (features, scoring, state codec, change events).
     """
-    from streamseg.events import TransactionEvent
+    from streamseg.core.events import TransactionEvent
 
     consumer = KafkaConsumer(topic, bootstrap_servers=servers,
                              group_id=f"floor-{uuid.uuid4().hex[:8]}",

@@ -28,11 +28,10 @@ from types import FrameType
 from typing import Any
 
 from streamseg.config import Settings
+from streamseg.core.events import RawRecord, SegmentChange
 from streamseg.engine import BatchOutcome, SegmentationEngine
-from streamseg.events import RawRecord, SegmentChange
-from streamseg.metrics import Metrics, MetricsServer
-from streamseg.sinks import open_change_sink, open_dead_letter_sink
-from streamseg.sources import open_source
+from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
+from streamseg.serve.metrics import Metrics, MetricsServer
 from streamseg.store import Checkpoint, open_store
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def _failure_kind(error: BaseException) -> str:
     ``SinkError`` when a flush fails) are the broker's.
     """
     module = type(error).__module__
-    broker = module.startswith(("kafka", "streamseg.sources.kafka", "streamseg.sinks.kafka"))
+    broker = module.startswith(("kafka", "streamseg.io.kafka_source", "streamseg.io.kafka_sink"))
     return "broker" if broker else "store"
 
 

@@ -5,7 +5,7 @@ counters). :func:`measure_memory_per_customer` writes realistic customers under 
 key prefix, reads ``used_memory`` before and after, deletes them again and returns the
 growth per customer.
 
-"Realistic" means: the features of simulated customers (:mod:`streamseg.simulate`: five
+"Realistic" means: the features of simulated customers (:mod:`streamseg.bench.simulate`: five
 archetypes, a year of purchases and refunds with sub-second event times), ids like
 ``cust-000123``, a 6-dimensional float32 vector, a segment with a name, a model version,
 a next re-score time, the Kafka offset last applied and the hashes of the last 8 event
@@ -20,8 +20,8 @@ from datetime import datetime
 
 import numpy as np
 
-from streamseg.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
-from streamseg.simulate import simulate_stream
+from streamseg.bench.simulate import simulate_stream
+from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
 from streamseg.store.base import Checkpoint, CustomerState
 
 #: Segment names of the naming rules, as a worker writes them.

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from streamseg.events import DeadLetter, SegmentChange
-from streamseg.sinks.base import ChangeSink, DeadLetterSink
+from streamseg.core.events import DeadLetter, SegmentChange
+from streamseg.io.sink_base import ChangeSink, DeadLetterSink
 
 
 class _JsonLines:

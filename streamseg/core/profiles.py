@@ -51,7 +51,7 @@ def profile_segments(
 ) -> list[SegmentProfile]:
     """Profiles of every segment from the customers' features at ``now``.
 
-    >>> from streamseg.features import CustomerFeatures
+    >>> from streamseg.core.features import CustomerFeatures
     >>> f = CustomerFeatures.empty(); f.apply(0.0, 20.0, "purchase", half_life_days=90)
     >>> [p.size for p in profile_segments([CustomerState("a", f, segment=0)], 86400.0, 90)]
     [1]

@@ -29,9 +29,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from streamseg.config import KafkaSettings
-from streamseg.events import CHANGE_EVENT_TYPE, DeadLetter, SegmentChange
-from streamseg.sinks.base import ChangeSink, DeadLetterSink
-from streamseg.sources.kafka import DEFAULT_BOOTSTRAP_TIMEOUT_MS, parse_kafka_uri
+from streamseg.core.events import CHANGE_EVENT_TYPE, DeadLetter, SegmentChange
+from streamseg.io.kafka_source import DEFAULT_BOOTSTRAP_TIMEOUT_MS, parse_kafka_uri
+from streamseg.io.sink_base import ChangeSink, DeadLetterSink
 
 log = logging.getLogger(__name__)
 

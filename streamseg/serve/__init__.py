@@ -1,0 +1,1 @@
+"""What the service serves besides its stream: Prometheus metrics and health, the read API."""
