@@ -32,7 +32,7 @@ from streamseg.core.events import RawRecord, SegmentChange
 from streamseg.engine import BatchOutcome, SegmentationEngine
 from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
 from streamseg.serve.metrics import Metrics, MetricsServer
-from streamseg.store import Checkpoint, open_store
+from streamseg.store import BatchWrite, open_store
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +109,8 @@ class Application:
         self.settings = settings
         source_uri, csv_mapping = settings.resolved_source()
         kafka = settings.kafka
-        self.store = open_store(
-            settings.store.uri,
-            password=settings.store.redis_password,
-            prefix=settings.store.redis_prefix,
-            buckets=settings.store.redis_buckets,
-            cached_customers=settings.pipeline.state_cache_size,
-        )
+        self.store = open_store(settings.store,
+                                cached_customers=settings.pipeline.state_cache_size)
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
         self.dead_letters = open_dead_letter_sink(settings.resolved_dead_letter(),
@@ -227,7 +222,7 @@ class Application:
         else:
             try:
                 self._settle()
-                self._checkpoint()
+                self._write_final()
             except Exception:  # noqa: BLE001 - the store keeps the last batch written
                 log.exception("could not settle the last batch; the next run republishes "
                               "its changes from the outbox")
@@ -343,8 +338,8 @@ class Application:
             return  # an idle tick with nothing due: nothing to write
         self.dead_letters.publish(outcome.rejected)
         self.dead_letters.flush()
-        checkpoint = Checkpoint(
-            model_state=self.engine.model_checkpoint(),
+        write = BatchWrite(
+            model_checkpoint=self.engine.model_checkpoint(),
             positions=positions,
             meta=self._meta(),
             outbox=[change.to_json() for change in outcome.changes],
@@ -352,7 +347,7 @@ class Application:
         # The previous batch's changes must be acknowledged before this write replaces
         # the outbox that holds them.
         self._settle()
-        self.store.write_batch(outcome.states, checkpoint)
+        self.store.write_batch(outcome.states, write)
         # Sent now (within linger_ms); the acknowledgement is awaited by the next
         # _settle, so the broker's round trip overlaps the next poll instead of adding
         # to every batch's latency.
@@ -453,9 +448,9 @@ class Application:
             del history[::2]
         return True
 
-    def _checkpoint(self) -> None:
+    def _write_final(self) -> None:
         """Write the model and the final history point (at the end of a run)."""
-        self.store.write_batch([], Checkpoint(model_state=self.engine.model_checkpoint(),
+        self.store.write_batch([], BatchWrite(model_checkpoint=self.engine.model_checkpoint(),
                                               meta=self._meta(force_history=True)))
 
     def _finish(self) -> None:

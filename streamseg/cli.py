@@ -56,9 +56,7 @@ def _open_engine(settings: Settings) -> Any:
     from streamseg.store import open_store
 
     try:
-        store = open_store(settings.store.uri, password=settings.store.redis_password,
-                           prefix=settings.store.redis_prefix,
-                           buckets=settings.store.redis_buckets)
+        store = open_store(settings.store)
     except Exception as error:  # noqa: BLE001 - shown to the user as is
         typer.echo(f"error: cannot open store {settings.store.uri}: {error}", err=True)
         raise typer.Exit(2) from None
@@ -110,7 +108,7 @@ def run(
         engine = application.engine
         profiles = profile_segments(
             application.store.iter_customers(), engine.now(),
-            settings.features.half_life_days, names=engine.names,
+            settings.features.half_life_days, names=engine.segment_names,
         )
     finally:
         if api_handle is not None:
@@ -162,7 +160,7 @@ def segments(
     engine = _open_engine(settings)
     centroids = engine.model.centroids if engine.model.ready else None
     profiles = profile_segments(engine.store.iter_customers(), engine.now(),
-                                settings.features.half_life_days, centroids, engine.names)
+                                settings.features.half_life_days, centroids, engine.segment_names)
     if as_json:
         typer.echo(json.dumps([p.to_dict(with_centroid=True) for p in profiles], indent=2))
     else:

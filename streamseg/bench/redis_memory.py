@@ -22,7 +22,7 @@ import numpy as np
 
 from streamseg.bench.simulate import simulate_stream
 from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
-from streamseg.store.base import Checkpoint, CustomerState
+from streamseg.store.base import BatchWrite, CustomerState
 
 #: Segment names of the naming rules, as a worker writes them.
 _NAMES = ("VIP", "Loyal regulars", "New", "Bargain hunters", "At risk", "Lapsed big spenders")
@@ -96,10 +96,10 @@ def measure_memory_per_customer(
                                 prefix=f"bench-{uuid.uuid4().hex[:12]}", buckets=buckets)
     client = store._redis
     try:
-        store.write_batch([], Checkpoint(positions={"kafka:transactions:0": 0}))
+        store.write_batch([], BatchWrite(positions={"kafka:transactions:0": 0}))
         before = int(client.info("memory")["used_memory"])
         for start in range(0, len(states), 500):
-            store.write_batch(states[start:start + 500], Checkpoint())
+            store.write_batch(states[start:start + 500], BatchWrite())
         after = int(client.info("memory")["used_memory"])
     finally:
         store.delete_all()

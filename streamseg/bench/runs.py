@@ -52,7 +52,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def stored_vectors(settings: Settings) -> tuple[dict[str, np.ndarray], dict[str, int], np.ndarray]:
     """Every customer's last assigned vector and segment, and the final centroids."""
-    engine = SegmentationEngine(settings, open_store(settings.store.uri))
+    engine = SegmentationEngine(settings, open_store(settings.store))
     vectors: dict[str, np.ndarray] = {}
     segments: dict[str, int] = {}
     for state in engine.store.iter_customers():

@@ -143,7 +143,7 @@ class SegmentationEngine:
         self.namer = SegmentNamer(settings.naming.rules, settings.naming.stickiness)
         self._pseudonym_key = settings.pseudonym_key()
         #: Segment id -> name; refreshed from the centroids before each batch.
-        self.names: dict[int, str] = {int(k): v for k, v in names.items()}
+        self.segment_names: dict[int, str] = {int(k): v for k, v in names.items()}
         # Customer states as this engine last wrote or read them, most recent last. The
         # worker owns its customers, so reading them back from the store every batch
         # would only repeat what it wrote; the pipeline clears this on a rebalance, and
@@ -178,7 +178,7 @@ class SegmentationEngine:
         if missing:
             batch.loaded.update(self.store.get_many(missing))
 
-    def _remember(self, states: Sequence[CustomerState]) -> None:
+    def _cache_states(self, states: Sequence[CustomerState]) -> None:
         """Cache the batch's states (about to be written), evicting the least recent."""
         limit = self._cache_limit
         if limit <= 0:
@@ -223,7 +223,7 @@ class SegmentationEngine:
             if window and id_hash in state.recent_ids:
                 outcome.duplicates += 1  # the same event produced twice
                 continue
-            self._remember_raw(state)
+            self._note_scored_raw(state)
             state.features.apply(
                 event.epoch, event.amount, event.type,
                 half_life_days=self.settings.features.half_life_days,
@@ -258,20 +258,20 @@ class SegmentationEngine:
 
     def _end(self, batch: _Batch) -> BatchOutcome:
         outcome = batch.finish()
-        self._remember(outcome.states)
+        self._cache_states(outcome.states)
         return outcome
 
     def _begin(self) -> _Batch:
-        self.refresh_names()
+        self.refresh_segment_names()
         return _Batch()
 
-    def refresh_names(self) -> None:
+    def refresh_segment_names(self) -> None:
         """Re-derive segment names from the current centroids (O(k^2), cheap)."""
         if not self.model.ready:
             return
         centroids = self.model.centroids
-        self.names = self.namer.name(centroids, centroid_units(centroids, self.scaler),
-                                     self.names)
+        self.segment_names = self.namer.name(centroids, centroid_units(centroids, self.scaler),
+                                     self.segment_names)
 
     def segment_summaries(self) -> list[dict[str, Any]]:
         """Each segment's id, name, size and centre in original units (from the model)."""
@@ -280,8 +280,8 @@ class SegmentationEngine:
         centroids = self.model.centroids
         sizes = self.model.sizes
         return [
-            {"segment": segment, "name": self.names.get(segment), "size": int(sizes[segment]),
-             "centre": units}
+            {"segment": segment, "name": self.segment_names.get(segment),
+             "size": int(sizes[segment]), "centre": units}
             for segment, units in enumerate(centroid_units(centroids, self.scaler))
         ]
 
@@ -305,7 +305,7 @@ class SegmentationEngine:
             "reservoir_keys": keys,
             "scaler": self.scaler.to_state(),
             "watermark": self.watermark,
-            "names": {str(k): v for k, v in self.names.items()},
+            "names": {str(k): v for k, v in self.segment_names.items()},
         }
 
     # -- steps -----------------------------------------------------------------------
@@ -358,7 +358,7 @@ class SegmentationEngine:
         raws = np.empty((len(states), len(VECTOR_FIELDS)))
         old_raws: list[np.ndarray] = []
         for row, state in enumerate(states):
-            self._remember_raw(state)
+            self._note_scored_raw(state)
             if state.scored_raw is not None:
                 old_raws.append(state.scored_raw)
             now = max(clock, state.features.reference_time or 0.0)
@@ -409,7 +409,7 @@ class SegmentationEngine:
             reason = (reasons or {}).get(assignment.key, "behaviour")
             self._assign(state, assignment, reason, batch.outcome)
 
-    def _remember_raw(self, state: CustomerState) -> None:
+    def _note_scored_raw(self, state: CustomerState) -> None:
         """Note the raw vector of the customer's last scoring before features change.
 
         The standardiser must unlearn it when the customer is re-scored. A cached state
@@ -453,11 +453,11 @@ class SegmentationEngine:
         outcome: BatchOutcome,
     ) -> None:
         previous = state.segment
-        if not self.names:
-            self.refresh_names()  # the model was seeded during this batch
+        if not self.segment_names:
+            self.refresh_segment_names()  # the model was seeded during this batch
         state.vector = np.asarray(assignment.vector).tolist()
         state.model_version = self.model.version
-        state.segment_name = self.names.get(assignment.segment)
+        state.segment_name = self.segment_names.get(assignment.segment)
         if previous == assignment.segment:
             return
         state.segment = int(assignment.segment)
@@ -473,7 +473,7 @@ class SegmentationEngine:
                 SegmentChangeData(
                     customer_id=state.customer_id,
                     from_segment=previous,
-                    from_name=self.names.get(previous) if previous is not None else None,
+                    from_name=self.segment_names.get(previous) if previous is not None else None,
                     to_segment=state.segment,
                     to_name=state.segment_name,
                     reason=why,

@@ -586,10 +586,12 @@ class CustomerKMeans(base.Clusterer):
 
         self.version = 0
         self._rng = np.random.default_rng(seed)
-        self._names: list[Any] | None = (
+        self._feature_names: list[Any] | None = (
             list(self.feature_names) if self.feature_names is not None else None
         )
-        self._dim: int | None = len(self._names) if self._names is not None else None
+        self._dim: int | None = (
+            len(self._feature_names) if self._feature_names is not None else None
+        )
         self._buffer: dict[str, FloatArray] = {}
         self._stats: ClusterStats | None = None
         self._centroids: FloatArray | None = None
@@ -899,7 +901,7 @@ class CustomerKMeans(base.Clusterer):
             "kind": STATE_KIND,
             "format": STATE_FORMAT,
             "params": params,
-            "names": None if self._names is None else list(self._names),
+            "names": None if self._feature_names is None else list(self._feature_names),
             "dim": self._dim,
             "version": self.version,
             "n_updates": self._n_updates,
@@ -933,7 +935,7 @@ class CustomerKMeans(base.Clusterer):
         if params.get("feature_names") is not None:
             params["feature_names"] = tuple(params["feature_names"])
         model = cls(**params)
-        model._names = None if state["names"] is None else list(state["names"])
+        model._feature_names = None if state["names"] is None else list(state["names"])
         model._dim = None if state["dim"] is None else int(state["dim"])
         model.version = int(state["version"])
         model._n_updates = int(state["n_updates"])
@@ -974,11 +976,11 @@ class CustomerKMeans(base.Clusterer):
         return x
 
     def _dict_to_vector(self, x: dict[Any, Any], *, fix_names: bool) -> FloatArray:
-        names = self._names
+        names = self._feature_names
         if names is None:
             names = sorted(x, key=str)
             if fix_names:
-                self._names = names
+                self._feature_names = names
         return np.array([float(x.get(name, 0.0)) for name in names], dtype=np.float64)
 
     def _update_seeded(

@@ -99,8 +99,7 @@ def write_report(
 
     owned = store is None
     if store is None:
-        store = open_store(settings.store.uri, password=settings.store.redis_password,
-                           prefix=settings.store.redis_prefix)
+        store = open_store(settings.store)
     try:
         meta = store.meta()
         engine = SegmentationEngine(settings, store)
@@ -109,7 +108,7 @@ def write_report(
         now = engine.now()
         if settings.pipeline.clock == "event" and meta.get("watermark") is not None:
             now = float(meta["watermark"])
-        names = {int(k): v for k, v in engine.names.items()}
+        names = {int(k): v for k, v in engine.segment_names.items()}
         names.update({int(s["segment"]): s["name"] for s in meta.get("segments") or []
                       if s.get("name")})
         scan = _Scan(store.iter_customers(), now, settings.features.half_life_days,

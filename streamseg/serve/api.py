@@ -303,9 +303,7 @@ def create_app(
     """
     owned = store is None
     if store is None:
-        store = open_store(settings.store.uri, password=settings.store.redis_password,
-                           prefix=settings.store.redis_prefix,
-                           buckets=settings.store.redis_buckets)
+        store = open_store(settings.store)
     reader = _StoreReader(store, meta_ttl_seconds)
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Stores: where customer state lives. ``open_store(uri)`` picks the backend by scheme.
+"""Stores: where customer state lives. :func:`open_store` picks the backend by scheme.
 
 * ``memory://`` -- :class:`~streamseg.store.memory.MemoryStore`, in process.
 * ``sqlite:///PATH`` -- :class:`~streamseg.store.sqlite.SQLiteStore`, the embedded default.
@@ -7,17 +7,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from streamseg.store.base import Checkpoint, CustomerState, Store
+from streamseg.config import StoreSettings
+from streamseg.core.state import CustomerState
+from streamseg.store.base import BatchWrite, Store
 from streamseg.store.memory import MemoryStore
 from streamseg.store.sqlite import SQLiteStore
 
-__all__ = ["Checkpoint", "CustomerState", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["BatchWrite", "CustomerState", "MemoryStore", "SQLiteStore", "Store", "open_store"]
 
 
-def open_store(uri: str, **options: Any) -> Store:
-    """Open the store named by ``uri``; raise ValueError for an unknown scheme."""
+def open_store(settings: StoreSettings, *, cached_customers: int = 0) -> Store:
+    """Open the store ``settings.uri`` names, with the rest of ``settings``.
+
+    ``cached_customers``: how many customer states the caller keeps between batches
+    (the engine's ``pipeline.state_cache_size``; see the Redis store). Raises
+    ``ValueError`` for an unknown scheme.
+    """
+    uri = settings.uri
     if uri.startswith("memory://"):
         return MemoryStore()
     if uri.startswith("sqlite:///"):
@@ -25,7 +31,9 @@ def open_store(uri: str, **options: Any) -> Store:
     if uri.startswith(("redis://", "rediss://", "unix://")):
         from streamseg.store.redis import RedisStore  # imported lazily: optional backend
 
-        return RedisStore.from_uri(uri, **options)
+        return RedisStore.from_uri(uri, password=settings.redis_password,
+                                   prefix=settings.redis_prefix, buckets=settings.redis_buckets,
+                                   cached_customers=cached_customers)
     raise ValueError(
         f"unknown store URI {uri!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB"
     )

@@ -1,4 +1,4 @@
-"""The store interface: per-customer state and the model's checkpoint.
+"""The store interface: per-customer state, the model checkpoint, source positions.
 
 Every backend (memory, SQLite, Redis) implements :class:`Store`. A batch of the pipeline
 is written with a single :meth:`Store.write_batch` call, atomically where the backend
@@ -17,10 +17,15 @@ from streamseg.core.state import CustomerState
 
 
 @dataclass(slots=True)
-class Checkpoint:
-    """What the pipeline writes besides customer states at the end of a batch."""
+class BatchWrite:
+    """What the pipeline writes besides customer states at the end of a batch.
 
-    model_state: dict[str, Any] | None = None  # None: unchanged since the last write
+    One batch's write, applied atomically with the states (see :meth:`Store.write_batch`).
+    """
+
+    #: The model checkpoint (the model's persisted state, see
+    #: :mod:`streamseg.engine.checkpoint`); None: unchanged since the last write.
+    model_checkpoint: dict[str, Any] | None = None
     positions: dict[str, int] = field(default_factory=dict)  # source position key -> next
     meta: dict[str, Any] = field(default_factory=dict)  # watermark, counters
     # Serialized change events of this batch, replacing the previous batch's; published
@@ -36,8 +41,8 @@ class Store(ABC):
         """States of the given customers that exist (missing ids are absent)."""
 
     @abstractmethod
-    def write_batch(self, states: Sequence[CustomerState], checkpoint: Checkpoint) -> None:
-        """Write states and checkpoint together (atomically where possible)."""
+    def write_batch(self, states: Sequence[CustomerState], write: BatchWrite) -> None:
+        """Write states and the rest of the batch together (atomically where possible)."""
 
     @abstractmethod
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
@@ -45,7 +50,7 @@ class Store(ABC):
 
     @abstractmethod
     def load_model(self) -> dict[str, Any] | None:
-        """The last checkpointed model state, or None."""
+        """The last model checkpoint written, or None."""
 
     @abstractmethod
     def outbox(self) -> list[str]:

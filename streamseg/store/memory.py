@@ -7,7 +7,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from streamseg.store.base import Checkpoint, CustomerState, Store
+from streamseg.store.base import BatchWrite, CustomerState, Store
 
 
 class MemoryStore(Store):
@@ -15,7 +15,7 @@ class MemoryStore(Store):
 
     >>> from streamseg.core.features import CustomerFeatures
     >>> store = MemoryStore()
-    >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=2)], Checkpoint())
+    >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=2)], BatchWrite())
     >>> store.get("c1").segment, store.count()
     (2, 1)
     """
@@ -35,16 +35,16 @@ class MemoryStore(Store):
             if cid in self._customers
         }
 
-    def write_batch(self, states: Sequence[CustomerState], checkpoint: Checkpoint) -> None:
+    def write_batch(self, states: Sequence[CustomerState], write: BatchWrite) -> None:
         for state in states:
             self._customers[state.customer_id] = copy.deepcopy(state.to_dict())
             if state.next_rescore_at is not None:
                 heapq.heappush(self._due, (state.next_rescore_at, state.customer_id))
-        if checkpoint.model_state is not None:
-            self._model = copy.deepcopy(checkpoint.model_state)
-        self._positions.update(checkpoint.positions)
-        self._outbox = list(checkpoint.outbox)
-        self._meta.update(copy.deepcopy(checkpoint.meta))
+        if write.model_checkpoint is not None:
+            self._model = copy.deepcopy(write.model_checkpoint)
+        self._positions.update(write.positions)
+        self._outbox = list(write.outbox)
+        self._meta.update(copy.deepcopy(write.meta))
 
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
         found: list[str] = []

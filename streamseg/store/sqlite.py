@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamseg.store.base import Checkpoint, CustomerState, Store
+from streamseg.store.base import BatchWrite, CustomerState, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -41,7 +41,7 @@ class SQLiteStore(Store):
     >>> from streamseg.core.features import CustomerFeatures
     >>> path = os.path.join(tempfile.mkdtemp(), "state.db")
     >>> store = SQLiteStore(path)
-    >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=1)], Checkpoint())
+    >>> store.write_batch([CustomerState("c1", CustomerFeatures.empty(), segment=1)], BatchWrite())
     >>> SQLiteStore(path).get("c1").segment
     1
     """
@@ -71,7 +71,7 @@ class SQLiteStore(Store):
                 found[state.customer_id] = state
         return found
 
-    def write_batch(self, states: Sequence[CustomerState], checkpoint: Checkpoint) -> None:
+    def write_batch(self, states: Sequence[CustomerState], write: BatchWrite) -> None:
         db = self._db
         db.execute("BEGIN")
         try:
@@ -83,21 +83,21 @@ class SQLiteStore(Store):
                     for s in states
                 ],
             )
-            if checkpoint.model_state is not None:
+            if write.model_checkpoint is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO model (id, state) VALUES (1, ?)",
-                    (json.dumps(checkpoint.model_state),),
+                    (json.dumps(write.model_checkpoint),),
                 )
             db.executemany(
                 "INSERT OR REPLACE INTO positions (key, position) VALUES (?, ?)",
-                list(checkpoint.positions.items()),
+                list(write.positions.items()),
             )
             db.execute("DELETE FROM outbox")
             db.executemany("INSERT INTO outbox (seq, change) VALUES (?, ?)",
-                           list(enumerate(checkpoint.outbox)))
+                           list(enumerate(write.outbox)))
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in checkpoint.meta.items()],
+                [(k, json.dumps(v)) for k, v in write.meta.items()],
             )
             db.execute("COMMIT")
         except BaseException:

@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from streamseg.bench.redis_memory import measure_memory_per_customer
+from streamseg.config import StoreSettings
 from streamseg.core.features import CustomerFeatures
-from streamseg.store import Checkpoint, CustomerState, Store, open_store
+from streamseg.store import BatchWrite, CustomerState, Store, open_store
 from streamseg.store.redis import RedisStore, SegmentReader, bucket_of
 from tests.unit import test_stores as contract
 
@@ -29,7 +30,7 @@ for _name, _test in vars(contract).items():
 
 @pytest.fixture
 def store(redis_url: str, redis_prefix: str) -> Iterator[Store]:
-    backend = open_store(redis_url, password=None, prefix=redis_prefix)
+    backend = open_store(StoreSettings(uri=redis_url, redis_prefix=redis_prefix))
     yield backend
     backend.close()
 
@@ -64,7 +65,7 @@ def test_states_round_trip_exactly(small_store: RedisStore) -> None:
                    "stdin-ish": -1}
     bare = CustomerState("bare", CustomerFeatures.empty())
     tagged = _customer("\x01looks-like-a-chunk", 1)  # ids may start with any byte
-    small_store.write_batch([odd, bare, tagged], Checkpoint())
+    small_store.write_batch([odd, bare, tagged], BatchWrite())
     got = small_store.get_many(["odd|id é", "bare", "absent", tagged.customer_id])
     assert got["odd|id é"].to_dict() == odd.to_dict()
     assert got["bare"].to_dict() == bare.to_dict()
@@ -80,28 +81,28 @@ def test_long_and_shrinking_states(small_store: RedisStore) -> None:
     big = _customer("big", 2, 10.0)
     big.recent_ids = list(range(64))  # dedupe_window 64: 256 bytes of hashes
     big.applied = {f"file:/data/part-{i}.jsonl": i for i in range(20)}
-    small_store.write_batch([big], Checkpoint())
+    small_store.write_batch([big], BatchWrite())
     assert small_store.get("big").to_dict() == big.to_dict()  # type: ignore[union-attr]
     assert [s.to_dict() for s in small_store.iter_customers()] == [big.to_dict()]
     small = _customer("big", 2, 5.0)
-    small_store.write_batch([small], Checkpoint())  # not loaded first: old chunks stay
+    small_store.write_batch([small], BatchWrite())  # not loaded first: old chunks stay
     assert small_store.get("big").to_dict() == small.to_dict()  # type: ignore[union-attr]
     assert [s.to_dict() for s in small_store.iter_customers()] == [small.to_dict()]
     assert small_store.due_for_rescore(6.0, 10) == ["big"]
-    small_store.write_batch([big], Checkpoint())
+    small_store.write_batch([big], BatchWrite())
     small_store.get_many(["big"])  # loaded: the shorter rewrite deletes the extra chunks
-    small_store.write_batch([small], Checkpoint())
+    small_store.write_batch([small], BatchWrite())
     key = f"{small_store.prefix}:c:{bucket_of('big', small_store.buckets)}"
     assert small_store._redis.hlen(key) == 3  # readable record + two chunks
     assert small_store.get("big").to_dict() == small.to_dict()  # type: ignore[union-attr]
 
 
 def test_outbox_is_replaced_by_every_batch(small_store: RedisStore) -> None:
-    small_store.write_batch([], Checkpoint(outbox=['{"id": 1}', '{"id": 2}']))
+    small_store.write_batch([], BatchWrite(outbox=['{"id": 1}', '{"id": 2}']))
     assert small_store.outbox() == ['{"id": 1}', '{"id": 2}']
-    small_store.write_batch([_customer("a", 1)], Checkpoint(outbox=['{"id": 3}']))
+    small_store.write_batch([_customer("a", 1)], BatchWrite(outbox=['{"id": 3}']))
     assert small_store.outbox() == ['{"id": 3}']
-    small_store.write_batch([], Checkpoint())
+    small_store.write_batch([], BatchWrite())
     assert small_store.outbox() == []
 
 
@@ -113,12 +114,12 @@ def test_write_batch_is_one_transaction(small_store: RedisStore, monkeypatch: An
         used.append(transaction)
         return original(transaction=transaction, shard_hint=shard_hint)
 
-    small_store.write_batch([_customer("first", 0)], Checkpoint())  # registers the stream
+    small_store.write_batch([_customer("first", 0)], BatchWrite())  # registers the stream
     monkeypatch.setattr(small_store._redis, "pipeline", spy)
     small_store.get_many(["a", "b"])
     used.clear()
     small_store.write_batch([_customer("a", 0, 5.0), _customer("b", 1, 6.0)],
-                            Checkpoint(model_state={"m": 1}, positions={"p": 1},
+                            BatchWrite(model_checkpoint={"m": 1}, positions={"p": 1},
                                        meta={"watermark": 2.0}))
     assert used == [True]  # everything in one MULTI/EXEC pipeline, one round trip
 
@@ -126,10 +127,10 @@ def test_write_batch_is_one_transaction(small_store: RedisStore, monkeypatch: An
 def test_failed_encoding_writes_nothing(small_store: RedisStore) -> None:
     broken = _customer("broken", 1)
     broken.features.orders = -1  # cannot be encoded
-    small_store.write_batch([_customer("fine", 0)], Checkpoint(positions={"p": 9}))
+    small_store.write_batch([_customer("fine", 0)], BatchWrite(positions={"p": 9}))
     with pytest.raises(ValueError):
         small_store.write_batch([_customer("fine2", 0), broken],
-                                Checkpoint(positions={"p": 10}, model_state={"m": 2}))
+                                BatchWrite(positions={"p": 10}, model_checkpoint={"m": 2}))
     assert small_store.get("fine2") is None
     assert small_store.positions() == {"p": 9}
     assert small_store.load_model() is None
@@ -163,7 +164,7 @@ def test_readers_never_see_half_a_batch(redis_url: str, small_store: RedisStore)
                 state = states.get(cid) or _customer(cid, None)
                 state.segment = random.randrange(5)
                 states[cid] = state
-            small_store.write_batch(list(states.values()), Checkpoint(positions={"p": batch}))
+            small_store.write_batch(list(states.values()), BatchWrite(positions={"p": batch}))
     finally:
         stop.set()
         thread.join()
@@ -172,13 +173,13 @@ def test_readers_never_see_half_a_batch(redis_url: str, small_store: RedisStore)
 
 
 def test_sizes_follow_segment_changes(small_store: RedisStore) -> None:
-    small_store.write_batch([_customer(f"c{i}", i % 3) for i in range(30)], Checkpoint())
+    small_store.write_batch([_customer(f"c{i}", i % 3) for i in range(30)], BatchWrite())
     moved = small_store.get_many([f"c{i}" for i in range(10)])
     for state in moved.values():
         state.segment = 7
-    small_store.write_batch(list(moved.values()), Checkpoint())
+    small_store.write_batch(list(moved.values()), BatchWrite())
     # a write without a get_many first: the store looks the previous segment up itself
-    small_store.write_batch([_customer("c29", 7), _customer("new", None)], Checkpoint())
+    small_store.write_batch([_customer("c29", 7), _customer("new", None)], BatchWrite())
     expected: dict[int, int] = {}
     for state in small_store.iter_customers():
         if state.segment is not None:
@@ -193,12 +194,12 @@ def test_due_scan_matches_brute_force(small_store: RedisStore) -> None:
     # half the times tie (re-scoring clamps many waits to the same value): ties go by id
     due = {f"c{i}": rng.uniform(0, 1000) if i % 2 else float(rng.randrange(0, 1000, 100))
            for i in range(300)}
-    small_store.write_batch([_customer(cid, 0, at) for cid, at in due.items()], Checkpoint())
+    small_store.write_batch([_customer(cid, 0, at) for cid, at in due.items()], BatchWrite())
     for _ in range(3):  # rewrite some later, as re-scoring does; bounds go stale
         moved = rng.sample(sorted(due), 60)
         for cid in moved:
             due[cid] += rng.uniform(0, 500)
-        small_store.write_batch([_customer(cid, 0, due[cid]) for cid in moved], Checkpoint())
+        small_store.write_batch([_customer(cid, 0, due[cid]) for cid in moved], BatchWrite())
         for until, limit in ((100.0, 10), (500.0, 1000), (2000.0, 5), (-1.0, 10), (300.0, 7)):
             expected = sorted((at, cid) for cid, at in due.items() if at <= until)[:limit]
             assert small_store.due_for_rescore(until, limit) == [cid for _, cid in expected]
@@ -206,7 +207,7 @@ def test_due_scan_matches_brute_force(small_store: RedisStore) -> None:
 
 def test_iter_and_reader(redis_url: str, small_store: RedisStore) -> None:
     small_store.write_batch([_customer("x", 4), _customer("y", 4), _customer("z", None)],
-                            Checkpoint())
+                            BatchWrite())
     assert sorted(s.customer_id for s in small_store.iter_customers()) == ["x", "y", "z"]
     reader = SegmentReader(redis_url, prefix=small_store.prefix)
     assert reader.segment_of("x") == {"segment": 4, "name": "Segment 4",
@@ -220,7 +221,7 @@ def test_iter_and_reader(redis_url: str, small_store: RedisStore) -> None:
 
 
 def test_layout_is_fixed_per_prefix(redis_url: str, small_store: RedisStore) -> None:
-    small_store.write_batch([_customer("k", 1)], Checkpoint())
+    small_store.write_batch([_customer("k", 1)], BatchWrite())
     again = RedisStore.from_uri(redis_url, prefix=small_store.prefix, buckets=999)
     assert again.buckets == 4 and again.get("k") is not None
     assert bucket_of("k", 4) == bucket_of("k", again.buckets)
@@ -247,22 +248,22 @@ def test_model_parts_are_written_only_when_they_change(
     key = f"{small_store.prefix}:model"
     client = redis.Redis.from_url(redis_url)
     first = {"model": {"version": 1}, "reservoir_keys": ["a", "b"]}
-    small_store.write_batch([], Checkpoint(model_state=first))
+    small_store.write_batch([], BatchWrite(model_checkpoint=first))
     assert small_store.load_model() == first
     # A marker in place of the unchanged part: a rewrite of it would erase the marker.
     client.hset(key, "reservoir_keys", '"marker"')
     second = {"model": {"version": 2}, "reservoir_keys": ["a", "b"]}
-    small_store.write_batch([], Checkpoint(model_state=second))
+    small_store.write_batch([], BatchWrite(model_checkpoint=second))
     assert client.hget(key, "reservoir_keys") == b'"marker"'
     assert client.hget(key, "model") == b'{"version": 2}'
     third = {"model": {"version": 3}, "reservoir_keys": ["a", "c"]}
-    small_store.write_batch([], Checkpoint(model_state=third))
+    small_store.write_batch([], BatchWrite(model_checkpoint=third))
     fresh = RedisStore.from_uri(redis_url, prefix=small_store.prefix)
     assert fresh.load_model() == third
     # After a failed write the store no longer trusts what it remembers writing.
     client.hset(key, "reservoir_keys", '"marker"')
     small_store.forget_cached()
-    small_store.write_batch([], Checkpoint(model_state=third))
+    small_store.write_batch([], BatchWrite(model_checkpoint=third))
     assert fresh.load_model() == third
     fresh.close()
 
@@ -296,7 +297,7 @@ def test_a_model_checkpoint_written_as_one_string_is_read_and_replaced(
     try:
         assert store.load_model() == old
         new = {"kind": "customer-kmeans", "model": {"version": 8}, "scaler": {"n": 3}}
-        store.write_batch([], Checkpoint(model_state=new))
+        store.write_batch([], BatchWrite(model_checkpoint=new))
         assert client.type(f"{redis_prefix}:model") == b"hash"
         assert store.load_model() == new
         assert RedisStore.from_uri(redis_url, prefix=redis_prefix).load_model() == new

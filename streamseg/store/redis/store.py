@@ -106,7 +106,7 @@ import redis
 from pydantic import SecretStr
 
 from streamseg.core.features import CustomerFeatures
-from streamseg.store.base import Checkpoint, CustomerState, Store
+from streamseg.store.base import BatchWrite, CustomerState, Store
 
 log = logging.getLogger(__name__)
 
@@ -689,19 +689,19 @@ class RedisStore(Store):
         found: dict[str, CustomerState] = {}
         for cid in requested:  # in the order asked for, as the other stores do
             if cid not in publics:
-                self._remember(cid, _MISSING, 0)
+                self._memo_put(cid, _MISSING, 0)
                 continue
             state = self._decode(cid, publics[cid], packed.get(cid))
-            self._remember(cid, state.segment, chunks_found.get(cid, 0))
+            self._memo_put(cid, state.segment, chunks_found.get(cid, 0))
             found[cid] = state
-        self._trim_memo()
+        self._memo_trim()
         return found
 
-    def _remember(self, cid: str, segment: Any, chunks: int) -> None:
+    def _memo_put(self, cid: str, segment: Any, chunks: int) -> None:
         self._memo.pop(cid, None)  # re-inserted last: the memo is least recent first
         self._memo[cid] = (segment, chunks)
 
-    def _trim_memo(self) -> None:
+    def _memo_trim(self) -> None:
         excess = len(self._memo) - self._memo_limit
         if excess > 0:
             for cid in list(itertools.islice(self._memo, excess)):
@@ -724,7 +724,7 @@ class RedisStore(Store):
         return previous
 
     # -- the batch write --------------------------------------------------------------
-    def write_batch(self, states: Sequence[CustomerState], checkpoint: Checkpoint) -> None:
+    def write_batch(self, states: Sequence[CustomerState], write: BatchWrite) -> None:
         """Everything of a batch in one MULTI/EXEC, sent in one round trip.
 
         All values are encoded before the transaction starts, so an encoding error
@@ -770,11 +770,11 @@ class RedisStore(Store):
         # A single worker writes it: with several on one prefix (see above) the parts
         # could come from different workers' models.
         model_parts: dict[str, str] = {}
-        for name, value in (checkpoint.model_state or {}).items():
+        for name, value in (write.model_checkpoint or {}).items():
             if (self._legacy_model or name not in self._model_written
                     or self._model_written[name] != value):
                 model_parts[name] = json.dumps(value)
-        meta = {name: json.dumps(value) for name, value in checkpoint.meta.items()}
+        meta = {name: json.dumps(value) for name, value in write.meta.items()}
 
         pipe = self._redis.pipeline(transaction=True)
         for bucket, fields in records.items():
@@ -792,13 +792,13 @@ class RedisStore(Store):
             if self._legacy_model:
                 pipe.delete(self._key("model"))  # the old single-string checkpoint
             pipe.hset(self._key("model"), mapping=model_parts)  # type: ignore[arg-type]
-        if checkpoint.positions:
-            pipe.hset(self._key("pos"), mapping=checkpoint.positions)  # type: ignore[arg-type]
+        if write.positions:
+            pipe.hset(self._key("pos"), mapping=write.positions)  # type: ignore[arg-type]
         if meta:
             pipe.hset(self._key("meta"), mapping=meta)  # type: ignore[arg-type]
         pipe.delete(self._key("outbox"))
-        if checkpoint.outbox:
-            pipe.rpush(self._key("outbox"), *checkpoint.outbox)
+        if write.outbox:
+            pipe.rpush(self._key("outbox"), *write.outbox)
         try:
             pipe.execute()
         except Exception:
@@ -808,12 +808,12 @@ class RedisStore(Store):
         # This worker owns these customers: what it just wrote is what the next batch
         # would load, so the memo keeps it (and spares a read of the previous segment).
         for cid, state in latest.items():
-            self._remember(cid, state.segment, written_chunks[cid])
-        self._trim_memo()
+            self._memo_put(cid, state.segment, written_chunks[cid])
+        self._memo_trim()
         if model_parts:
             self._legacy_model = False
-        if checkpoint.model_state:
-            self._model_written.update(checkpoint.model_state)
+        if write.model_checkpoint:
+            self._model_written.update(write.model_checkpoint)
 
     def forget_cached(self) -> None:
         self._memo.clear()

@@ -35,7 +35,7 @@ from streamseg.model.customer_kmeans import ClusterStats, lloyd, match_ids
 Store = dict[str, tuple[np.ndarray, int]]
 Event = tuple[str, np.ndarray]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # ------------------------------------------------------------------------- helpers
 

@@ -14,7 +14,7 @@ import pytest
 
 from streamseg.app import Application
 from streamseg.bench.simulate import write_stream
-from streamseg.config import Settings, load_settings
+from streamseg.config import Settings, StoreSettings, load_settings
 from streamseg.serve.api import create_app, start_api_in_thread
 from streamseg.store import CustomerState, MemoryStore, open_store
 
@@ -66,7 +66,7 @@ def _get(url: str) -> tuple[int, Any]:
 
 
 def _states(folder: Path) -> list[CustomerState]:
-    store = open_store(f"sqlite:///{folder}/s.db")
+    store = open_store(StoreSettings(uri=f"sqlite:///{folder}/s.db"))
     try:
         return list(store.iter_customers())
     finally:
@@ -76,7 +76,7 @@ def _states(folder: Path) -> list[CustomerState]:
 def test_customer_matches_the_store(folder: Path, base_url: str) -> None:
     states = [s for s in _states(folder) if s.segment is not None]
     assert len(states) > 100  # the model was seeded and assigned most customers
-    store = open_store(f"sqlite:///{folder}/s.db")
+    store = open_store(StoreSettings(uri=f"sqlite:///{folder}/s.db"))
     meta = store.meta()
     store.close()
     names = {s["segment"]: s["name"] for s in meta["segments"]}
@@ -123,7 +123,7 @@ def test_segments_sizes_add_up_to_segmented_customers(folder: Path, base_url: st
     names = [s["name"] for s in body["segments"]]
     assert all(names) and len(set(names)) == len(names)
     # Profiles are the centres the pipeline recorded, in original units (O(k) to serve).
-    store = open_store(f"sqlite:///{folder}/s.db")
+    store = open_store(StoreSettings(uri=f"sqlite:///{folder}/s.db"))
     centres = {s["segment"]: s["centre"] for s in store.meta()["segments"]}
     store.close()
     for segment in body["segments"]:

@@ -12,7 +12,7 @@ import pytest
 
 from streamseg.app import Application
 from streamseg.bench.simulate import write_stream
-from streamseg.config import Settings, load_settings
+from streamseg.config import Settings, StoreSettings, load_settings
 from streamseg.report import redact_uri, write_report
 from streamseg.store import CustomerState, open_store
 
@@ -58,7 +58,7 @@ def _figures(page: str) -> dict[str, dict[str, Any]]:
 
 
 def _states(folder: Path) -> tuple[list[CustomerState], dict[str, Any]]:
-    store = open_store(f"sqlite:///{folder}/s.db")
+    store = open_store(StoreSettings(uri=f"sqlite:///{folder}/s.db"))
     try:
         return list(store.iter_customers()), store.meta()
     finally:

@@ -61,7 +61,7 @@ def _run(settings: Any, **kwargs: Any) -> Any:
 
 
 def _features(settings: Any) -> dict[str, dict[str, Any]]:
-    store = open_store(settings.store.uri)
+    store = open_store(settings.store)
     try:
         return {s.customer_id: s.features.to_dict() for s in store.iter_customers()}
     finally:
@@ -114,7 +114,7 @@ def test_restart_resumes_without_losing_or_double_counting(tmp_path: Path) -> No
     assert first.processed == 300
     assert first.processed + second.processed == _run_count(source)
     assert _features(resumed) == _features(clean)
-    a, b = open_store(clean.store.uri), open_store(resumed.store.uri)
+    a, b = open_store(clean.store), open_store(resumed.store)
     # The model is checkpointed with the batches, so the resumed run ends where the clean
     # run does: the same segment for every customer.
     assert {s.customer_id: s.segment for s in a.iter_customers()} == {
@@ -135,7 +135,7 @@ def test_same_input_same_segments(tmp_path: Path) -> None:
         folder.mkdir()
         settings = _settings(folder, source)
         _run(settings)
-        store = open_store(settings.store.uri)
+        store = open_store(settings.store)
         runs.append({s.customer_id: (s.segment, s.vector) for s in store.iter_customers()})
     assert runs[0] == runs[1]
 
@@ -169,7 +169,7 @@ def test_customer_who_stops_buying_lapses_without_an_event_of_theirs(tmp_path: P
     settings = _settings(tmp_path, source, model={"n_clusters": 4, "warmup": 40})
     _run(settings)
 
-    store = open_store(settings.store.uri)
+    store = open_store(settings.store)
     state = store.get("quitter")
     assert state is not None
     assert state.features.last_purchase == (START + timedelta(days=100)).timestamp()
@@ -195,7 +195,7 @@ def test_change_events_are_valid_cloudevents_and_last_one_matches_store(tmp_path
         jsonschema.validate(document, schema)
         assert document["subject"] == document["data"]["customer_id"]
         last[document["subject"]] = document["data"]["to_segment"]
-    store = open_store(settings.store.uri)
+    store = open_store(settings.store)
     assert last == {s.customer_id: s.segment for s in store.iter_customers()}
 
 
@@ -213,7 +213,7 @@ def test_pseudonymisation_hides_customer_ids_everywhere(
     settings = _settings(tmp_path, source)
     _run(settings)
     hashed = pseudonymise("c7", b"k3y")
-    store = open_store(settings.store.uri)
+    store = open_store(settings.store)
     ids = {s.customer_id for s in store.iter_customers()}
     assert hashed in ids and "c7" not in ids and len(ids) == 30
     written = "".join(p.read_text() for p in tmp_path.glob("*.jsonl") if p != source)
@@ -229,16 +229,16 @@ def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> Non
     source.write_text("\n".join(_population(customers=90, days=200)) + "\n")
     settings = _settings(tmp_path, source)
     _run(settings)
-    engine = SegmentationEngine(settings, open_store(settings.store.uri))
-    engine.refresh_names()
-    names_before = dict(engine.names)
+    engine = SegmentationEngine(settings, open_store(settings.store))
+    engine.refresh_segment_names()
+    names_before = dict(engine.segment_names)
     before = centroid_units(engine.model.centroids, engine.scaler)
     version = engine.model.version
     engine.model.reseed()  # a fresh k-means++ solution, matched to the old ids
-    engine.refresh_names()
+    engine.refresh_segment_names()
     after = centroid_units(engine.model.centroids, engine.scaler)
     assert engine.model.version > version
-    assert engine.names == names_before
+    assert engine.segment_names == names_before
     for old, new in zip(before, after, strict=True):
         for field in ("orders_90d", "spend_90d", "avg_order_value"):
             assert new[field] == pytest.approx(old[field], rel=0.25), (field, old, new)
@@ -276,7 +276,7 @@ def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
 
 
 def _stored(settings: Any) -> dict[str, tuple[Any, ...]]:
-    store = open_store(settings.store.uri)
+    store = open_store(settings.store)
     try:
         return {s.customer_id: (s.segment, s.vector, s.updated_at, s.features.to_dict(),
                                 s.applied, s.next_rescore_at)
@@ -300,7 +300,7 @@ def test_the_state_cache_changes_nothing_but_speed(tmp_path: Path, cache_size: i
         settings = _settings(folder, source, pipeline={"state_cache_size": size})
         # Stopped mid-stream: at the end of a stream every customer is re-scored.
         summary = _run(settings, max_batches=20)
-        store = open_store(settings.store.uri)
+        store = open_store(settings.store)
         model = store.load_model()
         store.close()
         runs[size] = (summary.changes, summary.rescored, _stored(settings), model)
