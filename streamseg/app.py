@@ -30,6 +30,7 @@ from typing import Any
 from streamseg.config import Settings
 from streamseg.core.events import RawRecord, SegmentChange
 from streamseg.engine import BatchOutcome, SegmentationEngine
+from streamseg.errors import BrokerError
 from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
 from streamseg.serve.metrics import Metrics, MetricsServer
 from streamseg.store import BatchWrite, open_store
@@ -54,13 +55,15 @@ _GC_FULL_EVERY_SECONDS = 600.0
 
 
 def _failure_kind(error: BaseException) -> str:
-    """'store' or 'broker', for the error metrics (by the exception's module).
+    """'store' or 'broker', for the error metrics.
 
-    kafka-python's errors and those of streamseg's own Kafka source and sinks (a
-    ``SinkError`` when a flush fails) are the broker's.
+    A :class:`~streamseg.errors.BrokerError` is the broker's; so, until every Kafka
+    module raises it, is any error of kafka-python's or of streamseg's Kafka modules.
     """
+    if isinstance(error, BrokerError):
+        return "broker"
     module = type(error).__module__
-    broker = module.startswith(("kafka", "streamseg.io.kafka_source", "streamseg.io.kafka_sink"))
+    broker = module.startswith(("kafka", "streamseg.io.kafka"))
     return "broker" if broker else "store"
 
 
