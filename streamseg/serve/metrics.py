@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+if TYPE_CHECKING:
+    from streamseg.engine import BatchOutcome
 
 # Latency buckets in seconds, from a millisecond to half a minute.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -102,6 +105,20 @@ class Metrics:
     def count_rejections(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
             self.events_rejected.labels(reason=reason_category(reason)).inc()
+
+    def count_batch(self, outcome: BatchOutcome) -> None:
+        """Count what one written batch did: events applied, rejected and skipped,
+        re-scorings and segment changes."""
+        self.events_processed.inc(outcome.applied)
+        self.count_rejections(letter.reason for letter in outcome.rejected)
+        self.events_duplicate.inc(outcome.duplicates)
+        self.rescored.inc(outcome.rescored)
+        for change in outcome.changes:
+            data = change.data
+            self.segment_changes.labels(
+                from_segment="none" if data.from_segment is None else str(data.from_segment),
+                to_segment=str(data.to_segment), reason=data.reason,
+            ).inc()
 
     def set_segment_sizes(self, sizes: dict[int, int]) -> None:
         for segment, size in sizes.items():

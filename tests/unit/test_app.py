@@ -247,7 +247,7 @@ def test_reseeding_keeps_every_segment_id_and_its_profile(tmp_path: Path) -> Non
 def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streamseg.app as pipeline
+    import streamseg.processing.gc as pipeline
 
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(_population(customers=5, days=20)) + "\n")
@@ -259,17 +259,17 @@ def test_garbage_is_frozen_every_second_and_fully_collected_every_ten_minutes(
     monkeypatch.setattr(pipeline.gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(pipeline.gc, "unfreeze", lambda: calls.append("unfreeze"))
     try:
-        app._collect_garbage()
+        app.gc_policy.tick()
         assert calls == []  # start-up has just frozen
         clock[0] += 1.0
-        app._collect_garbage()
+        app.gc_policy.tick()
         assert calls == ["collect", "freeze"]
         clock[0] += 0.5
-        app._collect_garbage()
+        app.gc_policy.tick()
         assert calls == ["collect", "freeze"]
         calls.clear()
         clock[0] += 600.0
-        app._collect_garbage()
+        app.gc_policy.tick()
         assert calls == ["unfreeze", "collect", "freeze"]
     finally:
         app.close()
@@ -315,11 +315,11 @@ def test_a_rebalance_drops_the_cached_states(tmp_path: Path) -> None:
     try:
         assert app.engine.shared_input is False  # a file: this worker reads all of it
         app.run(max_batches=1)
-        assert app.engine._cache, "the first batch's states are cached"
-        app._follow_assignment()
-        assert app.engine._cache, "no rebalance: the cache stays"
+        assert len(app.engine.cache), "the first batch's states are cached"
+        app.engine.cache.follow(app.source.assignment_epoch)
+        assert len(app.engine.cache), "no rebalance: the cache stays"
         app.source.assignment_epoch += 1  # what the Kafka source does on a rebalance
-        app._follow_assignment()
-        assert not app.engine._cache
+        app.engine.cache.follow(app.source.assignment_epoch)
+        assert not len(app.engine.cache)
     finally:
         app.close()

@@ -1,0 +1,40 @@
+"""One batch's working set and what it produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamseg.core.events import ChangeReason, DeadLetter, SegmentChange
+from streamseg.core.state import CustomerState
+
+__all__ = ["Batch", "BatchOutcome"]
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one batch produced, for the pipeline to write, publish and count."""
+
+    states: list[CustomerState] = field(default_factory=list)
+    changes: list[SegmentChange] = field(default_factory=list)
+    rejected: list[DeadLetter] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+    rescored: int = 0
+
+
+@dataclass(slots=True)
+class Batch:
+    """The customers one batch has read (``loaded``) and changed (``touched``)."""
+
+    loaded: dict[str, CustomerState] = field(default_factory=dict)
+    touched: dict[str, CustomerState] = field(default_factory=dict)
+    #: Customers to re-score at the end of the batch, with why.
+    to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+    def state(self, customer_id: str) -> CustomerState | None:
+        return self.touched.get(customer_id) or self.loaded.get(customer_id)
+
+    def finish(self) -> BatchOutcome:
+        self.outcome.states = list(self.touched.values())
+        return self.outcome

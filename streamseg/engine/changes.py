@@ -1,0 +1,42 @@
+"""Segment changes: what a customer's new assignment means for the change stream."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from streamseg.core.events import ChangeReason, SegmentChange, SegmentChangeData
+
+__all__ = ["segment_change"]
+
+
+def segment_change(customer_id: str, previous: int | None, segment: int,
+                   names: dict[int, str], reason: ChangeReason, by_model_update: bool,
+                   at: float, model_version: int) -> SegmentChange:
+    """The change event of a customer moving from ``previous`` to ``segment``.
+
+    The reason is ``first_assignment`` for a customer who had no segment,
+    ``model_update`` when the model moved them (a refinement), else ``reason``.
+    ``at`` is the event time of the change (the customer's scoring time).
+
+    >>> change = segment_change("c1", None, 2, {2: "VIP"}, "behaviour", False, 0.0, 1)
+    >>> change.data.reason, change.data.to_name
+    ('first_assignment', 'VIP')
+    """
+    if previous is None:
+        why: ChangeReason = "first_assignment"
+    elif by_model_update:
+        why = "model_update"
+    else:
+        why = reason
+    return SegmentChange.create(
+        SegmentChangeData(
+            customer_id=customer_id,
+            from_segment=previous,
+            from_name=names.get(previous) if previous is not None else None,
+            to_segment=segment,
+            to_name=names.get(segment),
+            reason=why,
+            event_time=datetime.fromtimestamp(at, tz=UTC),
+            model_version=model_version,
+        )
+    )

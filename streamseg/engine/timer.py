@@ -1,0 +1,55 @@
+"""The inactivity timer: when an idle customer is re-scored, and who is due now.
+
+Time moves on without events: recency grows, decayed rates shrink. Each scoring sets the
+customer's ``next_rescore_at`` to ``growth x recency`` days later, clamped to
+``[rescore_min_days, rescore_max_days]`` (recency is on a log scale in the model, so
+re-scoring can grow sparser as a customer stays idle). The store indexes that time; the
+timer asks it who is due.
+"""
+
+from __future__ import annotations
+
+from streamseg.config import FeatureSettings
+from streamseg.core.features import SECONDS_PER_DAY
+from streamseg.store import Store
+
+__all__ = ["RESCORE_CHECK_SECONDS", "InactivityTimer", "next_rescore_at"]
+
+#: Customers become due after hours or days of service time; asking the store who is
+#: due more often than this (per service-clock seconds) only adds a query to every small
+#: batch of live traffic.
+RESCORE_CHECK_SECONDS = 60.0
+
+
+def next_rescore_at(now: float, recency_days: float, features: FeatureSettings) -> float:
+    """When a customer scored at ``now`` with ``recency_days`` is next re-scored.
+
+    >>> next_rescore_at(0.0, 10.0, FeatureSettings()) / SECONDS_PER_DAY
+    5.0
+    """
+    wait_days = min(
+        features.rescore_max_days,
+        max(features.rescore_min_days, features.rescore_growth * recency_days),
+    )
+    return now + wait_days * SECONDS_PER_DAY
+
+
+class InactivityTimer:
+    """Asks the store which customers are due, at most every
+    :data:`RESCORE_CHECK_SECONDS` of service time unless the last answer was full."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        # The service clock at the last query, and whether it hit its limit.
+        self._checked_at: float | None = None
+        self._backlog = False
+
+    def due(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` customers due at ``now`` (``[]`` when asked too recently)."""
+        if (self._checked_at is not None and self._backlog is False
+                and 0 <= now - self._checked_at < RESCORE_CHECK_SECONDS):
+            return []  # asked recently and nothing was left over: spare the store a query
+        found = self._store.due_for_rescore(now, limit)
+        self._checked_at = now
+        self._backlog = len(found) >= limit
+        return found
