@@ -17,7 +17,7 @@ from streamseg.config import StoreSettings
 from streamseg.core.features import CustomerFeatures
 from streamseg.store import BatchWrite, CustomerState, Store, open_store
 from streamseg.store.redis import RedisStore, SegmentReader, bucket_of
-from tests.unit import test_stores as contract
+from tests.unit.store import test_stores as contract
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,89 @@
+"""SegmentationEngine on an in-memory store: one batch at a time, no servers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from streamseg.config import load_settings
+from streamseg.core.events import RawRecord
+from streamseg.engine import SegmentationEngine
+from streamseg.store import BatchWrite, MemoryStore
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _record(i: int, customer: str, day: float, amount: float = 20.0, *,
+            stream: str = "s", event_id: str | None = None) -> RawRecord:
+    payload = json.dumps({"event_id": event_id or f"e{i}", "customer_id": customer,
+                          "amount": amount,
+                          "timestamp": (START + timedelta(days=day)).isoformat()})
+    return RawRecord(payload, f"test:{i}", stream, i)
+
+
+def _engine(store: MemoryStore | None = None, **model: Any) -> SegmentationEngine:
+    settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4, **model}})
+    return SegmentationEngine(settings, store or MemoryStore())
+
+
+def _write(engine: SegmentationEngine, store: MemoryStore, outcome: Any) -> None:
+    store.write_batch(outcome.states, BatchWrite(model_checkpoint=engine.model_checkpoint()))
+
+
+def test_a_redelivered_record_changes_nothing() -> None:
+    store = MemoryStore()
+    engine = _engine(store)
+    first = engine.process([_record(0, "a", 0), _record(1, "a", 1)])
+    _write(engine, store, first)
+    again = engine.process([_record(1, "a", 1)])
+    assert (first.applied, again.applied, again.duplicates) == (2, 0, 1)
+    assert again.states == []
+
+
+def test_the_same_event_id_twice_is_applied_once() -> None:
+    engine = _engine()
+    outcome = engine.process([_record(0, "a", 0, event_id="x"), _record(1, "a", 1, event_id="x")])
+    assert (outcome.applied, outcome.duplicates) == (1, 1)
+    assert outcome.states[0].features.orders == 1
+
+
+def test_rejects_come_back_as_dead_letters_in_record_order() -> None:
+    engine = _engine()
+    outcome = engine.process([RawRecord("{", "r:0"), _record(1, "a", 0), RawRecord("[]", "r:2")])
+    assert [letter.origin for letter in outcome.rejected] == ["r:0", "r:2"]
+    assert outcome.applied == 1
+
+
+def test_the_watermark_is_the_latest_event_time_and_the_clock_follows_it() -> None:
+    engine = _engine()
+    engine.process([_record(0, "a", 5), _record(1, "b", 2)])
+    assert engine.watermark == (START + timedelta(days=5)).timestamp()
+    assert engine.now() == engine.watermark
+
+
+def test_every_customer_gets_one_first_assignment_once_the_model_is_seeded() -> None:
+    engine = _engine()
+    outcome = engine.process([_record(i, f"c{i}", i, 10.0 + 100 * (i % 2)) for i in range(6)])
+    firsts = [c.data.customer_id for c in outcome.changes if c.data.reason == "first_assignment"]
+    assert sorted(firsts) == [f"c{i}" for i in range(6)]
+    assert all(state.segment is not None for state in outcome.states)
+
+
+def test_the_model_checkpoint_restores_the_same_engine() -> None:
+    store = MemoryStore()
+    engine = _engine(store)
+    _write(engine, store, engine.process(
+        [_record(i, f"c{i}", i, 10.0 + 100 * (i % 2)) for i in range(8)]))
+    again = SegmentationEngine(engine.settings, store)
+    assert again.model_checkpoint() == engine.model_checkpoint()
+    assert again.segment_names == engine.segment_names
+
+
+@pytest.mark.parametrize("clock", ["event", "wall"])
+def test_the_clock_setting(clock: str) -> None:
+    settings = load_settings(overrides={"pipeline": {"clock": clock}})
+    engine = SegmentationEngine(settings, MemoryStore(), wall_clock=lambda: 123.0)
+    assert engine.now() == (123.0 if clock == "wall" else 0.0)
