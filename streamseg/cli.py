@@ -281,9 +281,9 @@ def bench_quality(
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
 ) -> None:
     """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, both model kinds."""
-    from streamseg.bench import runs as bench
+    from streamseg.bench.quality import quality
 
-    _print_json(bench.quality(customers, seed))
+    _print_json(quality(customers, seed))
 
 
 @bench_app.command("flapping")
@@ -293,9 +293,9 @@ def bench_flapping(
 ) -> None:
     """Share of customers changing segment > 2 times in the second half of a stationary
     stream, without and with hysteresis."""
-    from streamseg.bench import runs as bench
+    from streamseg.bench.flapping import flapping
 
-    _print_json(bench.flapping(customers, seed, hysteresis=(0.0, 0.2)))
+    _print_json(flapping(customers, seed, hysteresis=(0.0, 0.2)))
 
 
 @bench_app.command("throughput")
@@ -303,9 +303,9 @@ def bench_throughput(
     repeat: Annotated[int, typer.Option(help="Runs of each input.")] = 3,
 ) -> None:
     """Events/s of the pipeline on the embedded default (SQLite) and a larger file."""
-    from streamseg.bench import runs as bench
+    from streamseg.bench.throughput import throughput
 
-    _print_json(bench.throughput(repeat))
+    _print_json(throughput(repeat))
 
 
 @bench_app.command("kafka")

@@ -324,11 +324,17 @@ class ConfigError(ValueError):
     """Invalid configuration, with every offending field named."""
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, section by section (neither is modified).
+
+    >>> deep_merge({"store": {"uri": "memory://", "redis_prefix": "s"}},
+    ...            {"store": {"uri": "sqlite:///s.db"}, "model": {"kind": "river-kmeans"}})
+    {'store': {'uri': 'sqlite:///s.db', 'redis_prefix': 's'}, 'model': {'kind': 'river-kmeans'}}
+    """
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
