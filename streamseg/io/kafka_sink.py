@@ -30,7 +30,11 @@ from kafka.errors import KafkaError
 
 from streamseg.config import KafkaSettings
 from streamseg.core.events import CHANGE_EVENT_TYPE, DeadLetter, SegmentChange
-from streamseg.io.kafka_source import DEFAULT_BOOTSTRAP_TIMEOUT_MS, parse_kafka_uri
+from streamseg.io.kafka_client import (
+    DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+    bootstrap_error,
+    parse_kafka_uri,
+)
 from streamseg.io.sink_base import ChangeSink, DeadLetterSink
 
 log = logging.getLogger(__name__)
@@ -98,10 +102,7 @@ class KafkaTopicWriter:
         try:
             producer = KafkaProducer(**options)
         except KafkaError as error:
-            raise ConnectionError(
-                f"cannot reach the Kafka brokers at {servers} (topic {topic}): {error}. "
-                "Is the broker running (scripts/services up kafka)?"
-            ) from None
+            raise bootstrap_error(servers, error, topic) from None
         self._producer: KafkaProducer | None = producer
         self._pending: list[Any] = []
         delivery_s = float(producer.config["delivery_timeout_ms"]) / 1000

@@ -49,16 +49,18 @@ from kafka.structs import OffsetAndMetadata
 from streamseg.config import KafkaSettings
 from streamseg.core.events import RawRecord
 from streamseg.io.base import Source
+from streamseg.io.kafka_client import (
+    DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+    REQUEST_TIMEOUT_MS,
+    bootstrap_error,
+    parse_kafka_uri,
+    partition_of,
+    stream_key,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaSource", "parse_kafka_uri", "stream_key"]
-
-#: How long a new client may take to reach a broker before start-up fails. Overridable
-#: with ``kafka.consumer.bootstrap_timeout_ms`` / ``kafka.producer.bootstrap_timeout_ms``.
-DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000
-#: Upper bound of a synchronous offset commit and of :meth:`KafkaSource.lag`'s queries.
-REQUEST_TIMEOUT_MS = 30_000
+__all__ = ["KafkaSource"]
 
 # Consumer options the source's guarantees depend on; extras cannot change them.
 _FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
@@ -66,47 +68,6 @@ _FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
     "value_deserializer": None,  # raw bytes: the engine parses (and rejects) payloads
     "key_deserializer": None,
 }
-
-
-def parse_kafka_uri(uri: str, settings: KafkaSettings) -> tuple[str, list[str]]:
-    """``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]`` -> (bootstrap servers, topics).
-
-    Without hosts (``kafka:///TOPIC``) the servers come from
-    ``settings.bootstrap_servers``.
-
-    >>> parse_kafka_uri("kafka://a:9092,b:9092/events,more", KafkaSettings())
-    ('a:9092,b:9092', ['events', 'more'])
-    >>> parse_kafka_uri("kafka:///events", KafkaSettings(bootstrap_servers="k:9092"))
-    ('k:9092', ['events'])
-    """
-    if not uri.startswith("kafka://"):
-        raise ValueError(f"not a kafka:// URI: {uri!r}")
-    servers, _, topic_part = uri.removeprefix("kafka://").partition("/")
-    topics = [topic for topic in topic_part.split(",") if topic]
-    if not topics:
-        raise ValueError(f"{uri!r} names no topic: use kafka://HOST:PORT/TOPIC")
-    return (servers or settings.bootstrap_servers), topics
-
-
-def stream_key(topic: str, partition: int) -> str:
-    """The position / stream key of a partition: ``kafka:<topic>:<partition>``."""
-    return f"kafka:{topic}:{partition}"
-
-
-def _partition_of(key: str) -> TopicPartition | None:
-    """Inverse of :func:`stream_key` (Kafka topic names cannot contain ``:``)."""
-    scheme, _, rest = key.partition(":")
-    topic, _, partition = rest.rpartition(":")
-    if scheme != "kafka" or not topic or not partition.isdigit():
-        return None
-    return TopicPartition(topic, int(partition))
-
-
-def _bootstrap_error(servers: str, error: Exception) -> ConnectionError:
-    return ConnectionError(
-        f"cannot reach the Kafka brokers at {servers}: {error}. Is the broker running "
-        "(scripts/services up kafka) and are the kafka:// URI / kafka settings right?"
-    )
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):
@@ -173,7 +134,7 @@ class KafkaSource(Source):
         try:
             self._consumer = KafkaConsumer(**options)
         except KafkaError as error:
-            raise _bootstrap_error(servers, error) from None
+            raise bootstrap_error(servers, error) from None
         self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
         log.info("consuming %s from %s as group %r", ",".join(self.topics), servers,
                  settings.group_id)
@@ -237,7 +198,7 @@ class KafkaSource(Source):
         """
         wanted: dict[TopicPartition, int] = {}
         for key, offset in positions.items():
-            partition = _partition_of(key)
+            partition = partition_of(key)
             if partition is not None and partition.topic in self.topics:
                 wanted[partition] = int(offset)
         with self._lock:
@@ -272,7 +233,7 @@ class KafkaSource(Source):
         assigned = self._consumer.assignment() or set()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for key, offset in positions.items():
-            partition = _partition_of(key)
+            partition = partition_of(key)
             if partition is not None and partition in assigned:
                 offsets[partition] = OffsetAndMetadata(int(offset), "", -1)
         if not offsets:
