@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamseg.io.base import Source
 from streamseg.io.file import CsvMapping, FileSource
 from streamseg.io.formats import change_record, dead_letter_record
 from streamseg.io.jsonl import JsonLinesSink
 from streamseg.io.sink import ChangeSink, DeadLetterSink, Formatter, Sink, SinkRecord
+from streamseg.io.source import Source
 
 __all__ = [
     "ChangeSink",

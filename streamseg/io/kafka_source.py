@@ -48,7 +48,6 @@ from kafka.structs import OffsetAndMetadata
 
 from streamseg.config import KafkaSettings
 from streamseg.core.events import RawRecord
-from streamseg.io.base import Source
 from streamseg.io.kafka_client import (
     DEFAULT_BOOTSTRAP_TIMEOUT_MS,
     REQUEST_TIMEOUT_MS,
@@ -58,6 +57,7 @@ from streamseg.io.kafka_client import (
     partition_of,
     stream_key,
 )
+from streamseg.io.source import Source
 
 log = logging.getLogger(__name__)
 
