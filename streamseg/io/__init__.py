@@ -7,28 +7,37 @@ Sources (``open_source(uri)``):
 * ``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]``:
   :class:`~streamseg.io.kafka_source.KafkaSource`.
 
-Sinks (``open_change_sink(uri)``, ``open_dead_letter_sink(uri)``):
+Sinks (``open_change_sink(uri)``, ``open_dead_letter_sink(uri)``): one
+:class:`~streamseg.io.sink.Sink` per backend, given the formatter
+(:mod:`streamseg.io.formats`) of what it publishes:
 
-* a ``.jsonl`` path, or ``-`` for stdout: JSON Lines;
-* ``kafka://HOST:PORT/TOPIC``: a Kafka topic (changes keyed by customer id).
+* a ``.jsonl`` path, or ``-`` for stdout: :class:`~streamseg.io.jsonl.JsonLinesSink`;
+* ``kafka://HOST:PORT/TOPIC``: :class:`~streamseg.io.kafka_sink.KafkaSink` (changes
+  keyed by customer id).
+
+The Kafka modules share :mod:`streamseg.io.kafka_client`, and raise
+:class:`~streamseg.errors.BrokerError` for kafka-python's failures.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from streamseg.io.base import Source
 from streamseg.io.file import CsvMapping, FileSource
-from streamseg.io.jsonl import JsonlChangeSink, JsonlDeadLetterSink
-from streamseg.io.sink_base import ChangeSink, DeadLetterSink
+from streamseg.io.formats import change_record, dead_letter_record
+from streamseg.io.jsonl import JsonLinesSink
+from streamseg.io.sink import ChangeSink, DeadLetterSink, Formatter, Sink, SinkRecord
+from streamseg.io.source import Source
 
 __all__ = [
     "ChangeSink",
     "CsvMapping",
     "DeadLetterSink",
     "FileSource",
-    "JsonlChangeSink",
-    "JsonlDeadLetterSink",
+    "Formatter",
+    "JsonLinesSink",
+    "Sink",
+    "SinkRecord",
     "Source",
     "open_change_sink",
     "open_dead_letter_sink",
@@ -47,15 +56,15 @@ def open_source(uri: str, *, csv_mapping: CsvMapping | None = None, **kafka: Any
 
 def open_change_sink(uri: str, **kafka: Any) -> ChangeSink:
     if uri.startswith("kafka://"):
-        from streamseg.io.kafka_sink import KafkaChangeSink
+        from streamseg.io.kafka_sink import KafkaSink
 
-        return KafkaChangeSink.from_uri(uri, **kafka)
-    return JsonlChangeSink(uri)
+        return KafkaSink.from_uri(uri, change_record, **kafka)
+    return JsonLinesSink(uri, change_record)
 
 
 def open_dead_letter_sink(uri: str, **kafka: Any) -> DeadLetterSink:
     if uri.startswith("kafka://"):
-        from streamseg.io.kafka_sink import KafkaDeadLetterSink
+        from streamseg.io.kafka_sink import KafkaSink
 
-        return KafkaDeadLetterSink.from_uri(uri, **kafka)
-    return JsonlDeadLetterSink(uri)
+        return KafkaSink.from_uri(uri, dead_letter_record, **kafka)
+    return JsonLinesSink(uri, dead_letter_record)

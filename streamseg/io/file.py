@@ -17,7 +17,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamseg.core.events import InvalidEvent, RawRecord, validate_event
-from streamseg.io.base import Source
+from streamseg.io.source import Source
 
 
 class CsvMapping(BaseModel):

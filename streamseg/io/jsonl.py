@@ -1,28 +1,50 @@
-"""JSON Lines sinks: a file (appended to) or ``-`` for stdout."""
+"""The JSON Lines sink: a file (appended to) or ``-`` for stdout.
+
+One :class:`~streamseg.io.sink.SinkRecord` text per line; what the text is comes from
+the formatter (:mod:`streamseg.io.formats`): a CloudEvents object per segment change, a
+``{"reason", "origin", "rejected_at", "payload"}`` object per dead letter.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
-from streamseg.core.events import DeadLetter, SegmentChange
-from streamseg.io.sink_base import ChangeSink, DeadLetterSink
+from streamseg.io.sink import Formatter, Sink
+
+__all__ = ["JsonLinesSink"]
+
+T = TypeVar("T")
 
 
-class _JsonLines:
-    def __init__(self, path: str) -> None:
+class JsonLinesSink(Sink[T]):
+    """Writes each item's record text as one line.
+
+    >>> import io, os, tempfile
+    >>> from streamseg.core.events import DeadLetter
+    >>> from streamseg.io.formats import dead_letter_record
+    >>> path = os.path.join(tempfile.mkdtemp(), "out", "rejects.jsonl")
+    >>> sink = JsonLinesSink(path, dead_letter_record)
+    >>> sink.publish([DeadLetter("{oops", "malformed JSON", "f:1", rejected_at="t")])
+    >>> sink.close()
+    >>> print(open(path).read(), end="")
+    {"reason": "malformed JSON", "origin": "f:1", "rejected_at": "t", "payload": "{oops"}
+    """
+
+    def __init__(self, path: str, formatter: Formatter[T]) -> None:
         self.path = path
+        self._format = formatter
         if path == "-":
             self._handle: IO[str] = sys.stdout
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def write(self, lines: Sequence[str]) -> None:
-        if lines:
-            self._handle.write("\n".join(lines) + "\n")
+    def publish(self, items: Sequence[T]) -> None:
+        if items:
+            self._handle.write("\n".join(self._format(item).text for item in items) + "\n")
 
     def flush(self) -> None:
         self._handle.flush()
@@ -31,35 +53,3 @@ class _JsonLines:
         self.flush()
         if self._handle is not sys.stdout:
             self._handle.close()
-
-
-class JsonlChangeSink(ChangeSink):
-    """One CloudEvents JSON object per line."""
-
-    def __init__(self, path: str) -> None:
-        self._out = _JsonLines(path)
-
-    def publish(self, changes: Sequence[SegmentChange]) -> None:
-        self._out.write([change.to_json() for change in changes])
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def close(self) -> None:
-        self._out.close()
-
-
-class JsonlDeadLetterSink(DeadLetterSink):
-    """One ``{"reason", "origin", "rejected_at", "payload"}`` object per line."""
-
-    def __init__(self, path: str) -> None:
-        self._out = _JsonLines(path)
-
-    def publish(self, letters: Sequence[DeadLetter]) -> None:
-        self._out.write([letter.to_json() for letter in letters])
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def close(self) -> None:
-        self._out.close()

@@ -48,17 +48,20 @@ from kafka.structs import OffsetAndMetadata
 
 from streamseg.config import KafkaSettings
 from streamseg.core.events import RawRecord
-from streamseg.io.base import Source
+from streamseg.io.kafka_client import (
+    DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+    REQUEST_TIMEOUT_MS,
+    bootstrap_error,
+    broker_errors,
+    parse_kafka_uri,
+    partition_of,
+    stream_key,
+)
+from streamseg.io.source import Source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaSource", "parse_kafka_uri", "stream_key"]
-
-#: How long a new client may take to reach a broker before start-up fails. Overridable
-#: with ``kafka.consumer.bootstrap_timeout_ms`` / ``kafka.producer.bootstrap_timeout_ms``.
-DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000
-#: Upper bound of a synchronous offset commit and of :meth:`KafkaSource.lag`'s queries.
-REQUEST_TIMEOUT_MS = 30_000
+__all__ = ["KafkaSource"]
 
 # Consumer options the source's guarantees depend on; extras cannot change them.
 _FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
@@ -66,47 +69,6 @@ _FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
     "value_deserializer": None,  # raw bytes: the engine parses (and rejects) payloads
     "key_deserializer": None,
 }
-
-
-def parse_kafka_uri(uri: str, settings: KafkaSettings) -> tuple[str, list[str]]:
-    """``kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]`` -> (bootstrap servers, topics).
-
-    Without hosts (``kafka:///TOPIC``) the servers come from
-    ``settings.bootstrap_servers``.
-
-    >>> parse_kafka_uri("kafka://a:9092,b:9092/events,more", KafkaSettings())
-    ('a:9092,b:9092', ['events', 'more'])
-    >>> parse_kafka_uri("kafka:///events", KafkaSettings(bootstrap_servers="k:9092"))
-    ('k:9092', ['events'])
-    """
-    if not uri.startswith("kafka://"):
-        raise ValueError(f"not a kafka:// URI: {uri!r}")
-    servers, _, topic_part = uri.removeprefix("kafka://").partition("/")
-    topics = [topic for topic in topic_part.split(",") if topic]
-    if not topics:
-        raise ValueError(f"{uri!r} names no topic: use kafka://HOST:PORT/TOPIC")
-    return (servers or settings.bootstrap_servers), topics
-
-
-def stream_key(topic: str, partition: int) -> str:
-    """The position / stream key of a partition: ``kafka:<topic>:<partition>``."""
-    return f"kafka:{topic}:{partition}"
-
-
-def _partition_of(key: str) -> TopicPartition | None:
-    """Inverse of :func:`stream_key` (Kafka topic names cannot contain ``:``)."""
-    scheme, _, rest = key.partition(":")
-    topic, _, partition = rest.rpartition(":")
-    if scheme != "kafka" or not topic or not partition.isdigit():
-        return None
-    return TopicPartition(topic, int(partition))
-
-
-def _bootstrap_error(servers: str, error: Exception) -> ConnectionError:
-    return ConnectionError(
-        f"cannot reach the Kafka brokers at {servers}: {error}. Is the broker running "
-        "(scripts/services up kafka) and are the kafka:// URI / kafka settings right?"
-    )
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):
@@ -145,6 +107,7 @@ class KafkaSource(Source):
     def __init__(self, servers: str, topics: Sequence[str], settings: KafkaSettings) -> None:
         self.servers = servers
         self.topics = list(topics)
+        self._name = f"Kafka topics {','.join(self.topics)}"  # in BrokerError messages
         self._lock = threading.Lock()
         self._positions: dict[TopicPartition, int] = {}
         # Offsets handed to commit_async and not yet confirmed by the broker.
@@ -154,12 +117,12 @@ class KafkaSource(Source):
             "group_id": settings.group_id,
             "auto_offset_reset": "earliest",
             # How long the broker may hold a fetch that finds no new records (500 by
-            # default). Live traffic arrives in a trickle, and records waited out much of
-            # it: at 2,000 events/s, three alternating runs each gave p50 13/12/14 ms and
-            # p99 45/27/31 ms with 500, p50 8/8/9 ms and p99 15/17/22 ms with 10; on a
-            # busier machine later, p99 56/44/46 ms with 10, 48/18/21 with 2 and 27/19/17
-            # with 5. The price is up to ~200 empty fetches a second while idle;
-            # kafka.consumer can set it back.
+            # default). Live traffic arrives in a trickle, and with the default records
+            # waited out much of that hold before the fetch returned: a short hold cut
+            # end-to-end latency in the Kafka benchmark (streamseg bench kafka; figures
+            # in the README, not here, as they move with the machine's load). The price
+            # is an empty fetch every few milliseconds while idle; kafka.consumer can set
+            # it back.
             "fetch_max_wait_ms": 5,
             "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
             **settings.client_options(),
@@ -173,8 +136,9 @@ class KafkaSource(Source):
         try:
             self._consumer = KafkaConsumer(**options)
         except KafkaError as error:
-            raise _bootstrap_error(servers, error) from None
-        self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
+            raise bootstrap_error(servers, error) from None
+        with broker_errors(f"{self._name}: subscribe failed"):
+            self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
         log.info("consuming %s from %s as group %r", ",".join(self.topics), servers,
                  settings.group_id)
 
@@ -197,8 +161,9 @@ class KafkaSource(Source):
 
     def poll(self, max_records: int, timeout: float) -> list[RawRecord]:
         """Up to ``max_records`` records, in offset order within each partition."""
-        batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)),
-                                      max_records=max_records)
+        with broker_errors(f"{self._name}: poll failed"):
+            batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)),
+                                          max_records=max_records)
         records: list[RawRecord] = []
         for partition, messages in batches.items():
             if messages:
@@ -237,12 +202,13 @@ class KafkaSource(Source):
         """
         wanted: dict[TopicPartition, int] = {}
         for key, offset in positions.items():
-            partition = _partition_of(key)
+            partition = partition_of(key)
             if partition is not None and partition.topic in self.topics:
                 wanted[partition] = int(offset)
         with self._lock:
             self._positions.update(wanted)
-        self._seek_assigned(list(self._consumer.assignment() or ()))
+        with broker_errors(f"{self._name}: seek failed"):
+            self._seek_assigned(list(self._consumer.assignment() or ()))
 
     def _seek_assigned(self, assigned: Any) -> None:
         with self._lock:
@@ -269,10 +235,14 @@ class KafkaSource(Source):
         the commit is sent without waiting, a refusal (a rebalance, the broker away) is
         logged, and :meth:`close` commits the last positions synchronously.
         """
+        with broker_errors(f"{self._name}: commit failed"):
+            self._commit_async(positions)
+
+    def _commit_async(self, positions: dict[str, int]) -> None:
         assigned = self._consumer.assignment() or set()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for key, offset in positions.items():
-            partition = _partition_of(key)
+            partition = partition_of(key)
             if partition is not None and partition in assigned:
                 offsets[partition] = OffsetAndMetadata(int(offset), "", -1)
         if not offsets:
@@ -317,20 +287,26 @@ class KafkaSource(Source):
         kafka-python 3.x's ``bootstrap_connected()`` is only true *during* a bootstrap,
         so the connection table is looked at instead.
         """
-        try:
-            connections = self._consumer._client._manager._conns  # kafka-python 3.x
-            return any(getattr(conn, "connected", False) for conn in connections.values())
-        except AttributeError:  # pragma: no cover - other kafka-python versions
-            return bool(self._consumer.bootstrap_connected())
+        with broker_errors(f"{self._name}: readiness check failed"):
+            try:
+                connections = self._consumer._client._manager._conns  # kafka-python 3.x
+                return any(getattr(conn, "connected", False)
+                           for conn in connections.values())
+            except AttributeError:  # pragma: no cover - other kafka-python versions
+                return bool(self._consumer.bootstrap_connected())
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the end of each assigned partition: ``{(topic, partition): n}``.
 
         The end is the high watermark the broker sent with the last fetch response, so
-        this makes no request: a ListOffsets round trip here stalled a batch by ~100 ms
+        this makes no request: a ListOffsets round trip here stalled the batch in progress
         every time the gauges refreshed. A partition not fetched yet is asked for once.
         Call it from the thread that polls (the consumer is not thread-safe).
         """
+        with broker_errors(f"{self._name}: lag query failed"):
+            return self._lag()
+
+    def _lag(self) -> dict[tuple[str, int], int]:
         assigned = list(self._consumer.assignment() or ())
         if not assigned:
             return {}
@@ -349,5 +325,6 @@ class KafkaSource(Source):
 
     def close(self) -> None:
         """Commit the last positions given to :meth:`commit`, then leave the group."""
-        self._commit_pending()
-        self._consumer.close(autocommit=False)
+        with broker_errors(f"{self._name}: close failed"):
+            self._commit_pending()
+            self._consumer.close(autocommit=False)

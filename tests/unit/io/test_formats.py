@@ -1,0 +1,62 @@
+"""How a segment change and a dead letter become the record a sink writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from streamseg.core.events import (
+    CHANGE_EVENT_TYPE,
+    DeadLetter,
+    SegmentChange,
+    SegmentChangeData,
+)
+from streamseg.io.formats import MAX_REASON_HEADER_BYTES, change_record, dead_letter_record
+
+
+def _change(customer: str = "c-1") -> SegmentChange:
+    return SegmentChange.create(SegmentChangeData(
+        customer_id=customer, from_segment=1, from_name="Loyal", to_segment=2,
+        to_name="Lapsed", reason="inactivity", event_time=datetime(2024, 5, 1, tzinfo=UTC),
+        model_version=7,
+    ))
+
+
+def test_a_change_is_its_cloudevent_keyed_by_customer() -> None:
+    change = _change("kunde-ü")
+    record = change_record(change)
+    assert record.text == change.to_json()
+    assert json.loads(record.text)["subject"] == "kunde-ü"
+    assert record.key == "kunde-ü".encode()
+    assert record.headers == [
+        ("ce_type", CHANGE_EVENT_TYPE.encode()),
+        ("ce_id", change.id.encode()),
+        ("content-type", b"application/cloudevents+json"),
+    ]
+
+
+def test_a_dead_letter_is_unkeyed_with_reason_and_origin_headers() -> None:
+    letter = DeadLetter(payload="{oops", reason="malformed JSON", origin="kafka:t/0@5",
+                        rejected_at="2024-05-01T00:00:00+00:00", truncated_from=70_000)
+    record = dead_letter_record(letter)
+    assert record.text == letter.to_json()
+    assert json.loads(record.text)["payload_truncated_from_bytes"] == 70_000
+    assert record.key is None
+    assert record.headers == [("reason", b"malformed JSON"), ("origin", b"kafka:t/0@5")]
+
+
+def test_a_long_reason_header_is_cut_on_a_character_boundary() -> None:
+    reason = "é" * 600  # 1,200 bytes in UTF-8
+    record = dead_letter_record(DeadLetter(payload="", reason=reason, origin="o"))
+    header = dict(record.headers)["reason"]
+    assert len(header) <= MAX_REASON_HEADER_BYTES
+    assert header.decode("utf-8") == "é" * (MAX_REASON_HEADER_BYTES // 2)
+    assert json.loads(record.text)["reason"] == reason  # the value keeps it all
+
+
+def test_a_reason_of_exactly_the_limit_is_kept_whole() -> None:
+    reason = "r" * MAX_REASON_HEADER_BYTES
+    record = dead_letter_record(DeadLetter(payload="", reason=reason, origin="o"))
+    assert dict(record.headers)["reason"] == reason.encode()
+    longer = dead_letter_record(DeadLetter(payload="", reason=reason + "s", origin="o"))
+    assert dict(longer.headers)["reason"] == reason.encode()
