@@ -45,26 +45,26 @@ True
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from river import base
-from scipy.optimize import linear_sum_assignment
 
 from streamseg.model.base import Assignment
+from streamseg.model.batch import (
+    best_kmeans,
+    kmeans_plusplus,
+    lloyd,
+    match_ids,
+    squared_distances,
+    squared_distances_one,
+)
+from streamseg.model.reservoir import Reservoir, VectorLookup
+from streamseg.model.rng import rng_from_state, rng_to_state
+from streamseg.model.stats import ClusterStats, FloatArray, IntArray
 
 __all__ = ["CustomerKMeans", "kmeans_plusplus", "lloyd", "match_ids"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-#: Given customer keys, their current vectors (for restoring a light checkpoint).
-#: ``lookup(keys) -> {key: (vector, segment)}``: each customer's current model-space
-#: vector and segment as the caller's store holds them (see ``to_state``).
-VectorLookup = Callable[[list[str]], dict[str, tuple[Sequence[float], int]]]
 
 STATE_KIND = "customer-kmeans"
 STATE_FORMAT = 1
@@ -80,376 +80,6 @@ RESTART_SAMPLE_SIZE = 2000
 
 #: Prefix of the keys given to anonymous points learnt through River's ``learn_one``.
 ANONYMOUS_KEY_PREFIX = "__river_anonymous__:"
-
-
-# --------------------------------------------------------------------------------------
-# Batch building blocks (vectorised; used at seeding and refinement only)
-# --------------------------------------------------------------------------------------
-
-
-def squared_distances(
-    x: FloatArray, c: FloatArray, x_sqnorms: FloatArray | None = None
-) -> FloatArray:
-    """``(n, k)`` squared Euclidean distances between rows of ``x`` and of ``c``.
-
-    Uses ``|x|^2 - 2 x.c + |c|^2`` (one matrix product) because batch steps are dominated
-    by this call; the rounding it adds only matters for near-ties, which are arbitrary
-    anyway. ``x_sqnorms`` may pass precomputed ``|x|^2``.
-
-    >>> squared_distances(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0, 1.0]])).tolist()
-    [[1.0], [1.0]]
-    """
-    xx = np.einsum("nd,nd->n", x, x) if x_sqnorms is None else x_sqnorms
-    out: FloatArray = xx[:, None] - 2.0 * (x @ c.T) + np.einsum("kd,kd->k", c, c)[None, :]
-    np.maximum(out, 0.0, out=out)
-    return out
-
-
-def _squared_distances_one(x: FloatArray, c: FloatArray) -> FloatArray:
-    """``(k,)`` squared distances from one vector to each row of ``c``, by direct
-    differences: exact, and cheaper than a matrix product for a single row."""
-    diff = c - x
-    diff *= diff
-    out: FloatArray = diff.sum(axis=1)
-    return out
-
-
-@dataclass
-class ClusterStats:
-    """Additive sufficient statistics of k clusters: sums, sums of squared norms, counts.
-
-    The k-means objective of a partition follows from them alone (``sse``), which is what
-    lets refinement compare solutions over customers whose vectors it does not hold.
-
-    >>> x = np.array([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
-    >>> s = ClusterStats.of(x, np.array([0, 0, 1]), k=2)
-    >>> s.counts.tolist(), s.centroids(np.zeros((2, 2))).tolist(), s.sse()
-    ([2, 1], [[1.0, 0.0], [5.0, 5.0]], 2.0)
-    """
-
-    sums: FloatArray
-    sqsums: FloatArray
-    counts: IntArray
-
-    @classmethod
-    def zeros(cls, k: int, dim: int) -> ClusterStats:
-        return cls(np.zeros((k, dim)), np.zeros(k), np.zeros(k, dtype=np.int64))
-
-    @classmethod
-    def of(
-        cls, x: FloatArray, labels: IntArray, k: int, x_sqnorms: FloatArray | None = None
-    ) -> ClusterStats:
-        """Statistics of points ``x`` labelled ``labels`` (``x_sqnorms``: ``|x|^2`` if known)."""
-        xx = np.einsum("nd,nd->n", x, x) if x_sqnorms is None else x_sqnorms
-        # bincount sums sequentially, so the result is deterministic.
-        sums = np.empty((k, x.shape[1]))
-        for j in range(x.shape[1]):
-            sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
-        sqsums = np.bincount(labels, weights=xx, minlength=k)
-        counts = np.bincount(labels, minlength=k).astype(np.int64)
-        return cls(sums, sqsums.astype(np.float64), counts)
-
-    def copy(self) -> ClusterStats:
-        return ClusterStats(self.sums.copy(), self.sqsums.copy(), self.counts.copy())
-
-    def __add__(self, other: ClusterStats) -> ClusterStats:
-        return ClusterStats(
-            self.sums + other.sums, self.sqsums + other.sqsums, self.counts + other.counts
-        )
-
-    def __sub__(self, other: ClusterStats) -> ClusterStats:
-        counts = np.maximum(self.counts - other.counts, 0)
-        sums = self.sums - other.sums
-        sqsums = self.sqsums - other.sqsums
-        # An emptied cluster's sums are zero by definition; clearing them drops the
-        # floating-point residue that subtraction leaves behind.
-        empty = counts == 0
-        sums[empty] = 0.0
-        sqsums[empty] = 0.0
-        return ClusterStats(sums, sqsums, counts)
-
-    def centroids(self, fallback: FloatArray) -> FloatArray:
-        """Cluster means; an empty cluster keeps its row of ``fallback``."""
-        out = fallback.copy()
-        nonempty = self.counts > 0
-        out[nonempty] = self.sums[nonempty] / self.counts[nonempty, None]
-        return out
-
-    def sse(self) -> float:
-        """Sum of squared distances of the points to their own cluster's mean."""
-        nz = self.counts > 0
-        per_cluster = (
-            self.sqsums[nz]
-            - np.einsum("kd,kd->k", self.sums[nz], self.sums[nz]) / (self.counts[nz])
-        )
-        return float(np.maximum(per_cluster, 0.0).sum())
-
-
-def kmeans_plusplus(x: FloatArray, k: int, rng: np.random.Generator) -> FloatArray:
-    """Greedy k-means++ seeding (as in scikit-learn): ``k`` rows of ``x`` as centres.
-
-    Each new centre is the best, by resulting potential, of ``2 + ln k`` candidates drawn
-    with probability proportional to the squared distance to the nearest centre so far.
-
-    >>> x = np.array([[0.0], [0.1], [10.0], [10.1]])
-    >>> sorted((kmeans_plusplus(x, 2, np.random.default_rng(0))[:, 0] // 5).tolist())
-    [0.0, 2.0]
-    """
-    n, dim = x.shape
-    xx = np.einsum("nd,nd->n", x, x)
-    trials = 2 + int(math.log(k))
-    centres = np.empty((k, dim))
-    first = int(rng.integers(n))
-    centres[0] = x[first]
-    closest = _squared_distances_one(x[first], x)
-    potential = float(closest.sum())
-    for c in range(1, k):
-        if potential <= 0.0:
-            # Fewer distinct points than clusters: any point will do.
-            centres[c] = x[int(rng.integers(n))]
-            continue
-        draws = rng.random(trials) * potential
-        candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
-        cand_d2 = squared_distances(x, x[candidates], xx).T  # (trials, n)
-        np.minimum(cand_d2, closest[None, :], out=cand_d2)
-        potentials = cand_d2.sum(axis=1)
-        best = int(potentials.argmin())
-        closest = cand_d2[best]
-        potential = float(potentials[best])
-        centres[c] = x[candidates[best]]
-    return centres
-
-
-def _fill_empty(
-    x: FloatArray,
-    labels: IntArray,
-    stats: ClusterStats,
-    centroids: FloatArray,
-) -> tuple[IntArray, ClusterStats, FloatArray]:
-    """Give each empty cluster the point of ``x`` farthest from its own centroid.
-
-    Only points whose cluster keeps at least one other member may move, so filling one
-    cluster never empties another. Returns possibly new (labels, stats, centroids).
-    """
-    empty = np.flatnonzero(stats.counts == 0)
-    if empty.size == 0 or x.shape[0] == 0:
-        return labels, stats, centroids
-    labels = labels.copy()
-    stats = stats.copy()
-    centroids = centroids.copy()
-    for j in empty:
-        own = np.einsum("nd,nd->n", x - centroids[labels], x - centroids[labels])
-        movable = stats.counts[labels] > 1
-        if not movable.any():
-            break
-        i = int(np.where(movable, own, -1.0).argmax())
-        old = int(labels[i])
-        sq = float(x[i] @ x[i])
-        stats.sums[old] -= x[i]
-        stats.sqsums[old] -= sq
-        stats.counts[old] -= 1
-        stats.sums[j] = x[i]
-        stats.sqsums[j] = sq
-        stats.counts[j] = 1
-        labels[i] = j
-        centroids[old] = stats.sums[old] / stats.counts[old]
-        centroids[j] = x[i]
-    return labels, stats, centroids
-
-
-def lloyd(
-    x: FloatArray,
-    labels: IntArray,
-    fixed: ClusterStats,
-    centroids: FloatArray,
-    iterations: int,
-    hysteresis: float = 0.0,
-) -> tuple[IntArray, ClusterStats, FloatArray]:
-    """Lloyd iterations over ``x`` while the points summarised by ``fixed`` stay put.
-
-    With ``hysteresis`` > 0 a row keeps its starting label unless another centroid is
-    closer by that relative margin, the same rule customers obey between refinements, so
-    that a refinement does not flip customers who sit on a border.
-
-    Each iteration re-assigns every row of ``x`` to its nearest centroid and sets each
-    centroid to ``(fixed sum + sum of its rows of x) / (fixed count + its rows)``. With
-    ``fixed`` all zeros this is plain Lloyd. It stops early when no label changes. An
-    empty cluster is re-seeded at the row farthest from its centroid.
-
-    Returns the final labels, the total statistics (fixed + x) and the centroids, which
-    are the exact means of those statistics (``centroids`` fills in for a cluster that
-    stays empty).
-
-    >>> x = np.array([[0.0], [1.0], [9.0], [10.0]])
-    >>> fixed = ClusterStats.zeros(2, 1)
-    >>> labels, stats, c = lloyd(x, np.array([0, 1, 1, 1]), fixed, np.zeros((2, 1)), 10)
-    >>> labels.tolist(), c[:, 0].tolist(), stats.sse()
-    ([0, 0, 1, 1], [0.5, 9.5], 1.0)
-    """
-    k = fixed.counts.shape[0]
-    xx = np.einsum("nd,nd->n", x, x)
-    stats = fixed + ClusterStats.of(x, labels, k, xx)
-    centroids = stats.centroids(centroids)
-    labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
-    anchor = labels.copy()
-    rows = np.arange(len(x))
-    margin = (1.0 - hysteresis) ** 2  # on squared distances
-    for _ in range(iterations):
-        d2 = squared_distances(x, centroids, xx)
-        new_labels = d2.argmin(axis=1).astype(np.int64)
-        if hysteresis > 0.0:
-            keep = d2[rows, new_labels] >= margin * d2[rows, anchor]
-            new_labels[keep] = anchor[keep]
-        if np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-        stats = fixed + ClusterStats.of(x, labels, k, xx)
-        centroids = stats.centroids(centroids)
-        labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
-    return labels, stats, centroids
-
-
-def match_ids(old: FloatArray, new: FloatArray) -> IntArray:
-    """Hungarian matching of new centroids to old ids, by squared centroid distance.
-
-    Returns ``perm`` such that ``new[perm[i]]`` takes over id ``i``.
-
-    >>> old = np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]])
-    >>> match_ids(old, old[[2, 0, 1]] + 0.1).tolist()
-    [1, 2, 0]
-    """
-    rows, cols = linear_sum_assignment(squared_distances(old, new))
-    perm = np.empty(old.shape[0], dtype=np.int64)
-    perm[rows] = cols
-    return perm
-
-
-# --------------------------------------------------------------------------------------
-# Reservoir of customers
-# --------------------------------------------------------------------------------------
-
-
-class _Reservoir:
-    """Uniform sample (algorithm R) of distinct customers with their current state.
-
-    Only customers offered for the first time go through :meth:`offer`; a sampled
-    customer's vector and segment are updated in place, so the sample always describes
-    the *current* population.
-    """
-
-    def __init__(self, capacity: int, dim: int) -> None:
-        self.capacity = capacity
-        self.n_seen = 0
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
-        # Arrays grow geometrically up to ``capacity``, so that a reservoir sized for
-        # "every customer" costs nothing until the customers exist.
-        initial = min(capacity, 1024)
-        self.vectors = np.zeros((initial, dim))
-        self.segments = np.zeros(initial, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def offer(self, key: str, vector: FloatArray, segment: int, rng: np.random.Generator) -> None:
-        """Algorithm R step for a customer seen for the first time."""
-        self.n_seen += 1
-        if len(self.keys) < self.capacity:
-            slot = len(self.keys)
-            if slot == self.vectors.shape[0]:
-                self._grow(min(self.capacity, 2 * slot))
-            self.keys.append(key)
-        else:
-            slot = int(rng.integers(self.n_seen))
-            if slot >= self.capacity:
-                return
-            # The evicted customer stays in the per-segment sums; it merely stops
-            # being refined until it updates itself.
-            del self.index[self.keys[slot]]
-            self.keys[slot] = key
-        self.index[key] = slot
-        self.vectors[slot] = vector
-        self.segments[slot] = segment
-
-    def _grow(self, size: int) -> None:
-        n = len(self.keys)
-        vectors = np.zeros((size, self.vectors.shape[1]))
-        vectors[:n] = self.vectors[:n]
-        segments = np.zeros(size, dtype=np.int64)
-        segments[:n] = self.segments[:n]
-        self.vectors, self.segments = vectors, segments
-
-    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
-        n = len(self.keys)
-        return {
-            "capacity": self.capacity,
-            "n_seen": self.n_seen,
-            "keys": list(self.keys),
-            "vectors": self.vectors[:n].tolist() if with_vectors else None,
-            # A light checkpoint leaves the segments to the store too: they change with
-            # nearly every batch, and the store writes each customer's with its vector.
-            "segments": self.segments[:n].tolist() if with_vectors else None,
-        }
-
-    @classmethod
-    def from_state(
-        cls, state: dict[str, Any], dim: int, lookup: VectorLookup | None = None
-    ) -> _Reservoir:
-        res = cls(int(state["capacity"]), dim)
-        res.n_seen = int(state["n_seen"])
-        res.keys = [str(k) for k in state["keys"]]
-        res.index = {k: i for i, k in enumerate(res.keys)}
-        n = len(res.keys)
-        if n > res.vectors.shape[0]:
-            res.vectors = np.zeros((n, dim))
-            res.segments = np.zeros(n, dtype=np.int64)
-        if n:
-            vectors, segments = state["vectors"], state["segments"]
-            if vectors is None or segments is None:
-                # A light checkpoint: the caller's store holds every sampled customer's
-                # current vector and segment (those the model last assigned), so fetch
-                # them there.
-                if lookup is None:
-                    raise ValueError("light checkpoint (no reservoir vectors or segments): "
-                                     "pass a lookup")
-                found = lookup(res.keys)
-                missing = [k for k in res.keys if k not in found]
-                if missing:
-                    raise ValueError(f"store lacks {len(missing)} sampled customers, "
-                                     f"e.g. {missing[:3]}")
-                if vectors is None:
-                    vectors = [found[k][0] for k in res.keys]
-                if segments is None:
-                    segments = [found[k][1] for k in res.keys]
-            res.vectors[:n] = np.asarray(vectors, dtype=np.float64).reshape(n, dim)
-            res.segments[:n] = np.asarray(segments, dtype=np.int64)
-        return res
-
-
-def _rng_to_state(rng: np.random.Generator) -> dict[str, Any]:
-    st = rng.bit_generator.state
-    # PCG64's 128-bit integers are written as strings: not every JSON reader keeps
-    # integers that large exact.
-    return {
-        "bit_generator": st["bit_generator"],
-        "state": str(st["state"]["state"]),
-        "inc": str(st["state"]["inc"]),
-        "has_uint32": int(st["has_uint32"]),
-        "uinteger": int(st["uinteger"]),
-    }
-
-
-def _rng_from_state(state: dict[str, Any]) -> np.random.Generator:
-    if state["bit_generator"] != "PCG64":
-        raise ValueError(f"unsupported bit generator {state['bit_generator']!r}")
-    bit_gen = np.random.PCG64()
-    bit_gen.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": int(state["state"]), "inc": int(state["inc"])},
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": int(state["uinteger"]),
-    }
-    return np.random.Generator(bit_gen)
 
 
 # --------------------------------------------------------------------------------------
@@ -595,7 +225,7 @@ class CustomerKMeans(base.Clusterer):
         self._buffer: dict[str, FloatArray] = {}
         self._stats: ClusterStats | None = None
         self._centroids: FloatArray | None = None
-        self._reservoir: _Reservoir | None = None
+        self._reservoir: Reservoir | None = None
         self._updates_since_refine = 0
         self._n_updates = 0
         self._n_anonymous = 0
@@ -862,7 +492,7 @@ class CustomerKMeans(base.Clusterer):
         if self._centroids is None:
             raise RuntimeError("the model is not seeded yet")
         x = self._as_vector(vector)
-        return int(_squared_distances_one(x, self._centroids).argmin())
+        return int(squared_distances_one(x, self._centroids).argmin())
 
     # ------------------------------------------------------------------- River API
 
@@ -908,7 +538,7 @@ class CustomerKMeans(base.Clusterer):
             "updates_since_refine": self._updates_since_refine,
             "refinements": self._refinements,
             "n_anonymous": self._n_anonymous,
-            "rng": _rng_to_state(self._rng),
+            "rng": rng_to_state(self._rng),
             "buffer": {
                 "keys": list(self._buffer),
                 "vectors": [v.tolist() for v in self._buffer.values()],
@@ -942,7 +572,7 @@ class CustomerKMeans(base.Clusterer):
         model._updates_since_refine = int(state["updates_since_refine"])
         model._refinements = int(state.get("refinements", 0))
         model._n_anonymous = int(state["n_anonymous"])
-        model._rng = _rng_from_state(state["rng"])
+        model._rng = rng_from_state(state["rng"])
         model._buffer = {
             str(k): np.asarray(v, dtype=np.float64)
             for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
@@ -956,7 +586,7 @@ class CustomerKMeans(base.Clusterer):
                 np.asarray(state["counts"], dtype=np.int64).reshape(k),
             )
             model._centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-            model._reservoir = _Reservoir.from_state(state["reservoir"], dim, lookup)
+            model._reservoir = Reservoir.from_state(state["reservoir"], dim, lookup)
         return model
 
     # ------------------------------------------------------------------- internals
@@ -1017,7 +647,7 @@ class CustomerKMeans(base.Clusterer):
         else:
             old_segment = None
 
-        d2 = _squared_distances_one(x, centroids)
+        d2 = squared_distances_one(x, centroids)
         best = int(d2.argmin())
         segment = best
         if old_segment is not None and best != old_segment:
@@ -1091,28 +721,14 @@ class CustomerKMeans(base.Clusterer):
         fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
         return lloyd(pool, labels0, fixed, start, self.lloyd_iterations)[2]
 
-    def _best_kmeans(self, x: FloatArray) -> tuple[IntArray, FloatArray]:
-        """Best (lowest objective) of ``max(1, n_init)`` k-means++ + Lloyd runs on ``x``."""
-        fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
-        best: tuple[float, IntArray, FloatArray] | None = None
-        for _ in range(max(1, self.n_init)):
-            start = kmeans_plusplus(x, self.n_clusters, self._rng)
-            labels0 = squared_distances(x, start).argmin(axis=1).astype(np.int64)
-            labels, stats, centroids = lloyd(x, labels0, fixed, start, self.lloyd_iterations)
-            sse = stats.sse()
-            if best is None or sse < best[0]:
-                best = (sse, labels, centroids)
-        assert best is not None
-        return best[1], best[2]
-
     def _seed(self, current_key: str | None) -> list[Assignment]:
         keys = list(self._buffer)
         x = np.stack(list(self._buffer.values()))
         dim = x.shape[1]
-        labels, _ = self._best_kmeans(x)
+        labels, _ = best_kmeans(x, self.n_clusters, self.n_init, self.lloyd_iterations, self._rng)
         self._stats = ClusterStats.of(x, labels, self.n_clusters)
         self._centroids = self._stats.centroids(np.zeros((self.n_clusters, dim)))
-        self._reservoir = _Reservoir(self.reservoir_size, dim)
+        self._reservoir = Reservoir(self.reservoir_size, dim)
         for i, key in enumerate(keys):
             self._reservoir.offer(key, x[i], int(labels[i]), self._rng)
         self._buffer = {}
@@ -1142,7 +758,9 @@ class CustomerKMeans(base.Clusterer):
         self._refinements += 1
         candidate: FloatArray | None = None
         if force_restart or (full_search and self.n_init > 0):
-            candidate = self._best_kmeans(self._restart_pool(x))[1]
+            pool = self._restart_pool(x)
+            k, runs, iterations = self.n_clusters, self.n_init, self.lloyd_iterations
+            candidate = best_kmeans(pool, k, runs, iterations, self._rng)[1]
         elif self.n_init > 0:
             candidate = self._search_step(x)
         if candidate is not None:

@@ -31,6 +31,7 @@ from streamseg.model import (
 from streamseg.model import base as model_base
 from streamseg.model import customer_kmeans as ck
 from streamseg.model.customer_kmeans import ClusterStats, lloyd, match_ids
+from streamseg.model.rng import rng_to_state
 
 Store = dict[str, tuple[np.ndarray, int]]
 Event = tuple[str, np.ndarray]
@@ -543,7 +544,7 @@ def test_state_keeps_the_random_generator() -> None:
     model = CustomerKMeans(n_clusters=5, warmup=100, reservoir_size=120, refine_every=50)
     store = drive_without_flush(model, events[:1000])
     state = json.loads(json.dumps(model.to_state()))
-    state["rng"] = ck._rng_to_state(np.random.default_rng(12345))
+    state["rng"] = rng_to_state(np.random.default_rng(12345))
     tampered = CustomerKMeans.from_state(state)
     rest = events[1000:]
     drive(model, rest, dict(store))
