@@ -18,6 +18,7 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from streamseg.model.hysteresis import keeps_old_segment
 from streamseg.model.stats import ClusterStats, FloatArray, IntArray
 
 __all__ = [
@@ -144,8 +145,9 @@ def lloyd(
     """Lloyd iterations over ``x`` while the points summarised by ``fixed`` stay put.
 
     With ``hysteresis`` > 0 a row keeps its starting label unless another centroid is
-    closer by that relative margin, the same rule customers obey between refinements, so
-    that a refinement does not flip customers who sit on a border.
+    closer by that relative margin (:func:`~streamseg.model.hysteresis.keeps_old_segment`,
+    the rule customers obey between refinements), so that a refinement does not flip
+    customers who sit on a border.
 
     Each iteration re-assigns every row of ``x`` to its nearest centroid and sets each
     centroid to ``(fixed sum + sum of its rows of x) / (fixed count + its rows)``. With
@@ -169,12 +171,11 @@ def lloyd(
     labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
     anchor = labels.copy()
     rows = np.arange(len(x))
-    margin = (1.0 - hysteresis) ** 2  # on squared distances
     for _ in range(iterations):
         d2 = squared_distances(x, centroids, xx)
         new_labels = d2.argmin(axis=1).astype(np.int64)
         if hysteresis > 0.0:
-            keep = d2[rows, new_labels] >= margin * d2[rows, anchor]
+            keep = keeps_old_segment(d2[rows, new_labels], d2[rows, anchor], hysteresis)
             new_labels[keep] = anchor[keep]
         if np.array_equal(new_labels, labels):
             break

@@ -60,6 +60,7 @@ from streamseg.model.batch import (
     squared_distances,
     squared_distances_one,
 )
+from streamseg.model.hysteresis import keeps_old_segment
 from streamseg.model.reservoir import Reservoir, VectorLookup
 from streamseg.model.rng import rng_from_state, rng_to_state
 from streamseg.model.stats import ClusterStats, FloatArray, IntArray
@@ -389,8 +390,9 @@ class CustomerKMeans(base.Clusterer):
         best = d2.argmin(axis=1).astype(np.int64)
         if self.hysteresis > 0.0 and has_old.any():
             rows = np.flatnonzero(has_old & (best != old_segments))
-            margin = (1.0 - self.hysteresis) ** 2
-            keep = ~(d2[rows, best[rows]] < margin * d2[rows, old_segments[rows]])
+            keep = keeps_old_segment(
+                d2[rows, best[rows]], d2[rows, old_segments[rows]], self.hysteresis
+            )
             best[rows[keep]] = old_segments[rows[keep]]
         np.add.at(stats.sums, best, x)
         np.add.at(stats.sqsums, best, np.einsum("nd,nd->n", x, x))
@@ -650,10 +652,12 @@ class CustomerKMeans(base.Clusterer):
         d2 = squared_distances_one(x, centroids)
         best = int(d2.argmin())
         segment = best
-        if old_segment is not None and best != old_segment:
-            margin = (1.0 - self.hysteresis) ** 2  # the margin is on distances, not d^2
-            if not d2[best] < margin * d2[old_segment]:
-                segment = old_segment
+        if (
+            old_segment is not None
+            and best != old_segment
+            and keeps_old_segment(d2[best], d2[old_segment], self.hysteresis)
+        ):
+            segment = old_segment
         self._add(x, segment)
 
         if slot is not None:
