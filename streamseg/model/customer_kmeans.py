@@ -14,8 +14,34 @@ counts once, with its *current* vector:
   their contribution to the sums is held fixed. When the reservoir holds every customer
   this is exact batch k-means on the current population.
 
+Lifecycle of a model:
+
+1. **Warm-up.** The first ``warmup`` distinct customers are buffered (latest vector per
+   key) and get no segment: ``update_customer`` returns ``[]``.
+2. **Seeding.** When the buffer holds ``warmup`` distinct customers (or on ``flush``, if
+   it holds at least ``n_clusters``), the best of ``n_init`` k-means++ + Lloyd runs over
+   the buffer gives the centroids, and the call returns an assignment for *every*
+   buffered customer (``by_model_update=True`` for all but the one whose update
+   triggered seeding).
+3. **Online.** Each update moves the customer's old vector out of its old segment and
+   adds the new vector to the nearest segment (subject to ``hysteresis``); the centroids
+   stay exact means. Cost: O(k·d).
+4. **Refinement.** Every ``refine_every`` updates, Lloyd iterations run over the
+   reservoir with the non-reservoir customers' contribution held fixed, then ``n_init``
+   k-means++ restarts on the reservoir are tried; one is adopted if it lowers the
+   k-means objective of the *whole* population by more than 1%
+   (:mod:`~streamseg.model.refinement` explains how, with a sampled reservoir).
+   Reservoir customers whose segment changed are returned with ``by_model_update=True``.
+
 Segment ids keep their meaning: whenever new centroids replace old ones they are matched
 to the old ids by the Hungarian algorithm on centroid distances.
+
+Where each job lives: :mod:`~streamseg.model.stats` (the statistics),
+:mod:`~streamseg.model.batch` (k-means++, Lloyd, id matching),
+:mod:`~streamseg.model.hysteresis` (when a customer keeps its segment),
+:mod:`~streamseg.model.partition` (the online update), :mod:`~streamseg.model.reservoir`,
+:mod:`~streamseg.model.refinement` and :mod:`~streamseg.model.kmeans_state` (persistence).
+This module holds the model's lifecycle and its public and River APIs.
 
 >>> import numpy as np
 >>> model = CustomerKMeans(n_clusters=2, warmup=4, seed=1)
@@ -51,71 +77,25 @@ from typing import Any
 import numpy as np
 from river import base
 
+from streamseg.model import kmeans_state
 from streamseg.model.base import Assignment
-from streamseg.model.batch import (
-    best_kmeans,
-    kmeans_plusplus,
-    lloyd,
-    match_ids,
-    squared_distances,
-    squared_distances_one,
-)
-from streamseg.model.hysteresis import keeps_old_segment
-from streamseg.model.reservoir import Reservoir, VectorLookup
-from streamseg.model.rng import rng_from_state, rng_to_state
-from streamseg.model.stats import ClusterStats, FloatArray, IntArray
+from streamseg.model.batch import best_kmeans, squared_distances_one
+from streamseg.model.partition import Partition, as_vector
+from streamseg.model.refinement import refine
+from streamseg.model.reservoir import VectorLookup
+from streamseg.model.stats import FloatArray, IntArray
 
-__all__ = ["CustomerKMeans", "kmeans_plusplus", "lloyd", "match_ids"]
-
-STATE_KIND = "customer-kmeans"
-STATE_FORMAT = 1
-
-#: A k-means++ restart found at refinement replaces the current solution only if its
-#: inertia is lower by more than this fraction: small gains are not worth renaming the
-#: segments of many customers.
-RESTART_MIN_GAIN = 0.01
-
-#: Restart candidates are searched on a uniform sample of at most this many reservoir
-#: customers, so that a refinement's cost does not grow with ``n_init * reservoir_size``.
-RESTART_SAMPLE_SIZE = 2000
+__all__ = ["ANONYMOUS_KEY_PREFIX", "CustomerKMeans", "VectorLookup"]
 
 #: Prefix of the keys given to anonymous points learnt through River's ``learn_one``.
 ANONYMOUS_KEY_PREFIX = "__river_anonymous__:"
 
 
-# --------------------------------------------------------------------------------------
-# The model
-# --------------------------------------------------------------------------------------
-
-
 class CustomerKMeans(base.Clusterer):
     """Online k-means over customers, each counted once with its current vector.
 
-    Lifecycle:
-
-    1. **Warm-up.** The first ``warmup`` distinct customers are buffered (latest vector
-       per key) and get no segment: ``update_customer`` returns ``[]``.
-    2. **Seeding.** When the buffer holds ``warmup`` distinct customers (or on
-       :meth:`flush`, if it holds at least ``n_clusters``), the best of ``n_init``
-       k-means++ + Lloyd runs over the buffer gives the centroids, and the call returns an
-       assignment for *every* buffered customer (``by_model_update=True`` for all but the
-       one whose update triggered seeding).
-    3. **Online.** Each update moves the customer's old vector out of its old segment
-       and adds the new vector to the nearest segment (subject to ``hysteresis``); the
-       centroids stay exact means. Cost: O(k·d).
-    4. **Refinement.** Every ``refine_every`` updates, Lloyd iterations run over the
-       reservoir with the non-reservoir customers' contribution held fixed, then
-       ``n_init`` k-means++ restarts on the reservoir are tried; one is adopted if it
-       lowers the k-means objective of the *whole* population by more than 1%
-       (:data:`RESTART_MIN_GAIN`). Reservoir customers whose segment changed are
-       returned with ``by_model_update=True``.
-
-    About restarts when the reservoir is only a sample: a restart can only re-assign
-    reservoir customers; the others keep their segment (matched id) and their fixed
-    contribution. Because the model also keeps per-segment sums of squared norms, the
-    objective of that constrained solution over *all* customers is computed exactly, and
-    a restart is adopted only if it is better by that exact measure. When the reservoir
-    holds every customer this is the plain comparison of two batch k-means solutions.
+    See the module's documentation for its lifecycle: warm-up, seeding, online updates
+    and refinement.
 
     Parameters
     ----------
@@ -133,7 +113,7 @@ class CustomerKMeans(base.Clusterer):
         Number of customer updates between two refinements (Lloyd over the reservoir +
         restarts). ``0`` disables periodic refinement. A refinement costs
         ``O(lloyd_iterations * k * d * (reservoir_size + n_init * min(reservoir_size,
-        RESTART_SAMPLE_SIZE)))``: about 20-30 ms with the defaults and a full reservoir.
+        RESTART_SAMPLE_SIZE)))``.
     lloyd_iterations
         Maximum number of Lloyd iterations per run (seeding runs, refinement, restarts);
         runs stop earlier when no assignment changes.
@@ -144,11 +124,11 @@ class CustomerKMeans(base.Clusterer):
         refinement stalls a batch. ``0`` disables restarts at refinement (seeding then
         does one run).
     hysteresis
-        Relative margin in ``[0, 1)``. A customer in segment ``s`` whose new vector is
-        nearest to centroid ``b != s`` moves only if
-        ``dist(new, c_b) < (1 - hysteresis) * dist(new, c_s)``; this damps customers
-        flapping between two segments. New customers always go to the nearest segment.
-        Refinement is plain Lloyd and ignores it.
+        Relative margin in ``[0, 1)``: a customer in segment ``s`` moves to a nearer
+        segment ``b`` only if ``dist(new, c_b) < (1 - hysteresis) * dist(new, c_s)``
+        (:mod:`~streamseg.model.hysteresis`), which damps customers flapping between two
+        segments. New customers always go to the nearest segment. Refinement's Lloyd
+        iterations keep the same margin; restart candidates ignore it.
     seed
         Seed of the model's random generator (k-means++ draws, reservoir sampling). The
         model is deterministic for a given input sequence and seed.
@@ -188,22 +168,10 @@ class CustomerKMeans(base.Clusterer):
         seed: int = 42,
         feature_names: tuple[Any, ...] | None = None,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-        if warmup < n_clusters:
-            raise ValueError(f"warmup ({warmup}) must be >= n_clusters ({n_clusters})")
-        if reservoir_size < n_clusters:
-            raise ValueError(
-                f"reservoir_size ({reservoir_size}) must be >= n_clusters ({n_clusters})"
-            )
-        if refine_every < 0:
-            raise ValueError(f"refine_every must be >= 0, got {refine_every}")
-        if lloyd_iterations < 1:
-            raise ValueError(f"lloyd_iterations must be >= 1, got {lloyd_iterations}")
-        if n_init < 0:
-            raise ValueError(f"n_init must be >= 0, got {n_init}")
-        if not 0.0 <= hysteresis < 1.0:
-            raise ValueError(f"hysteresis must be in [0, 1), got {hysteresis}")
+        _check_params(
+            n_clusters, warmup, reservoir_size, refine_every, lloyd_iterations, n_init,
+            hysteresis,
+        )
         self.n_clusters = n_clusters
         self.warmup = warmup
         self.reservoir_size = reservoir_size
@@ -224,9 +192,7 @@ class CustomerKMeans(base.Clusterer):
             len(self._feature_names) if self._feature_names is not None else None
         )
         self._buffer: dict[str, FloatArray] = {}
-        self._stats: ClusterStats | None = None
-        self._centroids: FloatArray | None = None
-        self._reservoir: Reservoir | None = None
+        self._partition: Partition | None = None
         self._updates_since_refine = 0
         self._n_updates = 0
         self._n_anonymous = 0
@@ -240,21 +206,21 @@ class CustomerKMeans(base.Clusterer):
     @property
     def ready(self) -> bool:
         """Whether the model is seeded (has centroids and assigns customers)."""
-        return self._stats is not None
+        return self._partition is not None
 
     @property
     def centroids(self) -> FloatArray:
         """``(n_clusters, d)`` centroids (a copy); ``(0, d)`` before seeding."""
-        if self._centroids is None:
+        if self._partition is None:
             return np.empty((0, self._dim or 0))
-        return self._centroids.copy()
+        return self._partition.centroids.copy()
 
     @property
     def sizes(self) -> IntArray:
         """Number of customers currently in each segment (zeros before seeding)."""
-        if self._stats is None:
+        if self._partition is None:
             return np.zeros(self.n_clusters, dtype=np.int64)
-        return self._stats.counts.copy()
+        return self._partition.stats.counts.copy()
 
     @property
     def n_buffered(self) -> int:
@@ -264,12 +230,12 @@ class CustomerKMeans(base.Clusterer):
     @property
     def n_sampled(self) -> int:
         """Number of customers in the reservoir."""
-        return 0 if self._reservoir is None else len(self._reservoir)
+        return 0 if self._partition is None else len(self._partition.reservoir)
 
     def inertia(self) -> float:
         """k-means objective of the current segments: sum over customers of the squared
         distance to their own segment's centroid (0.0 before seeding)."""
-        return 0.0 if self._stats is None else self._stats.sse()
+        return 0.0 if self._partition is None else self._partition.stats.sse()
 
     # ------------------------------------------------------------ customer-level API
 
@@ -305,21 +271,24 @@ class CustomerKMeans(base.Clusterer):
         Notes
         -----
         For a customer in the reservoir the model's own record of its vector and segment
-        is used instead of ``previous``/``previous_segment``: it is authoritative, and it
-        keeps the sums right even if the caller missed a model-driven reassignment. For
-        other customers the caller's values are trusted; if ``previous_segment`` names
-        an empty segment they are ignored.
+        is used instead of ``previous``/``previous_segment`` (it keeps the sums right even
+        if the caller missed a model-driven reassignment); see
+        :meth:`Partition.place_one`.
 
         """
         x = self._as_vector(vector)
         self._n_updates += 1
-        if self._stats is None:
+        if self._partition is None:
             # Warm-up: customers have no segment yet, so previous values are moot.
             self._buffer[key] = x.copy()
             if len(self._buffer) >= self.warmup:
                 return self._seed(current_key=key)
             return []
-        return self._update_seeded(key, x, previous, previous_segment)
+        segment = self._partition.place_one(
+            key, x, previous, previous_segment, self.hysteresis, self._rng
+        )
+        self._updates_since_refine += 1
+        return self._refine_if_due([Assignment(key, segment, x, False)])
 
     def update_customers(
         self,
@@ -331,11 +300,10 @@ class CustomerKMeans(base.Clusterer):
         """:meth:`update_customer` for many distinct customers at once (a mini-batch).
 
         All rows are assigned against the same centroids (after every row's old vector
-        has left its segment), then added together: one vectorised step instead of one
-        per customer, which is what makes a batch of a thousand customers cost about as
-        much as a handful. The per-segment sums stay exact means of the members. Keys
-        must be distinct. Returns one assignment per key (in order), then the other
-        customers a refinement moved.
+        has left its segment), then added together in one vectorised step
+        (:meth:`Partition.place_many`). The per-segment sums stay exact means of the
+        members. Keys must be distinct. Returns one assignment per key (in order), then
+        the other customers a refinement moved.
         """
         x = np.asarray(vectors, dtype=np.float64)
         n = len(keys)
@@ -343,109 +311,21 @@ class CustomerKMeans(base.Clusterer):
             return []
         if x.shape[0] != n or not np.isfinite(x).all():
             raise ValueError("vectors must be finite, one row per key")
-        stats, centroids, reservoir = self._stats, self._centroids, self._reservoir
-        if stats is None or centroids is None or reservoir is None or n == 1:
-            return self._update_each(keys, x, previous, previous_segments)
+        if self._partition is None or n == 1:
+            return _one_by_one(self, keys, x, previous, previous_segments)
         if self._dim is not None and x.shape[1] != self._dim:
             raise ValueError(f"expected vectors of dimension {self._dim}, got {x.shape[1]}")
-        k = self.n_clusters
-        old_segments = np.full(n, -1, dtype=np.int64)
-        old_x = np.zeros_like(x)
-        slots = np.full(n, -1, dtype=np.int64)
-        is_new = np.zeros(n, dtype=bool)
-        for i, key in enumerate(keys):
-            slot = reservoir.index.get(key)
-            if slot is not None:
-                slots[i] = slot
-                old_segments[i] = reservoir.segments[slot]
-                old_x[i] = reservoir.vectors[slot]
-            elif previous[i] is not None and previous_segments[i] is not None:
-                segment = int(previous_segments[i])  # type: ignore[arg-type]
-                if not 0 <= segment < k:
-                    raise ValueError(f"previous_segment {segment} is not in range({k})")
-                old_segments[i] = segment
-                old_x[i] = np.asarray(previous[i], dtype=np.float64)
-            else:
-                is_new[i] = previous_segments[i] is None
-        has_old = old_segments >= 0
-        removed = np.bincount(old_segments[has_old], minlength=k)
-        if (removed > stats.counts).any() or len(set(keys)) != n:
+        segments = self._partition.place_many(
+            keys, x, previous, previous_segments, self.hysteresis, self._rng
+        )
+        if segments is None:
             # The caller's records disagree with the sums (or keys repeat): take the
             # careful one-by-one path, which tolerates that.
-            return self._update_each(keys, x, previous, previous_segments)
-
-        # Leave-one-out: every old vector leaves its segment before anyone is compared.
-        if has_old.any():
-            segs, xs = old_segments[has_old], old_x[has_old]
-            np.subtract.at(stats.sums, segs, xs)
-            np.subtract.at(stats.sqsums, segs, np.einsum("nd,nd->n", xs, xs))
-            stats.counts -= removed
-            emptied = stats.counts == 0
-            stats.sums[emptied] = 0.0
-            stats.sqsums[emptied] = 0.0
-        live = stats.counts > 0
-        centroids[live] = stats.sums[live] / stats.counts[live, None]
-
-        d2 = squared_distances(x, centroids)
-        best = d2.argmin(axis=1).astype(np.int64)
-        if self.hysteresis > 0.0 and has_old.any():
-            rows = np.flatnonzero(has_old & (best != old_segments))
-            keep = keeps_old_segment(
-                d2[rows, best[rows]], d2[rows, old_segments[rows]], self.hysteresis
-            )
-            best[rows[keep]] = old_segments[rows[keep]]
-        np.add.at(stats.sums, best, x)
-        np.add.at(stats.sqsums, best, np.einsum("nd,nd->n", x, x))
-        stats.counts += np.bincount(best, minlength=k)
-        live = stats.counts > 0
-        centroids[live] = stats.sums[live] / stats.counts[live, None]
-
-        # Update the sampled rows first, then offer the new customers. Interleaved, a new
-        # customer could evict a slot that a later row of this batch still held in
-        # ``slots``; that row would then overwrite the newcomer's slot with its own vector
-        # and segment, so the reservoir described the newcomer wrongly and the sums drifted
-        # from the callers' records at the next update or refinement.
-        sampled = slots >= 0
-        reservoir.vectors[slots[sampled]] = x[sampled]
-        reservoir.segments[slots[sampled]] = best[sampled]
-        for i in np.flatnonzero(is_new).tolist():
-            reservoir.offer(keys[i], x[i], int(best[i]), self._rng)
+            return _one_by_one(self, keys, x, previous, previous_segments)
         self._n_updates += n
         self._updates_since_refine += n
-        out = [Assignment(key, int(best[i]), x[i], False) for i, key in enumerate(keys)]
-        if self.refine_every > 0 and self._updates_since_refine >= self.refine_every:
-            position = {key: i for i, key in enumerate(keys)}
-            for moved in self._refine(force_restart=False):
-                row = position.get(moved.key)
-                if row is None:
-                    out.append(moved)
-                else:
-                    out[row] = Assignment(moved.key, moved.segment, x[row], False)
-        return out
-
-    def _update_each(
-        self,
-        keys: Sequence[str],
-        x: np.ndarray,
-        previous: Sequence[np.ndarray | None],
-        previous_segments: Sequence[int | None],
-    ) -> list[Assignment]:
-        """One customer at a time (warm-up, single rows, inconsistent input)."""
-        latest: dict[str, Assignment] = {}
-        for i, key in enumerate(keys):
-            # A seeding or refinement earlier in this batch may have (re)assigned this
-            # customer, and a newcomer since then may have evicted it from the reservoir:
-            # the caller's ``previous`` is then stale (a warm-up customer would even count
-            # as new, twice). Pass what the model last reported instead, as the caller
-            # would have stored it between two single calls.
-            known = latest.get(key)
-            prev_x, prev_segment = (
-                (previous[i], previous_segments[i]) if known is None
-                else (known.vector, known.segment)
-            )
-            for assignment in self.update_customer(key, x[i], prev_x, prev_segment):
-                latest[assignment.key] = assignment
-        return list(latest.values())
+        out = [Assignment(key, int(segments[i]), x[i], False) for i, key in enumerate(keys)]
+        return self._refine_if_due(out)
 
     def flush(self) -> list[Assignment]:
         """Bring the model up to date at the end of a finite stream (or at shutdown).
@@ -457,7 +337,7 @@ class CustomerKMeans(base.Clusterer):
         since a finite stream may end before the spread-out search completes), and
         return the reservoir customers whose segment changed. Otherwise ``[]``.
         """
-        if self._stats is None:
+        if self._partition is None:
             if len(self._buffer) >= self.n_clusters:
                 return self._seed(current_key=None)
             return []
@@ -472,7 +352,7 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._stats is None:
+        if self._partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
         return self._refine(force_restart=True)
 
@@ -482,7 +362,7 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._stats is None:
+        if self._partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
         return self._refine(force_restart=False)
 
@@ -491,10 +371,10 @@ class CustomerKMeans(base.Clusterer):
 
         Raises ``RuntimeError`` before seeding.
         """
-        if self._centroids is None:
+        if self._partition is None:
             raise RuntimeError("the model is not seeded yet")
         x = self._as_vector(vector)
-        return int(squared_distances_one(x, self._centroids).argmin())
+        return int(squared_distances_one(x, self._partition.centroids).argmin())
 
     # ------------------------------------------------------------------- River API
 
@@ -507,7 +387,7 @@ class CustomerKMeans(base.Clusterer):
 
     def predict_one(self, x: dict[Any, Any]) -> int:
         """Nearest segment to ``x``; 0 before seeding (River's ``Clusterer`` API)."""
-        if self._centroids is None:
+        if self._partition is None:
             return 0
         return self.nearest(self._dict_to_vector(x, fix_names=False))
 
@@ -524,88 +404,24 @@ class CustomerKMeans(base.Clusterer):
         any subsequent input (floats survive JSON exactly: Python writes the shortest
         repr that round-trips).
         """
-        params = self._get_params()
-        params["feature_names"] = (
-            list(self.feature_names) if self.feature_names is not None else None
-        )
-        stats = self._stats
-        return {
-            "kind": STATE_KIND,
-            "format": STATE_FORMAT,
-            "params": params,
-            "names": None if self._feature_names is None else list(self._feature_names),
-            "dim": self._dim,
-            "version": self.version,
-            "n_updates": self._n_updates,
-            "updates_since_refine": self._updates_since_refine,
-            "refinements": self._refinements,
-            "n_anonymous": self._n_anonymous,
-            "rng": rng_to_state(self._rng),
-            "buffer": {
-                "keys": list(self._buffer),
-                "vectors": [v.tolist() for v in self._buffer.values()],
-            },
-            "centroids": None if self._centroids is None else self._centroids.tolist(),
-            "sums": None if stats is None else stats.sums.tolist(),
-            "sqsums": None if stats is None else stats.sqsums.tolist(),
-            "counts": None if stats is None else stats.counts.tolist(),
-            "reservoir": (
-                None if self._reservoir is None else self._reservoir.to_state(with_vectors)
-            ),
-        }
+        return kmeans_state.state_of(self, with_vectors)
 
     @classmethod
     def from_state(
         cls, state: dict[str, Any], lookup: VectorLookup | None = None
     ) -> CustomerKMeans:
         """Restore a model from :meth:`to_state` output (``lookup``: see there)."""
-        if state.get("kind") != STATE_KIND:
-            raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"unsupported {STATE_KIND} state format {state.get('format')!r}")
-        params = dict(state["params"])
-        if params.get("feature_names") is not None:
-            params["feature_names"] = tuple(params["feature_names"])
-        model = cls(**params)
-        model._feature_names = None if state["names"] is None else list(state["names"])
-        model._dim = None if state["dim"] is None else int(state["dim"])
-        model.version = int(state["version"])
-        model._n_updates = int(state["n_updates"])
-        model._updates_since_refine = int(state["updates_since_refine"])
-        model._refinements = int(state.get("refinements", 0))
-        model._n_anonymous = int(state["n_anonymous"])
-        model._rng = rng_from_state(state["rng"])
-        model._buffer = {
-            str(k): np.asarray(v, dtype=np.float64)
-            for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
-        }
-        if state["counts"] is not None:
-            dim = model._dim or 0
-            k = model.n_clusters
-            model._stats = ClusterStats(
-                np.asarray(state["sums"], dtype=np.float64).reshape(k, dim),
-                np.asarray(state["sqsums"], dtype=np.float64).reshape(k),
-                np.asarray(state["counts"], dtype=np.int64).reshape(k),
-            )
-            model._centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-            model._reservoir = Reservoir.from_state(state["reservoir"], dim, lookup)
-        return model
+        return kmeans_state.restore(cls, state, lookup)
 
     # ------------------------------------------------------------------- internals
 
     def _as_vector(self, vector: Any) -> FloatArray:
         x = np.asarray(vector, dtype=np.float64)
-        if x.ndim != 1:
-            raise ValueError(f"a customer vector must be 1-D, got shape {x.shape}")
-        if self._dim is None:
+        if self._dim is None and x.ndim == 1:
             if x.shape[0] == 0:
                 raise ValueError("a customer vector must not be empty")
             self._dim = x.shape[0]
-        elif x.shape[0] != self._dim:
-            raise ValueError(f"expected a vector of dimension {self._dim}, got {x.shape[0]}")
-        if not np.isfinite(x).all():
-            raise ValueError("a customer vector must be finite (no NaN or inf)")
-        return x
+        return as_vector(x, self._dim)
 
     def _dict_to_vector(self, x: dict[Any, Any], *, fix_names: bool) -> FloatArray:
         names = self._feature_names
@@ -615,126 +431,13 @@ class CustomerKMeans(base.Clusterer):
                 self._feature_names = names
         return np.array([float(x.get(name, 0.0)) for name in names], dtype=np.float64)
 
-    def _update_seeded(
-        self,
-        key: str,
-        x: FloatArray,
-        previous: np.ndarray | None,
-        previous_segment: int | None,
-    ) -> list[Assignment]:
-        stats = self._stats
-        centroids = self._centroids
-        reservoir = self._reservoir
-        assert stats is not None and centroids is not None and reservoir is not None
-
-        slot = reservoir.index.get(key)
-        old_segment: int | None = None
-        old_x: FloatArray | None = None
-        if slot is not None:
-            old_segment = int(reservoir.segments[slot])
-            old_x = reservoir.vectors[slot]
-        elif previous is not None and previous_segment is not None:
-            old_segment = int(previous_segment)
-            if not 0 <= old_segment < self.n_clusters:
-                raise ValueError(
-                    f"previous_segment {previous_segment} is not in range({self.n_clusters})"
-                )
-            old_x = self._as_vector(previous)
-        is_new = slot is None and previous_segment is None
-
-        # Take the old vector out first, so the customer does not pull its old centroid
-        # towards itself when we compare distances (leave-one-out).
-        if old_segment is not None and old_x is not None and stats.counts[old_segment] > 0:
-            self._remove(old_x, old_segment)
-        else:
-            old_segment = None
-
-        d2 = squared_distances_one(x, centroids)
-        best = int(d2.argmin())
-        segment = best
-        if (
-            old_segment is not None
-            and best != old_segment
-            and keeps_old_segment(d2[best], d2[old_segment], self.hysteresis)
-        ):
-            segment = old_segment
-        self._add(x, segment)
-
-        if slot is not None:
-            reservoir.vectors[slot] = x
-            reservoir.segments[slot] = segment
-        elif is_new:
-            reservoir.offer(key, x, segment, self._rng)
-
-        mine = Assignment(key, segment, x, False)
-        self._updates_since_refine += 1
-        if not (self.refine_every > 0 and self._updates_since_refine >= self.refine_every):
-            return [mine]
-        changed = self._refine(force_restart=False)
-        out = [mine]
-        for a in changed:
-            if a.key == key:
-                # Refinement moved this very customer: report its final segment once.
-                out[0] = Assignment(key, a.segment, x, False)
-            else:
-                out.append(a)
-        return out
-
-    def _add(self, x: FloatArray, segment: int) -> None:
-        stats = self._stats
-        centroids = self._centroids
-        assert stats is not None and centroids is not None
-        stats.sums[segment] += x
-        stats.sqsums[segment] += float(np.dot(x, x))
-        stats.counts[segment] += 1
-        centroids[segment] = stats.sums[segment] / stats.counts[segment]
-
-    def _remove(self, x: FloatArray, segment: int) -> None:
-        stats = self._stats
-        centroids = self._centroids
-        assert stats is not None and centroids is not None
-        stats.counts[segment] -= 1
-        if stats.counts[segment] == 0:
-            # Exact zeros rather than float residue; the centroid keeps its last
-            # position so that it can attract customers again.
-            stats.sums[segment] = 0.0
-            stats.sqsums[segment] = 0.0
-            return
-        stats.sums[segment] -= x
-        stats.sqsums[segment] -= float(np.dot(x, x))
-        centroids[segment] = stats.sums[segment] / stats.counts[segment]
-
-    def _restart_pool(self, x: FloatArray) -> FloatArray:
-        """At most RESTART_SAMPLE_SIZE reservoir rows to search restarts on (the runs
-        dominate the cost; the Lloyd that judges a candidate uses the whole reservoir)."""
-        if len(x) <= RESTART_SAMPLE_SIZE:
-            return x
-        picked = self._rng.choice(len(x), RESTART_SAMPLE_SIZE, replace=False)
-        return x[np.sort(picked)]
-
-    def _search_step(self, x: FloatArray) -> FloatArray:
-        """One k-means++ + Lloyd restart candidate, for one refinement.
-
-        Each refinement tries one candidate instead of ``n_init`` at once: a refinement
-        stays a few milliseconds instead of ~50, so no batch stalls, and over ``n_init``
-        refinements the search is as thorough.
-        """
-        pool = self._restart_pool(x)
-        start = kmeans_plusplus(pool, self.n_clusters, self._rng)
-        labels0 = squared_distances(pool, start).argmin(axis=1).astype(np.int64)
-        fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
-        return lloyd(pool, labels0, fixed, start, self.lloyd_iterations)[2]
-
     def _seed(self, current_key: str | None) -> list[Assignment]:
         keys = list(self._buffer)
         x = np.stack(list(self._buffer.values()))
-        dim = x.shape[1]
         labels, _ = best_kmeans(x, self.n_clusters, self.n_init, self.lloyd_iterations, self._rng)
-        self._stats = ClusterStats.of(x, labels, self.n_clusters)
-        self._centroids = self._stats.centroids(np.zeros((self.n_clusters, dim)))
-        self._reservoir = Reservoir(self.reservoir_size, dim)
-        for i, key in enumerate(keys):
-            self._reservoir.offer(key, x[i], int(labels[i]), self._rng)
+        self._partition = Partition.seeded(
+            keys, x, labels, self.n_clusters, self.reservoir_size, self._rng
+        )
         self._buffer = {}
         self._updates_since_refine = 0
         self.version += 1
@@ -742,46 +445,87 @@ class CustomerKMeans(base.Clusterer):
             Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
         ]
 
+    def _refine_if_due(self, out: list[Assignment]) -> list[Assignment]:
+        """``out``, then what a due refinement moved; a customer of ``out`` that it moved
+        is reported once, with its final segment, as its own update's assignment."""
+        if not (self.refine_every > 0 and self._updates_since_refine >= self.refine_every):
+            return out
+        position = {a.key: i for i, a in enumerate(out)}
+        for moved in self._refine(force_restart=False):
+            row = position.get(moved.key)
+            if row is None:
+                out.append(moved)
+            else:
+                out[row] = Assignment(moved.key, moved.segment, out[row].vector, False)
+        return out
+
     def _refine(self, *, force_restart: bool, full_search: bool = False) -> list[Assignment]:
-        stats = self._stats
-        centroids = self._centroids
-        reservoir = self._reservoir
-        assert stats is not None and centroids is not None and reservoir is not None
-        n = len(reservoir)
-        x = reservoir.vectors[:n]
-        old_labels = reservoir.segments[:n].copy()
-        # What the customers outside the reservoir contribute, held fixed.
-        fixed = stats - ClusterStats.of(x, old_labels, self.n_clusters)
-
-        if force_restart:
-            labels, new_stats, new_centroids = old_labels, stats, centroids
-        else:
-            labels, new_stats, new_centroids = lloyd(
-                x, old_labels, fixed, centroids, self.lloyd_iterations, self.hysteresis
-            )
+        part = self._partition
+        assert part is not None
+        x, old_labels = part.sample()
         self._refinements += 1
-        candidate: FloatArray | None = None
-        if force_restart or (full_search and self.n_init > 0):
-            pool = self._restart_pool(x)
-            k, runs, iterations = self.n_clusters, self.n_init, self.lloyd_iterations
-            candidate = best_kmeans(pool, k, runs, iterations, self._rng)[1]
-        elif self.n_init > 0:
-            candidate = self._search_step(x)
-        if candidate is not None:
-            cand_centroids = candidate[match_ids(new_centroids, candidate)]
-            cand_labels = squared_distances(x, cand_centroids).argmin(axis=1).astype(np.int64)
-            # Judge the restart as it would really be: with the fixed contribution of
-            # the non-reservoir customers under the matched ids.
-            c_labels, c_stats, c_centroids = lloyd(
-                x, cand_labels, fixed, cand_centroids, self.lloyd_iterations
-            )
-            if force_restart or c_stats.sse() < (1.0 - RESTART_MIN_GAIN) * new_stats.sse():
-                labels, new_stats, new_centroids = c_labels, c_stats, c_centroids
-
-        self._stats = new_stats.copy()
-        self._centroids = new_centroids.copy()
-        reservoir.segments[:n] = labels
+        labels, stats, centroids = refine(
+            x, old_labels, part.stats, part.centroids,
+            lloyd_iterations=self.lloyd_iterations, hysteresis=self.hysteresis,
+            n_init=self.n_init, rng=self._rng,
+            force_restart=force_restart, full_search=full_search,
+        )
+        part.adopt(labels, stats, centroids)
         self._updates_since_refine = 0
         self.version += 1
         changed = np.flatnonzero(labels != old_labels)
-        return [Assignment(reservoir.keys[i], int(labels[i]), x[i].copy(), True) for i in changed]
+        keys = part.reservoir.keys
+        return [Assignment(keys[i], int(labels[i]), x[i].copy(), True) for i in changed]
+
+
+def _check_params(
+    n_clusters: int,
+    warmup: int,
+    reservoir_size: int,
+    refine_every: int,
+    lloyd_iterations: int,
+    n_init: int,
+    hysteresis: float,
+) -> None:
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+    if warmup < n_clusters:
+        raise ValueError(f"warmup ({warmup}) must be >= n_clusters ({n_clusters})")
+    if reservoir_size < n_clusters:
+        raise ValueError(
+            f"reservoir_size ({reservoir_size}) must be >= n_clusters ({n_clusters})"
+        )
+    if refine_every < 0:
+        raise ValueError(f"refine_every must be >= 0, got {refine_every}")
+    if lloyd_iterations < 1:
+        raise ValueError(f"lloyd_iterations must be >= 1, got {lloyd_iterations}")
+    if n_init < 0:
+        raise ValueError(f"n_init must be >= 0, got {n_init}")
+    if not 0.0 <= hysteresis < 1.0:
+        raise ValueError(f"hysteresis must be in [0, 1), got {hysteresis}")
+
+
+def _one_by_one(
+    model: CustomerKMeans,
+    keys: Sequence[str],
+    x: np.ndarray,
+    previous: Sequence[np.ndarray | None],
+    previous_segments: Sequence[int | None],
+) -> list[Assignment]:
+    """``update_customers`` one customer at a time (warm-up, single rows, inconsistent
+    input), through ``update_customer`` only."""
+    latest: dict[str, Assignment] = {}
+    for i, key in enumerate(keys):
+        # A seeding or refinement earlier in this batch may have (re)assigned this
+        # customer, and a newcomer since then may have evicted it from the reservoir:
+        # the caller's ``previous`` is then stale (a warm-up customer would even count
+        # as new, twice). Pass what the model last reported instead, as the caller
+        # would have stored it between two single calls.
+        known = latest.get(key)
+        prev_x, prev_segment = (
+            (previous[i], previous_segments[i]) if known is None
+            else (known.vector, known.segment)
+        )
+        for assignment in model.update_customer(key, x[i], prev_x, prev_segment):
+            latest[assignment.key] = assignment
+    return list(latest.values())

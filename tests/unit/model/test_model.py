@@ -26,12 +26,14 @@ from streamseg.model import (
     SegmentModel,
     build_model,
     model_from_state,
+    refinement,
     river_kmeans,
 )
 from streamseg.model import base as model_base
 from streamseg.model import customer_kmeans as ck
-from streamseg.model.customer_kmeans import ClusterStats, lloyd, match_ids
+from streamseg.model.batch import lloyd, match_ids
 from streamseg.model.rng import rng_to_state
+from streamseg.model.stats import ClusterStats
 
 Store = dict[str, tuple[np.ndarray, int]]
 Event = tuple[str, np.ndarray]
@@ -475,7 +477,7 @@ def test_reseed_without_matching_would_rename_segments(monkeypatch: pytest.Monke
     """Shows that the test above can fail: k-means++ finds the clusters in another order."""
     model, _ = _seeded_blob_model()
     before = model.centroids
-    monkeypatch.setattr(ck, "match_ids", lambda old, new: np.arange(old.shape[0]))
+    monkeypatch.setattr(refinement, "match_ids", lambda old, new: np.arange(old.shape[0]))
     changed = model.reseed()
     shift = np.sqrt(((model.centroids - before) ** 2).sum(axis=1))
     assert shift.max() > 1.0
