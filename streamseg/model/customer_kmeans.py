@@ -14,34 +14,16 @@ counts once, with its *current* vector:
   their contribution to the sums is held fixed. When the reservoir holds every customer
   this is exact batch k-means on the current population.
 
-Lifecycle of a model:
-
-1. **Warm-up.** The first ``warmup`` distinct customers are buffered (latest vector per
-   key) and get no segment: ``update_customer`` returns ``[]``.
-2. **Seeding.** When the buffer holds ``warmup`` distinct customers (or on ``flush``, if
-   it holds at least ``n_clusters``), the best of ``n_init`` k-means++ + Lloyd runs over
-   the buffer gives the centroids, and the call returns an assignment for *every*
-   buffered customer (``by_model_update=True`` for all but the one whose update
-   triggered seeding).
-3. **Online.** Each update moves the customer's old vector out of its old segment and
-   adds the new vector to the nearest segment (subject to ``hysteresis``); the centroids
-   stay exact means. Cost: O(k·d).
-4. **Refinement.** Every ``refine_every`` updates, Lloyd iterations run over the
-   reservoir with the non-reservoir customers' contribution held fixed, then ``n_init``
-   k-means++ restarts on the reservoir are tried; one is adopted if it lowers the
-   k-means objective of the *whole* population by more than 1%
-   (:mod:`~streamseg.model.refinement` explains how, with a sampled reservoir).
-   Reservoir customers whose segment changed are returned with ``by_model_update=True``.
-
 Segment ids keep their meaning: whenever new centroids replace old ones they are matched
 to the old ids by the Hungarian algorithm on centroid distances.
 
-Where each job lives: :mod:`~streamseg.model.stats` (the statistics),
-:mod:`~streamseg.model.batch` (k-means++, Lloyd, id matching),
-:mod:`~streamseg.model.hysteresis` (when a customer keeps its segment),
-:mod:`~streamseg.model.partition` (the online update), :mod:`~streamseg.model.reservoir`,
-:mod:`~streamseg.model.refinement` and :mod:`~streamseg.model.kmeans_state` (persistence).
-This module holds the model's lifecycle and its public and River APIs.
+Where each job lives: :mod:`~streamseg.model.learner` (the lifecycle: warm-up, seeding,
+online updates, refinement schedule), :mod:`~streamseg.model.partition` (the online
+update), :mod:`~streamseg.model.hysteresis` (when a customer keeps its segment),
+:mod:`~streamseg.model.refinement`, :mod:`~streamseg.model.batch` (k-means++, Lloyd, id
+matching), :mod:`~streamseg.model.stats`, :mod:`~streamseg.model.reservoir`,
+:mod:`~streamseg.model.rng` and :mod:`~streamseg.model.kmeans_state` (persistence). This
+module holds the model's parameters and its public and River APIs.
 
 >>> import numpy as np
 >>> model = CustomerKMeans(n_clusters=2, warmup=4, seed=1)
@@ -79,9 +61,9 @@ from river import base
 
 from streamseg.model import kmeans_state
 from streamseg.model.base import Assignment
-from streamseg.model.batch import best_kmeans, squared_distances_one
-from streamseg.model.partition import Partition, as_vector
-from streamseg.model.refinement import refine
+from streamseg.model.batch import squared_distances_one
+from streamseg.model.learner import Learner, Params
+from streamseg.model.partition import as_vector
 from streamseg.model.reservoir import VectorLookup
 from streamseg.model.stats import FloatArray, IntArray
 
@@ -94,8 +76,8 @@ ANONYMOUS_KEY_PREFIX = "__river_anonymous__:"
 class CustomerKMeans(base.Clusterer):
     """Online k-means over customers, each counted once with its current vector.
 
-    See the module's documentation for its lifecycle: warm-up, seeding, online updates
-    and refinement.
+    Its lifecycle (warm-up, seeding, online updates, refinement) is described in
+    :mod:`~streamseg.model.learner`.
 
     Parameters
     ----------
@@ -111,9 +93,8 @@ class CustomerKMeans(base.Clusterer):
         refinement is exact batch k-means; memory is ``reservoir_size * d`` floats.
     refine_every
         Number of customer updates between two refinements (Lloyd over the reservoir +
-        restarts). ``0`` disables periodic refinement. A refinement costs
-        ``O(lloyd_iterations * k * d * (reservoir_size + n_init * min(reservoir_size,
-        RESTART_SAMPLE_SIZE)))``.
+        restarts; its cost: :mod:`~streamseg.model.refinement`). ``0`` disables periodic
+        refinement.
     lloyd_iterations
         Maximum number of Lloyd iterations per run (seeding runs, refinement, restarts);
         runs stop earlier when no assignment changes.
@@ -137,11 +118,6 @@ class CustomerKMeans(base.Clusterer):
         positions, in order. When ``None``, the sorted keys of the first dict seen are
         used. Missing features count as ``0.0`` (the standardised mean); unknown ones are
         ignored.
-
-    Attributes
-    ----------
-    version
-        0 before seeding; incremented at seeding and at each refinement or re-seed.
 
     Examples
     --------
@@ -168,33 +144,28 @@ class CustomerKMeans(base.Clusterer):
         seed: int = 42,
         feature_names: tuple[Any, ...] | None = None,
     ) -> None:
-        _check_params(
+        params = Params(
             n_clusters, warmup, reservoir_size, refine_every, lloyd_iterations, n_init,
             hysteresis,
         )
+        # River reads the parameters back from attributes named as in the signature.
         self.n_clusters = n_clusters
         self.warmup = warmup
         self.reservoir_size = reservoir_size
         self.refine_every = refine_every
         self.lloyd_iterations = lloyd_iterations
         self.n_init = n_init
-        self._refinements = 0
         self.hysteresis = hysteresis
         self.seed = seed
         self.feature_names = tuple(feature_names) if feature_names is not None else None
 
-        self.version = 0
-        self._rng = np.random.default_rng(seed)
+        self._learner = Learner(params, seed)
         self._feature_names: list[Any] | None = (
             list(self.feature_names) if self.feature_names is not None else None
         )
         self._dim: int | None = (
             len(self._feature_names) if self._feature_names is not None else None
         )
-        self._buffer: dict[str, FloatArray] = {}
-        self._partition: Partition | None = None
-        self._updates_since_refine = 0
-        self._n_updates = 0
         self._n_anonymous = 0
 
     @classmethod
@@ -204,38 +175,45 @@ class CustomerKMeans(base.Clusterer):
     # ---------------------------------------------------------------- read-only views
 
     @property
+    def version(self) -> int:
+        """0 before seeding; incremented at seeding and at each refinement or re-seed."""
+        return self._learner.version
+
+    @property
     def ready(self) -> bool:
         """Whether the model is seeded (has centroids and assigns customers)."""
-        return self._partition is not None
+        return self._learner.partition is not None
 
     @property
     def centroids(self) -> FloatArray:
         """``(n_clusters, d)`` centroids (a copy); ``(0, d)`` before seeding."""
-        if self._partition is None:
-            return np.empty((0, self._dim or 0))
-        return self._partition.centroids.copy()
+        part = self._learner.partition
+        return np.empty((0, self._dim or 0)) if part is None else part.centroids.copy()
 
     @property
     def sizes(self) -> IntArray:
         """Number of customers currently in each segment (zeros before seeding)."""
-        if self._partition is None:
+        part = self._learner.partition
+        if part is None:
             return np.zeros(self.n_clusters, dtype=np.int64)
-        return self._partition.stats.counts.copy()
+        return part.stats.counts.copy()
 
     @property
     def n_buffered(self) -> int:
         """Number of distinct customers waiting in the warm-up buffer."""
-        return len(self._buffer)
+        return len(self._learner.buffer)
 
     @property
     def n_sampled(self) -> int:
         """Number of customers in the reservoir."""
-        return 0 if self._partition is None else len(self._partition.reservoir)
+        part = self._learner.partition
+        return 0 if part is None else len(part.reservoir)
 
     def inertia(self) -> float:
         """k-means objective of the current segments: sum over customers of the squared
         distance to their own segment's centroid (0.0 before seeding)."""
-        return 0.0 if self._partition is None else self._partition.stats.sse()
+        part = self._learner.partition
+        return 0.0 if part is None else part.stats.sse()
 
     # ------------------------------------------------------------ customer-level API
 
@@ -270,25 +248,12 @@ class CustomerKMeans(base.Clusterer):
 
         Notes
         -----
-        For a customer in the reservoir the model's own record of its vector and segment
-        is used instead of ``previous``/``previous_segment`` (it keeps the sums right even
-        if the caller missed a model-driven reassignment); see
-        :meth:`Partition.place_one`.
+        For a customer in the reservoir the model's own record is used instead of
+        ``previous``/``previous_segment``; see :meth:`Partition.place_one`.
 
         """
         x = self._as_vector(vector)
-        self._n_updates += 1
-        if self._partition is None:
-            # Warm-up: customers have no segment yet, so previous values are moot.
-            self._buffer[key] = x.copy()
-            if len(self._buffer) >= self.warmup:
-                return self._seed(current_key=key)
-            return []
-        segment = self._partition.place_one(
-            key, x, previous, previous_segment, self.hysteresis, self._rng
-        )
-        self._updates_since_refine += 1
-        return self._refine_if_due([Assignment(key, segment, x, False)])
+        return self._learner.learn(key, x, previous, previous_segment)
 
     def update_customers(
         self,
@@ -311,21 +276,16 @@ class CustomerKMeans(base.Clusterer):
             return []
         if x.shape[0] != n or not np.isfinite(x).all():
             raise ValueError("vectors must be finite, one row per key")
-        if self._partition is None or n == 1:
+        if self._learner.partition is None or n == 1:
             return _one_by_one(self, keys, x, previous, previous_segments)
         if self._dim is not None and x.shape[1] != self._dim:
             raise ValueError(f"expected vectors of dimension {self._dim}, got {x.shape[1]}")
-        segments = self._partition.place_many(
-            keys, x, previous, previous_segments, self.hysteresis, self._rng
-        )
-        if segments is None:
+        out = self._learner.learn_many(keys, x, previous, previous_segments)
+        if out is None:
             # The caller's records disagree with the sums (or keys repeat): take the
             # careful one-by-one path, which tolerates that.
             return _one_by_one(self, keys, x, previous, previous_segments)
-        self._n_updates += n
-        self._updates_since_refine += n
-        out = [Assignment(key, int(segments[i]), x[i], False) for i, key in enumerate(keys)]
-        return self._refine_if_due(out)
+        return out
 
     def flush(self) -> list[Assignment]:
         """Bring the model up to date at the end of a finite stream (or at shutdown).
@@ -337,13 +297,7 @@ class CustomerKMeans(base.Clusterer):
         since a finite stream may end before the spread-out search completes), and
         return the reservoir customers whose segment changed. Otherwise ``[]``.
         """
-        if self._partition is None:
-            if len(self._buffer) >= self.n_clusters:
-                return self._seed(current_key=None)
-            return []
-        if self.refine_every > 0 and self._updates_since_refine > 0:
-            return self._refine(force_restart=False, full_search=True)
-        return []
+        return self._learner.flush()
 
     def reseed(self) -> list[Assignment]:
         """Re-seed now: best of ``max(1, n_init)`` k-means++ + Lloyd runs on the reservoir,
@@ -352,9 +306,9 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._partition is None:
+        if self._learner.partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._refine(force_restart=True)
+        return self._learner.refine(force_restart=True)
 
     def refine(self) -> list[Assignment]:
         """Run a refinement now (as done every ``refine_every`` updates).
@@ -362,19 +316,19 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._partition is None:
+        if self._learner.partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._refine(force_restart=False)
+        return self._learner.refine(force_restart=False)
 
     def nearest(self, vector: np.ndarray) -> int:
         """Segment whose centroid is nearest to ``vector``; learns nothing.
 
         Raises ``RuntimeError`` before seeding.
         """
-        if self._partition is None:
+        part = self._learner.partition
+        if part is None:
             raise RuntimeError("the model is not seeded yet")
-        x = self._as_vector(vector)
-        return int(squared_distances_one(x, self._partition.centroids).argmin())
+        return int(squared_distances_one(self._as_vector(vector), part.centroids).argmin())
 
     # ------------------------------------------------------------------- River API
 
@@ -387,7 +341,7 @@ class CustomerKMeans(base.Clusterer):
 
     def predict_one(self, x: dict[Any, Any]) -> int:
         """Nearest segment to ``x``; 0 before seeding (River's ``Clusterer`` API)."""
-        if self._partition is None:
+        if self._learner.partition is None:
             return 0
         return self.nearest(self._dict_to_vector(x, fix_names=False))
 
@@ -430,79 +384,6 @@ class CustomerKMeans(base.Clusterer):
             if fix_names:
                 self._feature_names = names
         return np.array([float(x.get(name, 0.0)) for name in names], dtype=np.float64)
-
-    def _seed(self, current_key: str | None) -> list[Assignment]:
-        keys = list(self._buffer)
-        x = np.stack(list(self._buffer.values()))
-        labels, _ = best_kmeans(x, self.n_clusters, self.n_init, self.lloyd_iterations, self._rng)
-        self._partition = Partition.seeded(
-            keys, x, labels, self.n_clusters, self.reservoir_size, self._rng
-        )
-        self._buffer = {}
-        self._updates_since_refine = 0
-        self.version += 1
-        return [
-            Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
-        ]
-
-    def _refine_if_due(self, out: list[Assignment]) -> list[Assignment]:
-        """``out``, then what a due refinement moved; a customer of ``out`` that it moved
-        is reported once, with its final segment, as its own update's assignment."""
-        if not (self.refine_every > 0 and self._updates_since_refine >= self.refine_every):
-            return out
-        position = {a.key: i for i, a in enumerate(out)}
-        for moved in self._refine(force_restart=False):
-            row = position.get(moved.key)
-            if row is None:
-                out.append(moved)
-            else:
-                out[row] = Assignment(moved.key, moved.segment, out[row].vector, False)
-        return out
-
-    def _refine(self, *, force_restart: bool, full_search: bool = False) -> list[Assignment]:
-        part = self._partition
-        assert part is not None
-        x, old_labels = part.sample()
-        self._refinements += 1
-        labels, stats, centroids = refine(
-            x, old_labels, part.stats, part.centroids,
-            lloyd_iterations=self.lloyd_iterations, hysteresis=self.hysteresis,
-            n_init=self.n_init, rng=self._rng,
-            force_restart=force_restart, full_search=full_search,
-        )
-        part.adopt(labels, stats, centroids)
-        self._updates_since_refine = 0
-        self.version += 1
-        changed = np.flatnonzero(labels != old_labels)
-        keys = part.reservoir.keys
-        return [Assignment(keys[i], int(labels[i]), x[i].copy(), True) for i in changed]
-
-
-def _check_params(
-    n_clusters: int,
-    warmup: int,
-    reservoir_size: int,
-    refine_every: int,
-    lloyd_iterations: int,
-    n_init: int,
-    hysteresis: float,
-) -> None:
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-    if warmup < n_clusters:
-        raise ValueError(f"warmup ({warmup}) must be >= n_clusters ({n_clusters})")
-    if reservoir_size < n_clusters:
-        raise ValueError(
-            f"reservoir_size ({reservoir_size}) must be >= n_clusters ({n_clusters})"
-        )
-    if refine_every < 0:
-        raise ValueError(f"refine_every must be >= 0, got {refine_every}")
-    if lloyd_iterations < 1:
-        raise ValueError(f"lloyd_iterations must be >= 1, got {lloyd_iterations}")
-    if n_init < 0:
-        raise ValueError(f"n_init must be >= 0, got {n_init}")
-    if not 0.0 <= hysteresis < 1.0:
-        raise ValueError(f"hysteresis must be in [0, 1), got {hysteresis}")
 
 
 def _one_by_one(

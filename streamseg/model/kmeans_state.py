@@ -46,7 +46,8 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
     params["feature_names"] = (
         list(model.feature_names) if model.feature_names is not None else None
     )
-    part = model._partition
+    learner = model._learner
+    part = learner.partition
     stats = None if part is None else part.stats
     return {
         "kind": STATE_KIND,
@@ -54,15 +55,15 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
         "params": params,
         "names": None if model._feature_names is None else list(model._feature_names),
         "dim": model._dim,
-        "version": model.version,
-        "n_updates": model._n_updates,
-        "updates_since_refine": model._updates_since_refine,
-        "refinements": model._refinements,
+        "version": learner.version,
+        "n_updates": learner.n_updates,
+        "updates_since_refine": learner.updates_since_refine,
+        "refinements": learner.refinements,
         "n_anonymous": model._n_anonymous,
-        "rng": rng_to_state(model._rng),
+        "rng": rng_to_state(learner.rng),
         "buffer": {
-            "keys": list(model._buffer),
-            "vectors": [v.tolist() for v in model._buffer.values()],
+            "keys": list(learner.buffer),
+            "vectors": [v.tolist() for v in learner.buffer.values()],
         },
         "centroids": None if part is None else part.centroids.tolist(),
         "sums": None if stats is None else stats.sums.tolist(),
@@ -86,13 +87,14 @@ def restore(
     model = cls(**params)
     model._feature_names = None if state["names"] is None else list(state["names"])
     model._dim = None if state["dim"] is None else int(state["dim"])
-    model.version = int(state["version"])
-    model._n_updates = int(state["n_updates"])
-    model._updates_since_refine = int(state["updates_since_refine"])
-    model._refinements = int(state.get("refinements", 0))
+    learner = model._learner
+    learner.version = int(state["version"])
+    learner.n_updates = int(state["n_updates"])
+    learner.updates_since_refine = int(state["updates_since_refine"])
+    learner.refinements = int(state.get("refinements", 0))
     model._n_anonymous = int(state["n_anonymous"])
-    model._rng = rng_from_state(state["rng"])
-    model._buffer = {
+    learner.rng = rng_from_state(state["rng"])
+    learner.buffer = {
         str(k): np.asarray(v, dtype=np.float64)
         for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
     }
@@ -105,7 +107,7 @@ def restore(
             np.asarray(state["counts"], dtype=np.int64).reshape(k),
         )
         centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-        model._partition = Partition(
+        learner.partition = Partition(
             stats, centroids, Reservoir.from_state(state["reservoir"], dim, lookup)
         )
     return model

@@ -111,7 +111,8 @@ class Partition:
     ) -> int:
         """Move one customer to its new vector ``x``; return its segment.
 
-        The reservoir's record of a sampled customer is authoritative; for others the
+        The reservoir's record of a sampled customer is authoritative: it keeps the sums
+        right even if the caller missed a model-driven reassignment. For others the
         caller's ``previous``/``previous_segment`` are trusted (ignored if that segment
         is empty), and ``previous_segment is None`` makes a new customer, offered to the
         reservoir.

@@ -12,6 +12,10 @@ is adopted only if it is better by that exact measure (by more than
 :data:`RESTART_MIN_GAIN`). When the reservoir holds every customer this is the plain
 comparison of two batch k-means solutions.
 
+A refinement costs ``O(lloyd_iterations * k * d * (reservoir_size + runs *
+min(reservoir_size, RESTART_SAMPLE_SIZE)))``, where ``runs`` is 1 between flushes and
+``n_init`` at ``flush`` and ``reseed``.
+
 >>> rng = np.random.default_rng(0)
 >>> x = np.array([[0.0], [1.0], [9.0], [10.0]])
 >>> labels = np.array([0, 1, 1, 1])
