@@ -9,6 +9,7 @@ from streamseg.model.batch import lloyd
 from streamseg.model.customer_kmeans import CustomerKMeans
 from streamseg.model.hysteresis import keeps_old_segment
 from streamseg.model.stats import ClusterStats
+from tests.unit.model._streams import Store, drive
 
 # A customer of the segment at 0.0 moves to x; the other segment is at 10.0. Its distance
 # ratio nearest/old is (10 - x) / x: 0.6 at 6.25 (inside a 50% margin: it stays), 1/3 at
@@ -92,3 +93,32 @@ def test_lloyd_path(hysteresis: float, to: float, moves: bool) -> None:
     labels, _, _ = lloyd(x, np.array([0, 0, 1]), fixed, np.array([[0.0], [10.0]]), 10,
                          hysteresis)
     assert labels.tolist() == [1 if moves else 0, 0, 1]
+
+
+def two_cluster_model(hysteresis: float) -> tuple[CustomerKMeans, Store]:
+    rng = np.random.default_rng(0)
+    model = CustomerKMeans(n_clusters=2, warmup=100, refine_every=0, hysteresis=hysteresis)
+    events = [(f"a{i}", np.array([0.0, 0.0]) + rng.normal(0, 0.3, 2)) for i in range(50)]
+    events += [(f"b{i}", np.array([10.0, 0.0]) + rng.normal(0, 0.3, 2)) for i in range(50)]
+    order = rng.permutation(len(events))
+    store = drive(model, [events[i] for i in order])
+    return model, store
+
+
+@pytest.mark.parametrize("hysteresis", [0.0, 0.3])
+def test_hysteresis_margin(hysteresis: float) -> None:
+    model, store = two_cluster_model(hysteresis)
+    seg_a, seg_b = store["a0"][1], store["b0"][1]
+    assert seg_a != seg_b
+    # Nearer to B, but not by the 30% margin: dist to B ~4.5 vs 0.7 * ~5.5 = ~3.85.
+    prev = store["a0"]
+    [moved] = model.update_customer("a0", np.array([5.5, 0.0]), prev[0], prev[1])
+    assert moved.segment == (seg_b if hysteresis == 0.0 else seg_a)
+    store["a0"] = (moved.vector, moved.segment)
+    # Far enough past the margin, it moves either way.
+    prev = store["a1"]
+    [far] = model.update_customer("a1", np.array([8.0, 0.0]), prev[0], prev[1])
+    assert far.segment == seg_b
+    # A new customer always goes to the nearest centroid.
+    [new] = model.update_customer("new", np.array([5.5, 0.0]), None, None)
+    assert new.segment == seg_b
