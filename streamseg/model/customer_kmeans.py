@@ -17,6 +17,14 @@ counts once, with its *current* vector:
 Segment ids keep their meaning: whenever new centroids replace old ones they are matched
 to the old ids by the Hungarian algorithm on centroid distances.
 
+Where each job lives: :mod:`~streamseg.model.learner` (the lifecycle: warm-up, seeding,
+online updates, refinement schedule), :mod:`~streamseg.model.partition` (the online
+update), :mod:`~streamseg.model.hysteresis` (when a customer keeps its segment),
+:mod:`~streamseg.model.refinement`, :mod:`~streamseg.model.batch` (k-means++, Lloyd, id
+matching), :mod:`~streamseg.model.stats`, :mod:`~streamseg.model.reservoir`,
+:mod:`~streamseg.model.rng` and :mod:`~streamseg.model.kmeans_state` (persistence). This
+module holds the model's parameters and its public and River APIs.
+
 >>> import numpy as np
 >>> model = CustomerKMeans(n_clusters=2, warmup=4, seed=1)
 >>> people = {"a": [0.0, 0.0], "b": [0.0, 1.0], "c": [9.0, 9.0], "d": [9.0, 10.0]}
@@ -45,446 +53,31 @@ True
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from river import base
-from scipy.optimize import linear_sum_assignment
 
+from streamseg.model import kmeans_state
 from streamseg.model.base import Assignment
+from streamseg.model.batch import squared_distances_one
+from streamseg.model.learner import Learner, Params
+from streamseg.model.partition import as_vector
+from streamseg.model.reservoir import VectorLookup
+from streamseg.model.stats import FloatArray, IntArray
 
-__all__ = ["CustomerKMeans", "kmeans_plusplus", "lloyd", "match_ids"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-#: Given customer keys, their current vectors (for restoring a light checkpoint).
-#: ``lookup(keys) -> {key: (vector, segment)}``: each customer's current model-space
-#: vector and segment as the caller's store holds them (see ``to_state``).
-VectorLookup = Callable[[list[str]], dict[str, tuple[Sequence[float], int]]]
-
-STATE_KIND = "customer-kmeans"
-STATE_FORMAT = 1
-
-#: A k-means++ restart found at refinement replaces the current solution only if its
-#: inertia is lower by more than this fraction: small gains are not worth renaming the
-#: segments of many customers.
-RESTART_MIN_GAIN = 0.01
-
-#: Restart candidates are searched on a uniform sample of at most this many reservoir
-#: customers, so that a refinement's cost does not grow with ``n_init * reservoir_size``.
-RESTART_SAMPLE_SIZE = 2000
+__all__ = ["ANONYMOUS_KEY_PREFIX", "CustomerKMeans", "VectorLookup"]
 
 #: Prefix of the keys given to anonymous points learnt through River's ``learn_one``.
 ANONYMOUS_KEY_PREFIX = "__river_anonymous__:"
 
 
-# --------------------------------------------------------------------------------------
-# Batch building blocks (vectorised; used at seeding and refinement only)
-# --------------------------------------------------------------------------------------
-
-
-def squared_distances(
-    x: FloatArray, c: FloatArray, x_sqnorms: FloatArray | None = None
-) -> FloatArray:
-    """``(n, k)`` squared Euclidean distances between rows of ``x`` and of ``c``.
-
-    Uses ``|x|^2 - 2 x.c + |c|^2`` (one matrix product) because batch steps are dominated
-    by this call; the rounding it adds only matters for near-ties, which are arbitrary
-    anyway. ``x_sqnorms`` may pass precomputed ``|x|^2``.
-
-    >>> squared_distances(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0, 1.0]])).tolist()
-    [[1.0], [1.0]]
-    """
-    xx = np.einsum("nd,nd->n", x, x) if x_sqnorms is None else x_sqnorms
-    out: FloatArray = xx[:, None] - 2.0 * (x @ c.T) + np.einsum("kd,kd->k", c, c)[None, :]
-    np.maximum(out, 0.0, out=out)
-    return out
-
-
-def _squared_distances_one(x: FloatArray, c: FloatArray) -> FloatArray:
-    """``(k,)`` squared distances from one vector to each row of ``c``, by direct
-    differences: exact, and cheaper than a matrix product for a single row."""
-    diff = c - x
-    diff *= diff
-    out: FloatArray = diff.sum(axis=1)
-    return out
-
-
-@dataclass
-class ClusterStats:
-    """Additive sufficient statistics of k clusters: sums, sums of squared norms, counts.
-
-    The k-means objective of a partition follows from them alone (``sse``), which is what
-    lets refinement compare solutions over customers whose vectors it does not hold.
-
-    >>> x = np.array([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
-    >>> s = ClusterStats.of(x, np.array([0, 0, 1]), k=2)
-    >>> s.counts.tolist(), s.centroids(np.zeros((2, 2))).tolist(), s.sse()
-    ([2, 1], [[1.0, 0.0], [5.0, 5.0]], 2.0)
-    """
-
-    sums: FloatArray
-    sqsums: FloatArray
-    counts: IntArray
-
-    @classmethod
-    def zeros(cls, k: int, dim: int) -> ClusterStats:
-        return cls(np.zeros((k, dim)), np.zeros(k), np.zeros(k, dtype=np.int64))
-
-    @classmethod
-    def of(
-        cls, x: FloatArray, labels: IntArray, k: int, x_sqnorms: FloatArray | None = None
-    ) -> ClusterStats:
-        """Statistics of points ``x`` labelled ``labels`` (``x_sqnorms``: ``|x|^2`` if known)."""
-        xx = np.einsum("nd,nd->n", x, x) if x_sqnorms is None else x_sqnorms
-        # bincount sums sequentially, so the result is deterministic.
-        sums = np.empty((k, x.shape[1]))
-        for j in range(x.shape[1]):
-            sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
-        sqsums = np.bincount(labels, weights=xx, minlength=k)
-        counts = np.bincount(labels, minlength=k).astype(np.int64)
-        return cls(sums, sqsums.astype(np.float64), counts)
-
-    def copy(self) -> ClusterStats:
-        return ClusterStats(self.sums.copy(), self.sqsums.copy(), self.counts.copy())
-
-    def __add__(self, other: ClusterStats) -> ClusterStats:
-        return ClusterStats(
-            self.sums + other.sums, self.sqsums + other.sqsums, self.counts + other.counts
-        )
-
-    def __sub__(self, other: ClusterStats) -> ClusterStats:
-        counts = np.maximum(self.counts - other.counts, 0)
-        sums = self.sums - other.sums
-        sqsums = self.sqsums - other.sqsums
-        # An emptied cluster's sums are zero by definition; clearing them drops the
-        # floating-point residue that subtraction leaves behind.
-        empty = counts == 0
-        sums[empty] = 0.0
-        sqsums[empty] = 0.0
-        return ClusterStats(sums, sqsums, counts)
-
-    def centroids(self, fallback: FloatArray) -> FloatArray:
-        """Cluster means; an empty cluster keeps its row of ``fallback``."""
-        out = fallback.copy()
-        nonempty = self.counts > 0
-        out[nonempty] = self.sums[nonempty] / self.counts[nonempty, None]
-        return out
-
-    def sse(self) -> float:
-        """Sum of squared distances of the points to their own cluster's mean."""
-        nz = self.counts > 0
-        per_cluster = (
-            self.sqsums[nz]
-            - np.einsum("kd,kd->k", self.sums[nz], self.sums[nz]) / (self.counts[nz])
-        )
-        return float(np.maximum(per_cluster, 0.0).sum())
-
-
-def kmeans_plusplus(x: FloatArray, k: int, rng: np.random.Generator) -> FloatArray:
-    """Greedy k-means++ seeding (as in scikit-learn): ``k`` rows of ``x`` as centres.
-
-    Each new centre is the best, by resulting potential, of ``2 + ln k`` candidates drawn
-    with probability proportional to the squared distance to the nearest centre so far.
-
-    >>> x = np.array([[0.0], [0.1], [10.0], [10.1]])
-    >>> sorted((kmeans_plusplus(x, 2, np.random.default_rng(0))[:, 0] // 5).tolist())
-    [0.0, 2.0]
-    """
-    n, dim = x.shape
-    xx = np.einsum("nd,nd->n", x, x)
-    trials = 2 + int(math.log(k))
-    centres = np.empty((k, dim))
-    first = int(rng.integers(n))
-    centres[0] = x[first]
-    closest = _squared_distances_one(x[first], x)
-    potential = float(closest.sum())
-    for c in range(1, k):
-        if potential <= 0.0:
-            # Fewer distinct points than clusters: any point will do.
-            centres[c] = x[int(rng.integers(n))]
-            continue
-        draws = rng.random(trials) * potential
-        candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
-        cand_d2 = squared_distances(x, x[candidates], xx).T  # (trials, n)
-        np.minimum(cand_d2, closest[None, :], out=cand_d2)
-        potentials = cand_d2.sum(axis=1)
-        best = int(potentials.argmin())
-        closest = cand_d2[best]
-        potential = float(potentials[best])
-        centres[c] = x[candidates[best]]
-    return centres
-
-
-def _fill_empty(
-    x: FloatArray,
-    labels: IntArray,
-    stats: ClusterStats,
-    centroids: FloatArray,
-) -> tuple[IntArray, ClusterStats, FloatArray]:
-    """Give each empty cluster the point of ``x`` farthest from its own centroid.
-
-    Only points whose cluster keeps at least one other member may move, so filling one
-    cluster never empties another. Returns possibly new (labels, stats, centroids).
-    """
-    empty = np.flatnonzero(stats.counts == 0)
-    if empty.size == 0 or x.shape[0] == 0:
-        return labels, stats, centroids
-    labels = labels.copy()
-    stats = stats.copy()
-    centroids = centroids.copy()
-    for j in empty:
-        own = np.einsum("nd,nd->n", x - centroids[labels], x - centroids[labels])
-        movable = stats.counts[labels] > 1
-        if not movable.any():
-            break
-        i = int(np.where(movable, own, -1.0).argmax())
-        old = int(labels[i])
-        sq = float(x[i] @ x[i])
-        stats.sums[old] -= x[i]
-        stats.sqsums[old] -= sq
-        stats.counts[old] -= 1
-        stats.sums[j] = x[i]
-        stats.sqsums[j] = sq
-        stats.counts[j] = 1
-        labels[i] = j
-        centroids[old] = stats.sums[old] / stats.counts[old]
-        centroids[j] = x[i]
-    return labels, stats, centroids
-
-
-def lloyd(
-    x: FloatArray,
-    labels: IntArray,
-    fixed: ClusterStats,
-    centroids: FloatArray,
-    iterations: int,
-    hysteresis: float = 0.0,
-) -> tuple[IntArray, ClusterStats, FloatArray]:
-    """Lloyd iterations over ``x`` while the points summarised by ``fixed`` stay put.
-
-    With ``hysteresis`` > 0 a row keeps its starting label unless another centroid is
-    closer by that relative margin, the same rule customers obey between refinements, so
-    that a refinement does not flip customers who sit on a border.
-
-    Each iteration re-assigns every row of ``x`` to its nearest centroid and sets each
-    centroid to ``(fixed sum + sum of its rows of x) / (fixed count + its rows)``. With
-    ``fixed`` all zeros this is plain Lloyd. It stops early when no label changes. An
-    empty cluster is re-seeded at the row farthest from its centroid.
-
-    Returns the final labels, the total statistics (fixed + x) and the centroids, which
-    are the exact means of those statistics (``centroids`` fills in for a cluster that
-    stays empty).
-
-    >>> x = np.array([[0.0], [1.0], [9.0], [10.0]])
-    >>> fixed = ClusterStats.zeros(2, 1)
-    >>> labels, stats, c = lloyd(x, np.array([0, 1, 1, 1]), fixed, np.zeros((2, 1)), 10)
-    >>> labels.tolist(), c[:, 0].tolist(), stats.sse()
-    ([0, 0, 1, 1], [0.5, 9.5], 1.0)
-    """
-    k = fixed.counts.shape[0]
-    xx = np.einsum("nd,nd->n", x, x)
-    stats = fixed + ClusterStats.of(x, labels, k, xx)
-    centroids = stats.centroids(centroids)
-    labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
-    anchor = labels.copy()
-    rows = np.arange(len(x))
-    margin = (1.0 - hysteresis) ** 2  # on squared distances
-    for _ in range(iterations):
-        d2 = squared_distances(x, centroids, xx)
-        new_labels = d2.argmin(axis=1).astype(np.int64)
-        if hysteresis > 0.0:
-            keep = d2[rows, new_labels] >= margin * d2[rows, anchor]
-            new_labels[keep] = anchor[keep]
-        if np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-        stats = fixed + ClusterStats.of(x, labels, k, xx)
-        centroids = stats.centroids(centroids)
-        labels, stats, centroids = _fill_empty(x, labels, stats, centroids)
-    return labels, stats, centroids
-
-
-def match_ids(old: FloatArray, new: FloatArray) -> IntArray:
-    """Hungarian matching of new centroids to old ids, by squared centroid distance.
-
-    Returns ``perm`` such that ``new[perm[i]]`` takes over id ``i``.
-
-    >>> old = np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]])
-    >>> match_ids(old, old[[2, 0, 1]] + 0.1).tolist()
-    [1, 2, 0]
-    """
-    rows, cols = linear_sum_assignment(squared_distances(old, new))
-    perm = np.empty(old.shape[0], dtype=np.int64)
-    perm[rows] = cols
-    return perm
-
-
-# --------------------------------------------------------------------------------------
-# Reservoir of customers
-# --------------------------------------------------------------------------------------
-
-
-class _Reservoir:
-    """Uniform sample (algorithm R) of distinct customers with their current state.
-
-    Only customers offered for the first time go through :meth:`offer`; a sampled
-    customer's vector and segment are updated in place, so the sample always describes
-    the *current* population.
-    """
-
-    def __init__(self, capacity: int, dim: int) -> None:
-        self.capacity = capacity
-        self.n_seen = 0
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
-        # Arrays grow geometrically up to ``capacity``, so that a reservoir sized for
-        # "every customer" costs nothing until the customers exist.
-        initial = min(capacity, 1024)
-        self.vectors = np.zeros((initial, dim))
-        self.segments = np.zeros(initial, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def offer(self, key: str, vector: FloatArray, segment: int, rng: np.random.Generator) -> None:
-        """Algorithm R step for a customer seen for the first time."""
-        self.n_seen += 1
-        if len(self.keys) < self.capacity:
-            slot = len(self.keys)
-            if slot == self.vectors.shape[0]:
-                self._grow(min(self.capacity, 2 * slot))
-            self.keys.append(key)
-        else:
-            slot = int(rng.integers(self.n_seen))
-            if slot >= self.capacity:
-                return
-            # The evicted customer stays in the per-segment sums; it merely stops
-            # being refined until it updates itself.
-            del self.index[self.keys[slot]]
-            self.keys[slot] = key
-        self.index[key] = slot
-        self.vectors[slot] = vector
-        self.segments[slot] = segment
-
-    def _grow(self, size: int) -> None:
-        n = len(self.keys)
-        vectors = np.zeros((size, self.vectors.shape[1]))
-        vectors[:n] = self.vectors[:n]
-        segments = np.zeros(size, dtype=np.int64)
-        segments[:n] = self.segments[:n]
-        self.vectors, self.segments = vectors, segments
-
-    def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
-        n = len(self.keys)
-        return {
-            "capacity": self.capacity,
-            "n_seen": self.n_seen,
-            "keys": list(self.keys),
-            "vectors": self.vectors[:n].tolist() if with_vectors else None,
-            # A light checkpoint leaves the segments to the store too: they change with
-            # nearly every batch, and the store writes each customer's with its vector.
-            "segments": self.segments[:n].tolist() if with_vectors else None,
-        }
-
-    @classmethod
-    def from_state(
-        cls, state: dict[str, Any], dim: int, lookup: VectorLookup | None = None
-    ) -> _Reservoir:
-        res = cls(int(state["capacity"]), dim)
-        res.n_seen = int(state["n_seen"])
-        res.keys = [str(k) for k in state["keys"]]
-        res.index = {k: i for i, k in enumerate(res.keys)}
-        n = len(res.keys)
-        if n > res.vectors.shape[0]:
-            res.vectors = np.zeros((n, dim))
-            res.segments = np.zeros(n, dtype=np.int64)
-        if n:
-            vectors, segments = state["vectors"], state["segments"]
-            if vectors is None or segments is None:
-                # A light checkpoint: the caller's store holds every sampled customer's
-                # current vector and segment (those the model last assigned), so fetch
-                # them there.
-                if lookup is None:
-                    raise ValueError("light checkpoint (no reservoir vectors or segments): "
-                                     "pass a lookup")
-                found = lookup(res.keys)
-                missing = [k for k in res.keys if k not in found]
-                if missing:
-                    raise ValueError(f"store lacks {len(missing)} sampled customers, "
-                                     f"e.g. {missing[:3]}")
-                if vectors is None:
-                    vectors = [found[k][0] for k in res.keys]
-                if segments is None:
-                    segments = [found[k][1] for k in res.keys]
-            res.vectors[:n] = np.asarray(vectors, dtype=np.float64).reshape(n, dim)
-            res.segments[:n] = np.asarray(segments, dtype=np.int64)
-        return res
-
-
-def _rng_to_state(rng: np.random.Generator) -> dict[str, Any]:
-    st = rng.bit_generator.state
-    # PCG64's 128-bit integers are written as strings: not every JSON reader keeps
-    # integers that large exact.
-    return {
-        "bit_generator": st["bit_generator"],
-        "state": str(st["state"]["state"]),
-        "inc": str(st["state"]["inc"]),
-        "has_uint32": int(st["has_uint32"]),
-        "uinteger": int(st["uinteger"]),
-    }
-
-
-def _rng_from_state(state: dict[str, Any]) -> np.random.Generator:
-    if state["bit_generator"] != "PCG64":
-        raise ValueError(f"unsupported bit generator {state['bit_generator']!r}")
-    bit_gen = np.random.PCG64()
-    bit_gen.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": int(state["state"]), "inc": int(state["inc"])},
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": int(state["uinteger"]),
-    }
-    return np.random.Generator(bit_gen)
-
-
-# --------------------------------------------------------------------------------------
-# The model
-# --------------------------------------------------------------------------------------
-
-
 class CustomerKMeans(base.Clusterer):
     """Online k-means over customers, each counted once with its current vector.
 
-    Lifecycle:
-
-    1. **Warm-up.** The first ``warmup`` distinct customers are buffered (latest vector
-       per key) and get no segment: ``update_customer`` returns ``[]``.
-    2. **Seeding.** When the buffer holds ``warmup`` distinct customers (or on
-       :meth:`flush`, if it holds at least ``n_clusters``), the best of ``n_init``
-       k-means++ + Lloyd runs over the buffer gives the centroids, and the call returns an
-       assignment for *every* buffered customer (``by_model_update=True`` for all but the
-       one whose update triggered seeding).
-    3. **Online.** Each update moves the customer's old vector out of its old segment
-       and adds the new vector to the nearest segment (subject to ``hysteresis``); the
-       centroids stay exact means. Cost: O(k·d).
-    4. **Refinement.** Every ``refine_every`` updates, Lloyd iterations run over the
-       reservoir with the non-reservoir customers' contribution held fixed, then
-       ``n_init`` k-means++ restarts on the reservoir are tried; one is adopted if it
-       lowers the k-means objective of the *whole* population by more than 1%
-       (:data:`RESTART_MIN_GAIN`). Reservoir customers whose segment changed are
-       returned with ``by_model_update=True``.
-
-    About restarts when the reservoir is only a sample: a restart can only re-assign
-    reservoir customers; the others keep their segment (matched id) and their fixed
-    contribution. Because the model also keeps per-segment sums of squared norms, the
-    objective of that constrained solution over *all* customers is computed exactly, and
-    a restart is adopted only if it is better by that exact measure. When the reservoir
-    holds every customer this is the plain comparison of two batch k-means solutions.
+    Its lifecycle (warm-up, seeding, online updates, refinement) is described in
+    :mod:`~streamseg.model.learner`.
 
     Parameters
     ----------
@@ -500,9 +93,8 @@ class CustomerKMeans(base.Clusterer):
         refinement is exact batch k-means; memory is ``reservoir_size * d`` floats.
     refine_every
         Number of customer updates between two refinements (Lloyd over the reservoir +
-        restarts). ``0`` disables periodic refinement. A refinement costs
-        ``O(lloyd_iterations * k * d * (reservoir_size + n_init * min(reservoir_size,
-        RESTART_SAMPLE_SIZE)))``: about 20-30 ms with the defaults and a full reservoir.
+        restarts; its cost: :mod:`~streamseg.model.refinement`). ``0`` disables periodic
+        refinement.
     lloyd_iterations
         Maximum number of Lloyd iterations per run (seeding runs, refinement, restarts);
         runs stop earlier when no assignment changes.
@@ -513,11 +105,11 @@ class CustomerKMeans(base.Clusterer):
         refinement stalls a batch. ``0`` disables restarts at refinement (seeding then
         does one run).
     hysteresis
-        Relative margin in ``[0, 1)``. A customer in segment ``s`` whose new vector is
-        nearest to centroid ``b != s`` moves only if
-        ``dist(new, c_b) < (1 - hysteresis) * dist(new, c_s)``; this damps customers
-        flapping between two segments. New customers always go to the nearest segment.
-        Refinement is plain Lloyd and ignores it.
+        Relative margin in ``[0, 1)``: a customer in segment ``s`` moves to a nearer
+        segment ``b`` only if ``dist(new, c_b) < (1 - hysteresis) * dist(new, c_s)``
+        (:mod:`~streamseg.model.hysteresis`), which damps customers flapping between two
+        segments. New customers always go to the nearest segment. Refinement's Lloyd
+        iterations keep the same margin; restart candidates ignore it.
     seed
         Seed of the model's random generator (k-means++ draws, reservoir sampling). The
         model is deterministic for a given input sequence and seed.
@@ -526,11 +118,6 @@ class CustomerKMeans(base.Clusterer):
         positions, in order. When ``None``, the sorted keys of the first dict seen are
         used. Missing features count as ``0.0`` (the standardised mean); unknown ones are
         ignored.
-
-    Attributes
-    ----------
-    version
-        0 before seeding; incremented at seeding and at each refinement or re-seed.
 
     Examples
     --------
@@ -557,47 +144,28 @@ class CustomerKMeans(base.Clusterer):
         seed: int = 42,
         feature_names: tuple[Any, ...] | None = None,
     ) -> None:
-        if n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-        if warmup < n_clusters:
-            raise ValueError(f"warmup ({warmup}) must be >= n_clusters ({n_clusters})")
-        if reservoir_size < n_clusters:
-            raise ValueError(
-                f"reservoir_size ({reservoir_size}) must be >= n_clusters ({n_clusters})"
-            )
-        if refine_every < 0:
-            raise ValueError(f"refine_every must be >= 0, got {refine_every}")
-        if lloyd_iterations < 1:
-            raise ValueError(f"lloyd_iterations must be >= 1, got {lloyd_iterations}")
-        if n_init < 0:
-            raise ValueError(f"n_init must be >= 0, got {n_init}")
-        if not 0.0 <= hysteresis < 1.0:
-            raise ValueError(f"hysteresis must be in [0, 1), got {hysteresis}")
+        params = Params(
+            n_clusters, warmup, reservoir_size, refine_every, lloyd_iterations, n_init,
+            hysteresis,
+        )
+        # River reads the parameters back from attributes named as in the signature.
         self.n_clusters = n_clusters
         self.warmup = warmup
         self.reservoir_size = reservoir_size
         self.refine_every = refine_every
         self.lloyd_iterations = lloyd_iterations
         self.n_init = n_init
-        self._refinements = 0
         self.hysteresis = hysteresis
         self.seed = seed
         self.feature_names = tuple(feature_names) if feature_names is not None else None
 
-        self.version = 0
-        self._rng = np.random.default_rng(seed)
+        self._learner = Learner(params, seed)
         self._feature_names: list[Any] | None = (
             list(self.feature_names) if self.feature_names is not None else None
         )
         self._dim: int | None = (
             len(self._feature_names) if self._feature_names is not None else None
         )
-        self._buffer: dict[str, FloatArray] = {}
-        self._stats: ClusterStats | None = None
-        self._centroids: FloatArray | None = None
-        self._reservoir: _Reservoir | None = None
-        self._updates_since_refine = 0
-        self._n_updates = 0
         self._n_anonymous = 0
 
     @classmethod
@@ -607,38 +175,45 @@ class CustomerKMeans(base.Clusterer):
     # ---------------------------------------------------------------- read-only views
 
     @property
+    def version(self) -> int:
+        """0 before seeding; incremented at seeding and at each refinement or re-seed."""
+        return self._learner.version
+
+    @property
     def ready(self) -> bool:
         """Whether the model is seeded (has centroids and assigns customers)."""
-        return self._stats is not None
+        return self._learner.partition is not None
 
     @property
     def centroids(self) -> FloatArray:
         """``(n_clusters, d)`` centroids (a copy); ``(0, d)`` before seeding."""
-        if self._centroids is None:
-            return np.empty((0, self._dim or 0))
-        return self._centroids.copy()
+        part = self._learner.partition
+        return np.empty((0, self._dim or 0)) if part is None else part.centroids.copy()
 
     @property
     def sizes(self) -> IntArray:
         """Number of customers currently in each segment (zeros before seeding)."""
-        if self._stats is None:
+        part = self._learner.partition
+        if part is None:
             return np.zeros(self.n_clusters, dtype=np.int64)
-        return self._stats.counts.copy()
+        return part.stats.counts.copy()
 
     @property
     def n_buffered(self) -> int:
         """Number of distinct customers waiting in the warm-up buffer."""
-        return len(self._buffer)
+        return len(self._learner.buffer)
 
     @property
     def n_sampled(self) -> int:
         """Number of customers in the reservoir."""
-        return 0 if self._reservoir is None else len(self._reservoir)
+        part = self._learner.partition
+        return 0 if part is None else len(part.reservoir)
 
     def inertia(self) -> float:
         """k-means objective of the current segments: sum over customers of the squared
         distance to their own segment's centroid (0.0 before seeding)."""
-        return 0.0 if self._stats is None else self._stats.sse()
+        part = self._learner.partition
+        return 0.0 if part is None else part.stats.sse()
 
     # ------------------------------------------------------------ customer-level API
 
@@ -673,22 +248,12 @@ class CustomerKMeans(base.Clusterer):
 
         Notes
         -----
-        For a customer in the reservoir the model's own record of its vector and segment
-        is used instead of ``previous``/``previous_segment``: it is authoritative, and it
-        keeps the sums right even if the caller missed a model-driven reassignment. For
-        other customers the caller's values are trusted; if ``previous_segment`` names
-        an empty segment they are ignored.
+        For a customer in the reservoir the model's own record is used instead of
+        ``previous``/``previous_segment``; see :meth:`Partition.place_one`.
 
         """
         x = self._as_vector(vector)
-        self._n_updates += 1
-        if self._stats is None:
-            # Warm-up: customers have no segment yet, so previous values are moot.
-            self._buffer[key] = x.copy()
-            if len(self._buffer) >= self.warmup:
-                return self._seed(current_key=key)
-            return []
-        return self._update_seeded(key, x, previous, previous_segment)
+        return self._learner.learn(key, x, previous, previous_segment)
 
     def update_customers(
         self,
@@ -700,11 +265,10 @@ class CustomerKMeans(base.Clusterer):
         """:meth:`update_customer` for many distinct customers at once (a mini-batch).
 
         All rows are assigned against the same centroids (after every row's old vector
-        has left its segment), then added together: one vectorised step instead of one
-        per customer, which is what makes a batch of a thousand customers cost about as
-        much as a handful. The per-segment sums stay exact means of the members. Keys
-        must be distinct. Returns one assignment per key (in order), then the other
-        customers a refinement moved.
+        has left its segment), then added together in one vectorised step
+        (:meth:`Partition.place_many`). The per-segment sums stay exact means of the
+        members. Keys must be distinct. Returns one assignment per key (in order), then
+        the other customers a refinement moved.
         """
         x = np.asarray(vectors, dtype=np.float64)
         n = len(keys)
@@ -712,108 +276,16 @@ class CustomerKMeans(base.Clusterer):
             return []
         if x.shape[0] != n or not np.isfinite(x).all():
             raise ValueError("vectors must be finite, one row per key")
-        stats, centroids, reservoir = self._stats, self._centroids, self._reservoir
-        if stats is None or centroids is None or reservoir is None or n == 1:
-            return self._update_each(keys, x, previous, previous_segments)
+        if self._learner.partition is None or n == 1:
+            return _one_by_one(self, keys, x, previous, previous_segments)
         if self._dim is not None and x.shape[1] != self._dim:
             raise ValueError(f"expected vectors of dimension {self._dim}, got {x.shape[1]}")
-        k = self.n_clusters
-        old_segments = np.full(n, -1, dtype=np.int64)
-        old_x = np.zeros_like(x)
-        slots = np.full(n, -1, dtype=np.int64)
-        is_new = np.zeros(n, dtype=bool)
-        for i, key in enumerate(keys):
-            slot = reservoir.index.get(key)
-            if slot is not None:
-                slots[i] = slot
-                old_segments[i] = reservoir.segments[slot]
-                old_x[i] = reservoir.vectors[slot]
-            elif previous[i] is not None and previous_segments[i] is not None:
-                segment = int(previous_segments[i])  # type: ignore[arg-type]
-                if not 0 <= segment < k:
-                    raise ValueError(f"previous_segment {segment} is not in range({k})")
-                old_segments[i] = segment
-                old_x[i] = np.asarray(previous[i], dtype=np.float64)
-            else:
-                is_new[i] = previous_segments[i] is None
-        has_old = old_segments >= 0
-        removed = np.bincount(old_segments[has_old], minlength=k)
-        if (removed > stats.counts).any() or len(set(keys)) != n:
+        out = self._learner.learn_many(keys, x, previous, previous_segments)
+        if out is None:
             # The caller's records disagree with the sums (or keys repeat): take the
             # careful one-by-one path, which tolerates that.
-            return self._update_each(keys, x, previous, previous_segments)
-
-        # Leave-one-out: every old vector leaves its segment before anyone is compared.
-        if has_old.any():
-            segs, xs = old_segments[has_old], old_x[has_old]
-            np.subtract.at(stats.sums, segs, xs)
-            np.subtract.at(stats.sqsums, segs, np.einsum("nd,nd->n", xs, xs))
-            stats.counts -= removed
-            emptied = stats.counts == 0
-            stats.sums[emptied] = 0.0
-            stats.sqsums[emptied] = 0.0
-        live = stats.counts > 0
-        centroids[live] = stats.sums[live] / stats.counts[live, None]
-
-        d2 = squared_distances(x, centroids)
-        best = d2.argmin(axis=1).astype(np.int64)
-        if self.hysteresis > 0.0 and has_old.any():
-            rows = np.flatnonzero(has_old & (best != old_segments))
-            margin = (1.0 - self.hysteresis) ** 2
-            keep = ~(d2[rows, best[rows]] < margin * d2[rows, old_segments[rows]])
-            best[rows[keep]] = old_segments[rows[keep]]
-        np.add.at(stats.sums, best, x)
-        np.add.at(stats.sqsums, best, np.einsum("nd,nd->n", x, x))
-        stats.counts += np.bincount(best, minlength=k)
-        live = stats.counts > 0
-        centroids[live] = stats.sums[live] / stats.counts[live, None]
-
-        # Update the sampled rows first, then offer the new customers. Interleaved, a new
-        # customer could evict a slot that a later row of this batch still held in
-        # ``slots``; that row would then overwrite the newcomer's slot with its own vector
-        # and segment, so the reservoir described the newcomer wrongly and the sums drifted
-        # from the callers' records at the next update or refinement.
-        sampled = slots >= 0
-        reservoir.vectors[slots[sampled]] = x[sampled]
-        reservoir.segments[slots[sampled]] = best[sampled]
-        for i in np.flatnonzero(is_new).tolist():
-            reservoir.offer(keys[i], x[i], int(best[i]), self._rng)
-        self._n_updates += n
-        self._updates_since_refine += n
-        out = [Assignment(key, int(best[i]), x[i], False) for i, key in enumerate(keys)]
-        if self.refine_every > 0 and self._updates_since_refine >= self.refine_every:
-            position = {key: i for i, key in enumerate(keys)}
-            for moved in self._refine(force_restart=False):
-                row = position.get(moved.key)
-                if row is None:
-                    out.append(moved)
-                else:
-                    out[row] = Assignment(moved.key, moved.segment, x[row], False)
+            return _one_by_one(self, keys, x, previous, previous_segments)
         return out
-
-    def _update_each(
-        self,
-        keys: Sequence[str],
-        x: np.ndarray,
-        previous: Sequence[np.ndarray | None],
-        previous_segments: Sequence[int | None],
-    ) -> list[Assignment]:
-        """One customer at a time (warm-up, single rows, inconsistent input)."""
-        latest: dict[str, Assignment] = {}
-        for i, key in enumerate(keys):
-            # A seeding or refinement earlier in this batch may have (re)assigned this
-            # customer, and a newcomer since then may have evicted it from the reservoir:
-            # the caller's ``previous`` is then stale (a warm-up customer would even count
-            # as new, twice). Pass what the model last reported instead, as the caller
-            # would have stored it between two single calls.
-            known = latest.get(key)
-            prev_x, prev_segment = (
-                (previous[i], previous_segments[i]) if known is None
-                else (known.vector, known.segment)
-            )
-            for assignment in self.update_customer(key, x[i], prev_x, prev_segment):
-                latest[assignment.key] = assignment
-        return list(latest.values())
 
     def flush(self) -> list[Assignment]:
         """Bring the model up to date at the end of a finite stream (or at shutdown).
@@ -825,13 +297,7 @@ class CustomerKMeans(base.Clusterer):
         since a finite stream may end before the spread-out search completes), and
         return the reservoir customers whose segment changed. Otherwise ``[]``.
         """
-        if self._stats is None:
-            if len(self._buffer) >= self.n_clusters:
-                return self._seed(current_key=None)
-            return []
-        if self.refine_every > 0 and self._updates_since_refine > 0:
-            return self._refine(force_restart=False, full_search=True)
-        return []
+        return self._learner.flush()
 
     def reseed(self) -> list[Assignment]:
         """Re-seed now: best of ``max(1, n_init)`` k-means++ + Lloyd runs on the reservoir,
@@ -840,9 +306,9 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._stats is None:
+        if self._learner.partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._refine(force_restart=True)
+        return self._learner.refine(force_restart=True)
 
     def refine(self) -> list[Assignment]:
         """Run a refinement now (as done every ``refine_every`` updates).
@@ -850,19 +316,19 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._stats is None:
+        if self._learner.partition is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._refine(force_restart=False)
+        return self._learner.refine(force_restart=False)
 
     def nearest(self, vector: np.ndarray) -> int:
         """Segment whose centroid is nearest to ``vector``; learns nothing.
 
         Raises ``RuntimeError`` before seeding.
         """
-        if self._centroids is None:
+        part = self._learner.partition
+        if part is None:
             raise RuntimeError("the model is not seeded yet")
-        x = self._as_vector(vector)
-        return int(_squared_distances_one(x, self._centroids).argmin())
+        return int(squared_distances_one(self._as_vector(vector), part.centroids).argmin())
 
     # ------------------------------------------------------------------- River API
 
@@ -875,7 +341,7 @@ class CustomerKMeans(base.Clusterer):
 
     def predict_one(self, x: dict[Any, Any]) -> int:
         """Nearest segment to ``x``; 0 before seeding (River's ``Clusterer`` API)."""
-        if self._centroids is None:
+        if self._learner.partition is None:
             return 0
         return self.nearest(self._dict_to_vector(x, fix_names=False))
 
@@ -892,88 +358,24 @@ class CustomerKMeans(base.Clusterer):
         any subsequent input (floats survive JSON exactly: Python writes the shortest
         repr that round-trips).
         """
-        params = self._get_params()
-        params["feature_names"] = (
-            list(self.feature_names) if self.feature_names is not None else None
-        )
-        stats = self._stats
-        return {
-            "kind": STATE_KIND,
-            "format": STATE_FORMAT,
-            "params": params,
-            "names": None if self._feature_names is None else list(self._feature_names),
-            "dim": self._dim,
-            "version": self.version,
-            "n_updates": self._n_updates,
-            "updates_since_refine": self._updates_since_refine,
-            "refinements": self._refinements,
-            "n_anonymous": self._n_anonymous,
-            "rng": _rng_to_state(self._rng),
-            "buffer": {
-                "keys": list(self._buffer),
-                "vectors": [v.tolist() for v in self._buffer.values()],
-            },
-            "centroids": None if self._centroids is None else self._centroids.tolist(),
-            "sums": None if stats is None else stats.sums.tolist(),
-            "sqsums": None if stats is None else stats.sqsums.tolist(),
-            "counts": None if stats is None else stats.counts.tolist(),
-            "reservoir": (
-                None if self._reservoir is None else self._reservoir.to_state(with_vectors)
-            ),
-        }
+        return kmeans_state.state_of(self, with_vectors)
 
     @classmethod
     def from_state(
         cls, state: dict[str, Any], lookup: VectorLookup | None = None
     ) -> CustomerKMeans:
         """Restore a model from :meth:`to_state` output (``lookup``: see there)."""
-        if state.get("kind") != STATE_KIND:
-            raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"unsupported {STATE_KIND} state format {state.get('format')!r}")
-        params = dict(state["params"])
-        if params.get("feature_names") is not None:
-            params["feature_names"] = tuple(params["feature_names"])
-        model = cls(**params)
-        model._feature_names = None if state["names"] is None else list(state["names"])
-        model._dim = None if state["dim"] is None else int(state["dim"])
-        model.version = int(state["version"])
-        model._n_updates = int(state["n_updates"])
-        model._updates_since_refine = int(state["updates_since_refine"])
-        model._refinements = int(state.get("refinements", 0))
-        model._n_anonymous = int(state["n_anonymous"])
-        model._rng = _rng_from_state(state["rng"])
-        model._buffer = {
-            str(k): np.asarray(v, dtype=np.float64)
-            for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
-        }
-        if state["counts"] is not None:
-            dim = model._dim or 0
-            k = model.n_clusters
-            model._stats = ClusterStats(
-                np.asarray(state["sums"], dtype=np.float64).reshape(k, dim),
-                np.asarray(state["sqsums"], dtype=np.float64).reshape(k),
-                np.asarray(state["counts"], dtype=np.int64).reshape(k),
-            )
-            model._centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-            model._reservoir = _Reservoir.from_state(state["reservoir"], dim, lookup)
-        return model
+        return kmeans_state.restore(cls, state, lookup)
 
     # ------------------------------------------------------------------- internals
 
     def _as_vector(self, vector: Any) -> FloatArray:
         x = np.asarray(vector, dtype=np.float64)
-        if x.ndim != 1:
-            raise ValueError(f"a customer vector must be 1-D, got shape {x.shape}")
-        if self._dim is None:
+        if self._dim is None and x.ndim == 1:
             if x.shape[0] == 0:
                 raise ValueError("a customer vector must not be empty")
             self._dim = x.shape[0]
-        elif x.shape[0] != self._dim:
-            raise ValueError(f"expected a vector of dimension {self._dim}, got {x.shape[0]}")
-        if not np.isfinite(x).all():
-            raise ValueError("a customer vector must be finite (no NaN or inf)")
-        return x
+        return as_vector(x, self._dim)
 
     def _dict_to_vector(self, x: dict[Any, Any], *, fix_names: bool) -> FloatArray:
         names = self._feature_names
@@ -983,183 +385,28 @@ class CustomerKMeans(base.Clusterer):
                 self._feature_names = names
         return np.array([float(x.get(name, 0.0)) for name in names], dtype=np.float64)
 
-    def _update_seeded(
-        self,
-        key: str,
-        x: FloatArray,
-        previous: np.ndarray | None,
-        previous_segment: int | None,
-    ) -> list[Assignment]:
-        stats = self._stats
-        centroids = self._centroids
-        reservoir = self._reservoir
-        assert stats is not None and centroids is not None and reservoir is not None
 
-        slot = reservoir.index.get(key)
-        old_segment: int | None = None
-        old_x: FloatArray | None = None
-        if slot is not None:
-            old_segment = int(reservoir.segments[slot])
-            old_x = reservoir.vectors[slot]
-        elif previous is not None and previous_segment is not None:
-            old_segment = int(previous_segment)
-            if not 0 <= old_segment < self.n_clusters:
-                raise ValueError(
-                    f"previous_segment {previous_segment} is not in range({self.n_clusters})"
-                )
-            old_x = self._as_vector(previous)
-        is_new = slot is None and previous_segment is None
-
-        # Take the old vector out first, so the customer does not pull its old centroid
-        # towards itself when we compare distances (leave-one-out).
-        if old_segment is not None and old_x is not None and stats.counts[old_segment] > 0:
-            self._remove(old_x, old_segment)
-        else:
-            old_segment = None
-
-        d2 = _squared_distances_one(x, centroids)
-        best = int(d2.argmin())
-        segment = best
-        if old_segment is not None and best != old_segment:
-            margin = (1.0 - self.hysteresis) ** 2  # the margin is on distances, not d^2
-            if not d2[best] < margin * d2[old_segment]:
-                segment = old_segment
-        self._add(x, segment)
-
-        if slot is not None:
-            reservoir.vectors[slot] = x
-            reservoir.segments[slot] = segment
-        elif is_new:
-            reservoir.offer(key, x, segment, self._rng)
-
-        mine = Assignment(key, segment, x, False)
-        self._updates_since_refine += 1
-        if not (self.refine_every > 0 and self._updates_since_refine >= self.refine_every):
-            return [mine]
-        changed = self._refine(force_restart=False)
-        out = [mine]
-        for a in changed:
-            if a.key == key:
-                # Refinement moved this very customer: report its final segment once.
-                out[0] = Assignment(key, a.segment, x, False)
-            else:
-                out.append(a)
-        return out
-
-    def _add(self, x: FloatArray, segment: int) -> None:
-        stats = self._stats
-        centroids = self._centroids
-        assert stats is not None and centroids is not None
-        stats.sums[segment] += x
-        stats.sqsums[segment] += float(np.dot(x, x))
-        stats.counts[segment] += 1
-        centroids[segment] = stats.sums[segment] / stats.counts[segment]
-
-    def _remove(self, x: FloatArray, segment: int) -> None:
-        stats = self._stats
-        centroids = self._centroids
-        assert stats is not None and centroids is not None
-        stats.counts[segment] -= 1
-        if stats.counts[segment] == 0:
-            # Exact zeros rather than float residue; the centroid keeps its last
-            # position so that it can attract customers again.
-            stats.sums[segment] = 0.0
-            stats.sqsums[segment] = 0.0
-            return
-        stats.sums[segment] -= x
-        stats.sqsums[segment] -= float(np.dot(x, x))
-        centroids[segment] = stats.sums[segment] / stats.counts[segment]
-
-    def _restart_pool(self, x: FloatArray) -> FloatArray:
-        """At most RESTART_SAMPLE_SIZE reservoir rows to search restarts on (the runs
-        dominate the cost; the Lloyd that judges a candidate uses the whole reservoir)."""
-        if len(x) <= RESTART_SAMPLE_SIZE:
-            return x
-        picked = self._rng.choice(len(x), RESTART_SAMPLE_SIZE, replace=False)
-        return x[np.sort(picked)]
-
-    def _search_step(self, x: FloatArray) -> FloatArray:
-        """One k-means++ + Lloyd restart candidate, for one refinement.
-
-        Each refinement tries one candidate instead of ``n_init`` at once: a refinement
-        stays a few milliseconds instead of ~50, so no batch stalls, and over ``n_init``
-        refinements the search is as thorough.
-        """
-        pool = self._restart_pool(x)
-        start = kmeans_plusplus(pool, self.n_clusters, self._rng)
-        labels0 = squared_distances(pool, start).argmin(axis=1).astype(np.int64)
-        fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
-        return lloyd(pool, labels0, fixed, start, self.lloyd_iterations)[2]
-
-    def _best_kmeans(self, x: FloatArray) -> tuple[IntArray, FloatArray]:
-        """Best (lowest objective) of ``max(1, n_init)`` k-means++ + Lloyd runs on ``x``."""
-        fixed = ClusterStats.zeros(self.n_clusters, x.shape[1])
-        best: tuple[float, IntArray, FloatArray] | None = None
-        for _ in range(max(1, self.n_init)):
-            start = kmeans_plusplus(x, self.n_clusters, self._rng)
-            labels0 = squared_distances(x, start).argmin(axis=1).astype(np.int64)
-            labels, stats, centroids = lloyd(x, labels0, fixed, start, self.lloyd_iterations)
-            sse = stats.sse()
-            if best is None or sse < best[0]:
-                best = (sse, labels, centroids)
-        assert best is not None
-        return best[1], best[2]
-
-    def _seed(self, current_key: str | None) -> list[Assignment]:
-        keys = list(self._buffer)
-        x = np.stack(list(self._buffer.values()))
-        dim = x.shape[1]
-        labels, _ = self._best_kmeans(x)
-        self._stats = ClusterStats.of(x, labels, self.n_clusters)
-        self._centroids = self._stats.centroids(np.zeros((self.n_clusters, dim)))
-        self._reservoir = _Reservoir(self.reservoir_size, dim)
-        for i, key in enumerate(keys):
-            self._reservoir.offer(key, x[i], int(labels[i]), self._rng)
-        self._buffer = {}
-        self._updates_since_refine = 0
-        self.version += 1
-        return [
-            Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
-        ]
-
-    def _refine(self, *, force_restart: bool, full_search: bool = False) -> list[Assignment]:
-        stats = self._stats
-        centroids = self._centroids
-        reservoir = self._reservoir
-        assert stats is not None and centroids is not None and reservoir is not None
-        n = len(reservoir)
-        x = reservoir.vectors[:n]
-        old_labels = reservoir.segments[:n].copy()
-        # What the customers outside the reservoir contribute, held fixed.
-        fixed = stats - ClusterStats.of(x, old_labels, self.n_clusters)
-
-        if force_restart:
-            labels, new_stats, new_centroids = old_labels, stats, centroids
-        else:
-            labels, new_stats, new_centroids = lloyd(
-                x, old_labels, fixed, centroids, self.lloyd_iterations, self.hysteresis
-            )
-        self._refinements += 1
-        candidate: FloatArray | None = None
-        if force_restart or (full_search and self.n_init > 0):
-            candidate = self._best_kmeans(self._restart_pool(x))[1]
-        elif self.n_init > 0:
-            candidate = self._search_step(x)
-        if candidate is not None:
-            cand_centroids = candidate[match_ids(new_centroids, candidate)]
-            cand_labels = squared_distances(x, cand_centroids).argmin(axis=1).astype(np.int64)
-            # Judge the restart as it would really be: with the fixed contribution of
-            # the non-reservoir customers under the matched ids.
-            c_labels, c_stats, c_centroids = lloyd(
-                x, cand_labels, fixed, cand_centroids, self.lloyd_iterations
-            )
-            if force_restart or c_stats.sse() < (1.0 - RESTART_MIN_GAIN) * new_stats.sse():
-                labels, new_stats, new_centroids = c_labels, c_stats, c_centroids
-
-        self._stats = new_stats.copy()
-        self._centroids = new_centroids.copy()
-        reservoir.segments[:n] = labels
-        self._updates_since_refine = 0
-        self.version += 1
-        changed = np.flatnonzero(labels != old_labels)
-        return [Assignment(reservoir.keys[i], int(labels[i]), x[i].copy(), True) for i in changed]
+def _one_by_one(
+    model: CustomerKMeans,
+    keys: Sequence[str],
+    x: np.ndarray,
+    previous: Sequence[np.ndarray | None],
+    previous_segments: Sequence[int | None],
+) -> list[Assignment]:
+    """``update_customers`` one customer at a time (warm-up, single rows, inconsistent
+    input), through ``update_customer`` only."""
+    latest: dict[str, Assignment] = {}
+    for i, key in enumerate(keys):
+        # A seeding or refinement earlier in this batch may have (re)assigned this
+        # customer, and a newcomer since then may have evicted it from the reservoir:
+        # the caller's ``previous`` is then stale (a warm-up customer would even count
+        # as new, twice). Pass what the model last reported instead, as the caller
+        # would have stored it between two single calls.
+        known = latest.get(key)
+        prev_x, prev_segment = (
+            (previous[i], previous_segments[i]) if known is None
+            else (known.vector, known.segment)
+        )
+        for assignment in model.update_customer(key, x[i], prev_x, prev_segment):
+            latest[assignment.key] = assignment
+    return list(latest.values())

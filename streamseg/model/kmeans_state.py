@@ -1,0 +1,113 @@
+"""Persistence of :class:`~streamseg.model.customer_kmeans.CustomerKMeans`.
+
+The state is a JSON-serialisable dict: parameters, counters, the warm-up buffer, the
+random generator, the per-segment statistics and the reservoir. Its keys and their
+order are a stored format (checkpoints written by earlier runs must load), so they
+change only with :data:`STATE_FORMAT`.
+
+These functions read and write the model's internals: they are its persistence, kept
+apart from the learning code.
+
+>>> import json
+>>> from streamseg.model.customer_kmeans import CustomerKMeans
+>>> model = CustomerKMeans(n_clusters=2, warmup=2, seed=1)
+>>> for key, v in [("a", [0.0]), ("b", [4.0]), ("a", [1.0])]:
+...     _ = model.update_customer(key, np.array(v), None, None)
+>>> state = json.loads(json.dumps(state_of(model, with_vectors=True)))
+>>> list(state)[:4], state["counts"]
+(['kind', 'format', 'params', 'names'], [1, 1])
+>>> restore(CustomerKMeans, state).centroids.tolist() == model.centroids.tolist()
+True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamseg.model.partition import Partition
+from streamseg.model.reservoir import Reservoir, VectorLookup
+from streamseg.model.rng import rng_from_state, rng_to_state
+from streamseg.model.stats import ClusterStats
+
+if TYPE_CHECKING:
+    from streamseg.model.customer_kmeans import CustomerKMeans
+
+__all__ = ["STATE_FORMAT", "STATE_KIND", "restore", "state_of"]
+
+STATE_KIND = "customer-kmeans"
+STATE_FORMAT = 1
+
+
+def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
+    """The state of ``model``; see ``CustomerKMeans.to_state``."""
+    params = model._get_params()
+    params["feature_names"] = (
+        list(model.feature_names) if model.feature_names is not None else None
+    )
+    learner = model._learner
+    part = learner.partition
+    stats = None if part is None else part.stats
+    return {
+        "kind": STATE_KIND,
+        "format": STATE_FORMAT,
+        "params": params,
+        "names": None if model._feature_names is None else list(model._feature_names),
+        "dim": model._dim,
+        "version": learner.version,
+        "n_updates": learner.n_updates,
+        "updates_since_refine": learner.updates_since_refine,
+        "refinements": learner.refinements,
+        "n_anonymous": model._n_anonymous,
+        "rng": rng_to_state(learner.rng),
+        "buffer": {
+            "keys": list(learner.buffer),
+            "vectors": [v.tolist() for v in learner.buffer.values()],
+        },
+        "centroids": None if part is None else part.centroids.tolist(),
+        "sums": None if stats is None else stats.sums.tolist(),
+        "sqsums": None if stats is None else stats.sqsums.tolist(),
+        "counts": None if stats is None else stats.counts.tolist(),
+        "reservoir": None if part is None else part.reservoir.to_state(with_vectors),
+    }
+
+
+def restore(
+    cls: type[CustomerKMeans], state: dict[str, Any], lookup: VectorLookup | None = None
+) -> CustomerKMeans:
+    """A ``cls`` model restored from :func:`state_of` output; see ``from_state``."""
+    if state.get("kind") != STATE_KIND:
+        raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"unsupported {STATE_KIND} state format {state.get('format')!r}")
+    params = dict(state["params"])
+    if params.get("feature_names") is not None:
+        params["feature_names"] = tuple(params["feature_names"])
+    model = cls(**params)
+    model._feature_names = None if state["names"] is None else list(state["names"])
+    model._dim = None if state["dim"] is None else int(state["dim"])
+    learner = model._learner
+    learner.version = int(state["version"])
+    learner.n_updates = int(state["n_updates"])
+    learner.updates_since_refine = int(state["updates_since_refine"])
+    learner.refinements = int(state.get("refinements", 0))
+    model._n_anonymous = int(state["n_anonymous"])
+    learner.rng = rng_from_state(state["rng"])
+    learner.buffer = {
+        str(k): np.asarray(v, dtype=np.float64)
+        for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
+    }
+    if state["counts"] is not None:
+        dim = model._dim or 0
+        k = model.n_clusters
+        stats = ClusterStats(
+            np.asarray(state["sums"], dtype=np.float64).reshape(k, dim),
+            np.asarray(state["sqsums"], dtype=np.float64).reshape(k),
+            np.asarray(state["counts"], dtype=np.int64).reshape(k),
+        )
+        centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
+        learner.partition = Partition(
+            stats, centroids, Reservoir.from_state(state["reservoir"], dim, lookup)
+        )
+    return model
