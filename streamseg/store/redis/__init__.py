@@ -7,7 +7,10 @@ One module per job:
 * :mod:`.codec` -- the packed customer state and the readable record;
 * :mod:`.connection` -- URLs, their options, timeouts, connecting;
 * :mod:`.scripts` -- the Lua due-scan script and how it is called;
-* :mod:`.store` -- :class:`RedisStore`, with the legacy single-string model checkpoint;
+* :mod:`.store` -- :class:`RedisStore`, with the legacy single-string model checkpoint,
+  helped by :mod:`.streams` (stream ids), :mod:`.memo` (segments and chunk counts),
+  :mod:`.records` (reading customers), :mod:`.batch` (encoding a batch), :mod:`.due`
+  (the due scan) and :mod:`.scan` (whole-store iteration);
 * :mod:`.reader` -- :class:`SegmentReader`, read-only access for apps.
 """
 

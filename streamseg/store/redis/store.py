@@ -39,61 +39,87 @@ Example, with ``scripts/services up`` running (tests/integration runs the same):
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import logging
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import redis
 from pydantic import SecretStr
+from redis.client import Pipeline
 
 from streamseg.core.features import CustomerFeatures
 from streamseg.store.base import BatchWrite, CustomerState, Store
-from streamseg.store.redis.codec import (
-    _pack_public,
-    _pack_state,
-    _sizes,
-    _state_length,
-    _unpack_public,
-    _unpack_state,
-)
+from streamseg.store.redis.batch import encode_customers
+from streamseg.store.redis.codec import _sizes, _unpack_public, _unpack_state
 from streamseg.store.redis.connection import _connect, _raw, _split_options, _text
-from streamseg.store.redis.keys import (
-    _CHUNK_BYTES,
-    _CHUNKS_READ,
-    _MAX_CHUNKS,
-    BUCKETS_PER_TRIP,
-    DEFAULT_BUCKETS,
-    _chunk_field,
-    _chunks,
-    _glob_escape,
-    _leading,
-    _parse_layout,
-    _public_field,
-    _split_field,
-    bucket_of,
-    layout_value,
-)
+from streamseg.store.redis.due import due_customers
+from streamseg.store.redis.keys import DEFAULT_BUCKETS, Keys, _parse_layout, by_bucket, layout_value
+from streamseg.store.redis.memo import MISSING, SegmentMemo
+from streamseg.store.redis.records import read_records, read_segments
+from streamseg.store.redis.scan import _delete_prefix, iter_records
 from streamseg.store.redis.scripts import DUE_SCAN, Script
+from streamseg.store.redis.streams import StreamIds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RedisStore"]
 
-# The memo: each customer's segment and chunk count as last loaded or written by this
-# store, least recently used first; at least this many entries are kept, and at least as
-# many as the caller caches (``cached_customers``): a customer the caller writes without
-# loading it again must still be in the memo, or the chunks of a longer earlier state
-# would stay behind.
-_MEMO_LIMIT = 250_000
-_MISSING = object()  # memo segment: the customer is known not to exist
+
+class _ModelParts:
+    """The model checkpoint in ``{p}:model``: a hash of parts, each JSON, a part written
+    only when it differs from what this store last wrote (the reservoir's ids, most of
+    the checkpoint, rarely change).
+
+    A single worker writes it: with several on one prefix the parts could come from
+    different workers' models. Before the model was a hash of parts it was one JSON
+    string: that legacy string is read as it is, and replaced by the hash at the next
+    write that has parts.
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._redis = client
+        self._key = key
+        self.legacy = _text(client.type(key)) == "string"
+        self._written: dict[str, Any] = {}  # parts as last written or loaded
+
+    def changed(self, checkpoint: dict[str, Any] | None) -> dict[str, str]:
+        """The parts of ``checkpoint`` to write, as JSON (all of them over a legacy string)."""
+        return {
+            name: json.dumps(value) for name, value in (checkpoint or {}).items()
+            if self.legacy or name not in self._written or self._written[name] != value
+        }
+
+    def queue(self, pipe: Pipeline, parts: dict[str, str]) -> None:
+        if parts:
+            if self.legacy:
+                pipe.delete(self._key)  # the old single-string checkpoint
+            pipe.hset(self._key, mapping=parts)  # type: ignore[arg-type]
+
+    def written(self, checkpoint: dict[str, Any] | None, parts: dict[str, str]) -> None:
+        """After the transaction: ``parts`` of ``checkpoint`` are in Redis."""
+        if parts:
+            self.legacy = False
+        if checkpoint:
+            self._written.update(checkpoint)
+
+    def load(self) -> dict[str, Any] | None:
+        if self.legacy:
+            data = self._redis.get(self._key)
+            return None if data is None else cast("dict[str, Any]", json.loads(data))
+        parts = self._redis.hgetall(self._key)
+        if not parts:
+            return None
+        model = {_text(name): json.loads(value) for name, value in parts.items()}
+        self._written = dict(model)
+        return model
+
+    def forget(self) -> None:
+        self._written.clear()
 
 
 class RedisStore(Store):
-    """Customer state in Redis, laid out for memory (see the module docstring).
+    """Customer state in Redis, laid out for memory (see :mod:`.keys`).
 
     Parameters
     ----------
@@ -120,17 +146,11 @@ class RedisStore(Store):
             raise ValueError(f"buckets must be >= 1, got {buckets}")
         self._redis = client
         self.prefix = prefix
+        self._keys = Keys(prefix)
         self.buckets = self._layout(buckets)
-        # customer id -> (segment or _MISSING, chunk fields in Redis); see _MEMO_LIMIT
-        self._memo: dict[str, tuple[Any, int]] = {}
-        self._memo_limit = max(_MEMO_LIMIT, cached_customers)
-        # Before the model was a hash of parts it was one JSON string: read it, and
-        # replace it with the hash at the next write.
-        self._legacy_model = _text(client.type(self._key("model"))) == "string"
-        self._stream_ids: dict[str, int] = {}
-        # Model checkpoint parts as last written by this store (see write_batch).
-        self._model_written: dict[str, Any] = {}
-        self._stream_names: dict[int, str] = {}
+        self._memo = SegmentMemo(cached_customers)
+        self._model = _ModelParts(client, self._keys.model)
+        self._streams = StreamIds(client, self._keys)
         self._due_scan = Script(client, DUE_SCAN)
 
     @classmethod
@@ -157,50 +177,14 @@ class RedisStore(Store):
         return cls(_connect(url, password), prefix=prefix, buckets=buckets,
                    cached_customers=cached_customers)
 
-    # -- keys -------------------------------------------------------------------------
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}:{name}"
-
-    def _bucket_key(self, bucket: int) -> str:
-        return f"{self.prefix}:c:{bucket}"
-
     def _layout(self, buckets: int) -> int:
-        key = self._key("layout")
+        key = self._keys.layout
         self._redis.set(key, layout_value(buckets), nx=True)
         stored = _parse_layout(_raw(self._redis.get(key)), key)
         if stored != buckets:
             log.warning("Redis prefix %r was created with %d buckets; using that rather than %d",
                         self.prefix, stored, buckets)
         return stored
-
-    # -- stream ids -------------------------------------------------------------------
-    def _refresh_streams(self) -> None:
-        for name, value in self._redis.hgetall(self._key("streams")).items():
-            self._stream_ids[_text(name)] = int(value)
-            self._stream_names[int(value)] = _text(name)
-
-    def _ids_for(self, names: Iterable[str]) -> dict[str, int]:
-        """Small ids of source streams, registering new ones (before, not in, a batch)."""
-        wanted = set(names)
-        if wanted - self._stream_ids.keys():
-            self._refresh_streams()
-        new = sorted(wanted - self._stream_ids.keys())
-        if new:
-            pipe = self._redis.pipeline(transaction=False)
-            for _ in new:
-                pipe.incr(self._key("streams:next"))
-            candidates = pipe.execute()
-            pipe = self._redis.pipeline(transaction=False)
-            for name, candidate in zip(new, candidates, strict=True):
-                pipe.hsetnx(self._key("streams"), name, candidate)  # first writer wins
-            pipe.execute()
-            self._refresh_streams()
-        return {name: self._stream_ids[name] for name in wanted}
-
-    def _stream_name(self, stream_id: int) -> str:
-        if stream_id not in self._stream_names:
-            self._refresh_streams()
-        return self._stream_names[stream_id]
 
     # -- reads ------------------------------------------------------------------------
     def _decode(self, cid: str, public: bytes, packed: bytes | None) -> CustomerState:
@@ -210,32 +194,8 @@ class RedisStore(Store):
                               model_version=model_version)
         if packed:
             (state.next_rescore_at, state.features, state.vector, state.applied,
-             state.recent_ids) = _unpack_state(cid, packed, self._stream_name)
+             state.recent_ids) = _unpack_state(cid, packed, self._streams.name)
         return state
-
-    def _by_bucket(self, customer_ids: Iterable[str]) -> dict[int, list[str]]:
-        groups: dict[int, list[str]] = {}
-        for cid in dict.fromkeys(customer_ids):
-            groups.setdefault(bucket_of(cid, self.buckets), []).append(cid)
-        return groups
-
-    def _read(self, groups: dict[int, list[str]], first_chunk: int, chunks: int
-              ) -> list[list[bytes | None]]:
-        """Per bucket, per customer: [readable record (first_chunk == 0 only), chunks...]."""
-        width = chunks + (first_chunk == 0)
-        pipe = self._redis.pipeline(transaction=False)
-        for bucket, cids in groups.items():
-            fields: list[bytes] = []
-            for cid in cids:
-                raw = cid.encode("utf-8")
-                if first_chunk == 0:
-                    fields.append(_public_field(raw))
-                fields += [_chunk_field(raw, first_chunk + i) for i in range(chunks)]
-            pipe.hmget(self._bucket_key(bucket), fields)
-        rows: list[list[bytes | None]] = []
-        for values in pipe.execute():
-            rows += [values[i:i + width] for i in range(0, len(values), width)]
-        return rows
 
     def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         """One round trip: an HMGET per bucket, which reads each customer atomically.
@@ -244,71 +204,30 @@ class RedisStore(Store):
         second round trip for the rest.
         """
         requested = list(dict.fromkeys(customer_ids))
-        groups = self._by_bucket(requested)
+        groups = by_bucket(requested, self.buckets)
         if not groups:
             return {}
-        ordered = [cid for cids in groups.values() for cid in cids]
-        rows = self._read(groups, 0, _CHUNKS_READ)
-        publics: dict[str, bytes] = {}
-        packed: dict[str, bytes] = {}
-        chunks_found: dict[str, int] = {}
-        longer: dict[str, int] = {}  # customer -> chunks still to read
-        for cid, row in zip(ordered, rows, strict=True):
-            public = row[0]
-            if public is None:
-                continue
-            publics[cid] = public
-            present = list(_leading(row[1:]))
-            data = b"".join(present)
-            chunks_found[cid] = len(present)
-            length = _state_length(data) if data else None
-            if length is not None and length > len(data):
-                longer[cid] = -(-length // _CHUNK_BYTES) - _CHUNKS_READ
-            packed[cid] = data[:length] if length is not None else data
-        if longer:
-            groups = self._by_bucket(longer)
-            extra = self._read(groups, _CHUNKS_READ, max(longer.values()))
-            for cid, row in zip([c for cs in groups.values() for c in cs], extra,
-                                strict=True):
-                present = list(_leading(row))
-                chunks_found[cid] += len(present)
-                data = packed[cid] + b"".join(present)
-                packed[cid] = data[:_state_length(data) or len(data)]
+        records = read_records(self._redis, self._keys, self.buckets, groups)
         found: dict[str, CustomerState] = {}
         for cid in requested:  # in the order asked for, as the other stores do
-            if cid not in publics:
-                self._memo_put(cid, _MISSING, 0)
+            record = records.get(cid)
+            if record is None:
+                self._memo.put(cid, MISSING, 0)
                 continue
-            state = self._decode(cid, publics[cid], packed.get(cid))
-            self._memo_put(cid, state.segment, chunks_found.get(cid, 0))
+            state = self._decode(cid, record.public, record.packed)
+            self._memo.put(cid, state.segment, record.chunks)
             found[cid] = state
-        self._memo_trim()
+        self._memo.trim()
         return found
 
-    def _memo_put(self, cid: str, segment: Any, chunks: int) -> None:
-        self._memo.pop(cid, None)  # re-inserted last: the memo is least recent first
-        self._memo[cid] = (segment, chunks)
-
-    def _memo_trim(self) -> None:
-        excess = len(self._memo) - self._memo_limit
-        if excess > 0:
-            for cid in list(itertools.islice(self._memo, excess)):
-                del self._memo[cid]
-
     def _previous(self, customer_ids: Sequence[str]) -> dict[str, Any]:
-        """Segment each customer has in Redis (or _MISSING): the memo, else one query."""
+        """Segment each customer has in Redis (or MISSING): the memo, else one query."""
         memo = self._memo
-        previous = {cid: memo[cid][0] for cid in customer_ids if cid in memo}
+        previous = {cid: memo.segment(cid) for cid in customer_ids if cid in memo}
         unknown = [cid for cid in customer_ids if cid not in previous]
         if unknown:
-            groups = self._by_bucket(unknown)
-            pipe = self._redis.pipeline(transaction=False)
-            for bucket, cids in groups.items():
-                pipe.hmget(self._bucket_key(bucket),
-                           [_public_field(cid.encode("utf-8")) for cid in cids])
-            for cids, values in zip(groups.values(), pipe.execute(), strict=True):
-                for cid, public in zip(cids, values, strict=True):
-                    previous[cid] = _MISSING if public is None else _unpack_public(public)[0]
+            previous.update(read_segments(self._redis, self._keys,
+                                          by_bucket(unknown, self.buckets)))
         return previous
 
     # -- the batch write --------------------------------------------------------------
@@ -321,72 +240,24 @@ class RedisStore(Store):
         docstring for the single-owner assumption).
         """
         latest = {state.customer_id: state for state in states}  # last write of an id wins
-        stream_ids = self._ids_for(name for state in latest.values() for name in state.applied)
-        previous = self._previous(list(latest))
-
-        records: dict[int, dict[bytes, bytes]] = {}
-        stale: dict[int, list[bytes]] = {}  # chunks of a longer earlier state, to delete
-        due: dict[str, float] = {}
-        size_delta: dict[int, int] = {}
-        new_customers = 0
-        written_chunks: dict[str, int] = {}
-        for cid, state in latest.items():
-            bucket = bucket_of(cid, self.buckets)
-            fields = records.setdefault(bucket, {})
-            raw = cid.encode("utf-8")
-            fields[_public_field(raw)] = _pack_public(state)
-            chunks = _chunks(_pack_state(state, stream_ids))
-            for index, chunk in enumerate(chunks):
-                fields[_chunk_field(raw, index)] = chunk
-            written_chunks[cid] = len(chunks)
-            for index in range(len(chunks), self._memo.get(cid, (None, 0))[1]):
-                stale.setdefault(bucket, []).append(_chunk_field(raw, index))
-            if state.next_rescore_at is not None:
-                member = str(bucket)
-                due[member] = min(due.get(member, math.inf), float(state.next_rescore_at))
-            before = previous[cid]
-            if before is _MISSING:
-                new_customers += 1
-                before = None
-            if before != state.segment:
-                if before is not None:
-                    size_delta[before] = size_delta.get(before, 0) - 1
-                if state.segment is not None:
-                    size_delta[state.segment] = size_delta.get(state.segment, 0) + 1
-        # The model checkpoint is a hash of parts; a part equal to what this store last
-        # wrote is not written again (the reservoir's ids, most of it, rarely change).
-        # A single worker writes it: with several on one prefix (see above) the parts
-        # could come from different workers' models.
-        model_parts: dict[str, str] = {}
-        for name, value in (write.model_checkpoint or {}).items():
-            if (self._legacy_model or name not in self._model_written
-                    or self._model_written[name] != value):
-                model_parts[name] = json.dumps(value)
+        stream_ids = self._streams.ids_for(
+            name for state in latest.values() for name in state.applied)
+        customers = encode_customers(latest, self.buckets, stream_ids,
+                                     self._previous(list(latest)), self._memo.chunks)
+        model_parts = self._model.changed(write.model_checkpoint)
         meta = {name: json.dumps(value) for name, value in write.meta.items()}
 
+        keys = self._keys
         pipe = self._redis.pipeline(transaction=True)
-        for bucket, fields in records.items():
-            pipe.hset(self._bucket_key(bucket), mapping=fields)  # type: ignore[arg-type]
-        for bucket, names in stale.items():
-            pipe.hdel(self._bucket_key(bucket), *names)
-        if due:
-            pipe.zadd(self._key("due"), due, lt=True)
-        for segment, delta in size_delta.items():
-            if delta:
-                pipe.hincrby(self._key("sizes"), str(segment), delta)
-        if new_customers:
-            pipe.incrby(self._key("n"), new_customers)
-        if model_parts:
-            if self._legacy_model:
-                pipe.delete(self._key("model"))  # the old single-string checkpoint
-            pipe.hset(self._key("model"), mapping=model_parts)  # type: ignore[arg-type]
+        customers.queue(pipe, keys)
+        self._model.queue(pipe, model_parts)
         if write.positions:
-            pipe.hset(self._key("pos"), mapping=write.positions)  # type: ignore[arg-type]
+            pipe.hset(keys.positions, mapping=write.positions)  # type: ignore[arg-type]
         if meta:
-            pipe.hset(self._key("meta"), mapping=meta)  # type: ignore[arg-type]
-        pipe.delete(self._key("outbox"))
+            pipe.hset(keys.meta, mapping=meta)  # type: ignore[arg-type]
+        pipe.delete(keys.outbox)
         if write.outbox:
-            pipe.rpush(self._key("outbox"), *write.outbox)
+            pipe.rpush(keys.outbox, *write.outbox)
         try:
             pipe.execute()
         except Exception:
@@ -396,114 +267,46 @@ class RedisStore(Store):
         # This worker owns these customers: what it just wrote is what the next batch
         # would load, so the memo keeps it (and spares a read of the previous segment).
         for cid, state in latest.items():
-            self._memo_put(cid, state.segment, written_chunks[cid])
-        self._memo_trim()
-        if model_parts:
-            self._legacy_model = False
-        if write.model_checkpoint:
-            self._model_written.update(write.model_checkpoint)
+            self._memo.put(cid, state.segment, customers.written_chunks[cid])
+        self._memo.trim()
+        self._model.written(write.model_checkpoint, model_parts)
 
     def forget_cached(self) -> None:
         self._memo.clear()
-        self._model_written.clear()
+        self._model.forget()
 
-    # -- the due index ----------------------------------------------------------------
     def due_for_rescore(self, until: float, limit: int) -> list[str]:
-        """The ``limit`` customers due earliest (``next_rescore_at <= until``).
-
-        Buckets are visited in order of their lower bound, 128 per atomic Lua call that
-        lists their due customers and sets their bounds to the exact minimum. The scan
-        stops once no remaining bucket can hold a customer due earlier than the
-        ``limit`` found so far. Round trips: one, plus one per 128 buckets visited.
-        """
-        if limit <= 0:
-            return []
-        cutoff = repr(float(until))
-        candidates = cast(
-            "list[tuple[bytes, float]]",
-            self._redis.zrange(self._key("due"), "-inf", cutoff, byscore=True,
-                               withscores=True),
-        )
-        best: list[tuple[float, str]] = []  # the `limit` earliest (time, id) so far, sorted
-        for start in range(0, len(candidates), BUCKETS_PER_TRIP):
-            chunk = candidates[start:start + BUCKETS_PER_TRIP]
-            if len(best) >= limit:
-                kth = best[-1][0]
-                chunk = [(member, bound) for member, bound in chunk if bound <= kth]
-                if not chunk:
-                    break
-            reply = self._scan_due([int(member) for member, _ in chunk], cutoff)
-            found = [(float(reply[i + 1]), _text(reply[i])) for i in range(0, len(reply), 2)]
-            best = heapq.nsmallest(limit, best + found)  # ties: by id, as the other stores
-        return [cid for _, cid in best]
-
-    def _scan_due(self, buckets: Sequence[int], cutoff: str) -> list[bytes]:
-        """The due-scan script over ``buckets``: one command, one round trip."""
-        keys = [self._key("due"), *(self._bucket_key(bucket) for bucket in buckets)]
-        return self._due_scan(keys, [cutoff, *(str(bucket) for bucket in buckets)])
+        """The ``limit`` customers due earliest (``next_rescore_at <= until``); see
+        :func:`.due.due_customers` for the scan and its round trips."""
+        return due_customers(self._redis, self._keys, self._due_scan, until, limit)
 
     # -- checkpoint reads -------------------------------------------------------------
     def load_model(self) -> dict[str, Any] | None:
-        if self._legacy_model:
-            data = self._redis.get(self._key("model"))
-            return None if data is None else cast("dict[str, Any]", json.loads(data))
-        parts = self._redis.hgetall(self._key("model"))
-        if not parts:
-            return None
-        model = {_text(name): json.loads(value) for name, value in parts.items()}
-        self._model_written = dict(model)
-        return model
+        return self._model.load()
 
     def outbox(self) -> list[str]:
-        return [_text(item) for item in self._redis.lrange(self._key("outbox"), 0, -1)]
+        return [_text(item) for item in self._redis.lrange(self._keys.outbox, 0, -1)]
 
     def positions(self) -> dict[str, int]:
-        table = self._redis.hgetall(self._key("pos"))
+        table = self._redis.hgetall(self._keys.positions)
         return {_text(name): int(value) for name, value in table.items()}
 
     def meta(self) -> dict[str, Any]:
-        table = self._redis.hgetall(self._key("meta"))
+        table = self._redis.hgetall(self._keys.meta)
         return {_text(name): json.loads(value) for name, value in table.items()}
 
     # -- whole-store reads ------------------------------------------------------------
-    def _scan_buckets(self) -> list[int]:
-        head = len(self.prefix) + 3
-        found: set[int] = set()
-        for key in self._redis.scan_iter(match=_glob_escape(self.prefix) + ":c:*", count=1000):
-            suffix = _text(key)[head:]
-            if suffix.isdigit():
-                found.add(int(suffix))
-        return sorted(found)
-
     def iter_customers(self) -> Iterator[CustomerState]:
         """Every customer, bucket by bucket (SCAN over ``{p}:c:*``; not in id order)."""
-        buckets = self._scan_buckets()
-        for start in range(0, len(buckets), BUCKETS_PER_TRIP):
-            pipe = self._redis.pipeline(transaction=False)
-            for bucket in buckets[start:start + BUCKETS_PER_TRIP]:
-                pipe.hgetall(self._bucket_key(bucket))
-            for table in pipe.execute():
-                publics: dict[bytes, bytes] = {}
-                chunks: dict[bytes, dict[int, bytes]] = {}
-                for field, value in table.items():
-                    index, raw = _split_field(field)
-                    if index < 0:
-                        publics[raw] = value
-                    else:
-                        chunks.setdefault(raw, {})[index] = value
-                for raw, public in publics.items():
-                    parts = chunks.get(raw, {})
-                    data = b"".join(_leading([parts.get(i) for i in range(_MAX_CHUNKS)]))
-                    length = _state_length(data) if data else None
-                    yield self._decode(raw.decode("utf-8"), public,
-                                       data[:length] if length else data)
+        for cid, public, packed in iter_records(self._redis, self._keys):
+            yield self._decode(cid, public, packed)
 
     def count(self) -> int:
-        return int(self._redis.get(self._key("n")) or 0)
+        return int(self._redis.get(self._keys.count) or 0)
 
     def segment_sizes(self) -> dict[int, int]:
         """From the ``{p}:sizes`` counters: O(segments), no scan."""
-        return _sizes(self._redis.hgetall(self._key("sizes")))
+        return _sizes(self._redis.hgetall(self._keys.sizes))
 
     def ping(self) -> bool:
         try:
@@ -517,16 +320,3 @@ class RedisStore(Store):
     def delete_all(self) -> int:
         """Delete every key of this prefix (tests, benchmarks); returns how many."""
         return _delete_prefix(self._redis, self.prefix)
-
-
-def _delete_prefix(client: redis.Redis, prefix: str) -> int:
-    deleted = 0
-    batch: list[Any] = []
-    for key in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += int(client.unlink(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.unlink(*batch))
-    return deleted
