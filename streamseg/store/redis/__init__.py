@@ -4,7 +4,8 @@ One module per job:
 
 * :mod:`.keys` -- the key schema (with the memory budget that shapes it), field names,
   buckets and chunks;
-* :mod:`.codec` -- the packed customer state and the readable record;
+* :mod:`.codec` -- the packed customer state and the readable record (and why the codec
+  is hand-written, with measured figures);
 * :mod:`.connection` -- URLs, their options, timeouts, connecting;
 * :mod:`.scripts` -- the Lua due-scan script and how it is called;
 * :mod:`.store` -- :class:`RedisStore`, with the legacy single-string model checkpoint,
