@@ -21,7 +21,7 @@ from tests.unit.store import test_stores as contract
 
 pytestmark = pytest.mark.integration
 
-# The contract every store honours (every test of tests/unit/test_stores.py that takes a
+# The contract every store honours (every test of tests/unit/store/test_stores.py that takes a
 # ``store``), collected here again and run against Redis through the fixture below.
 for _name, _test in vars(contract).items():
     if _name.startswith("test_") and "store" in inspect.signature(_test).parameters:

@@ -1,0 +1,73 @@
+"""Read-only access for apps: :class:`SegmentReader`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr
+
+from streamseg.store.redis.codec import _sizes, _unpack_public
+from streamseg.store.redis.connection import _connect, _raw, _split_options
+from streamseg.store.redis.keys import Keys, _parse_layout, _public_field, bucket_of
+
+
+class SegmentReader:
+    """Read-only access to the segments a streamseg worker keeps in Redis, for apps.
+
+    Parameters
+    ----------
+    url
+        ``redis://HOST:PORT/DB`` (``rediss://`` for TLS) of the store.
+    prefix
+        The worker's ``store.redis_prefix``.
+    password
+        Redis password, unless the URL carries one.
+
+    Each call is one round trip (the bucket count is read once, when first needed).
+
+    Example, with a Redis the service writes to (tests/integration runs the same)::
+
+        reader = SegmentReader("redis://127.0.0.1:6379/0", prefix="streamseg")
+        reader.segment_of("cust-000042")
+        # -> {'segment': 2, 'name': 'Loyal regulars', 'updated_at': 1735603200.5,
+        #     'model_version': 7}
+        reader.segment_of("nobody")  # -> None
+        reader.sizes()  # -> {0: 4120, 1: 2210, 2: 5893}
+    """
+
+    def __init__(self, url: str, prefix: str = "streamseg",
+                 password: SecretStr | str | None = None) -> None:
+        self._redis = _connect(_split_options(url)[0], password)
+        self.prefix = prefix
+        self._keys = Keys(prefix)
+        self._buckets: int | None = None
+
+    def _bucket_count(self) -> int | None:
+        if self._buckets is None:
+            key = self._keys.layout
+            value = _raw(self._redis.get(key))
+            if value is None:
+                return None  # nothing written under this prefix yet
+            self._buckets = _parse_layout(value, key)
+        return self._buckets
+
+    def segment_of(self, customer_id: str) -> dict[str, Any] | None:
+        """``{"segment", "name", "updated_at", "model_version"}``, or None if unknown."""
+        buckets = self._bucket_count()
+        if buckets is None:
+            return None
+        bucket = bucket_of(customer_id, buckets)
+        field = _public_field(customer_id.encode("utf-8"))
+        public = _raw(self._redis.hget(self._keys.bucket(bucket), field))
+        if public is None:
+            return None
+        segment, updated_at, model_version, name = _unpack_public(public)
+        return {"segment": segment, "name": name, "updated_at": updated_at,
+                "model_version": model_version}
+
+    def sizes(self) -> dict[int, int]:
+        """Customers per segment (segments without customers are left out)."""
+        return _sizes(self._redis.hgetall(self._keys.sizes))
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,179 @@
+"""The Redis codec, without a server: every value comes back exactly as it was written."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamseg.core.features import CustomerFeatures
+from streamseg.store.base import CustomerState
+from streamseg.store.redis.codec import (
+    _HAS_RESCORE,
+    _HAS_VECTOR,
+    _VECTOR_F64,
+    _pack_public,
+    _pack_state,
+    _read_varint,
+    _sizes,
+    _state_length,
+    _unpack_public,
+    _unpack_state,
+    _unzigzag,
+    _varint,
+    _zigzag,
+)
+from streamseg.store.redis.keys import _CHUNK_BYTES, _CHUNKS_READ, _chunks
+
+STREAMS = {"kafka:events:0": 1, "kafka:events:1": 2}
+NAMES = {index: name for name, index in STREAMS.items()}
+
+
+def _features() -> CustomerFeatures:
+    features = CustomerFeatures.empty()
+    features.apply(1_714_557_600.25, 19.99, "purchase", half_life_days=90.0)
+    features.apply(1_714_644_000.5, 5.0, "refund", half_life_days=90.0)
+    return features
+
+
+def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
+                ids: dict[str, int] = STREAMS) -> CustomerState:
+    data = _pack_state(state, ids)
+    assert _state_length(data) == len(data)
+    back = CustomerState(state.customer_id, CustomerFeatures.empty())
+    (back.next_rescore_at, back.features, back.vector, back.applied,
+     back.recent_ids) = _unpack_state(state.customer_id, data, names.__getitem__)
+    (back.segment, back.updated_at, back.model_version,
+     back.segment_name) = _unpack_public(_pack_public(state))
+    return back
+
+
+def test_state_with_every_optional_field_none() -> None:
+    state = CustomerState("c1", CustomerFeatures.empty())
+    data = _pack_state(state, {})
+    assert data[0] & (_HAS_RESCORE | _HAS_VECTOR) == 0
+    assert _round_trip(state).to_dict() == state.to_dict()
+
+
+def test_full_state_round_trip() -> None:
+    state = CustomerState(
+        "cust-000042", _features(), segment=3, segment_name="Loyal regulars",
+        vector=[0.5, -1.25, 3.0], updated_at=1_714_644_000.5, model_version=7,
+        next_rescore_at=1_715_000_000.125, applied={"kafka:events:1": 1234, "kafka:events:0": 9},
+        recent_ids=[0, 1, 2**32 - 1],
+    )
+    data = _pack_state(state, STREAMS)
+    assert data[0] & _HAS_RESCORE
+    assert struct.unpack_from("<d", data, 1)[0] == state.next_rescore_at  # where Lua reads it
+    assert _round_trip(state).to_dict() == state.to_dict()
+
+
+def test_float32_exact_vector_is_packed_as_float32() -> None:
+    vector = [0.5, -1.25, 3.0, 1e-3]
+    vector = list(struct.unpack("<4f", struct.pack("<4f", *vector)))  # float32-exact
+    state = CustomerState("c", CustomerFeatures.empty(), vector=vector)
+    data = _pack_state(state, {})
+    assert data[0] & _HAS_VECTOR and not data[0] & _VECTOR_F64
+    assert _round_trip(state).vector == vector
+
+
+def test_vector_that_is_not_float32_exact_is_never_rounded() -> None:
+    vector = [0.1, 1 / 3, 1e300]  # not float32-exact, the last not even float32-sized
+    state = CustomerState("c", CustomerFeatures.empty(), vector=vector)
+    data = _pack_state(state, {})
+    assert data[0] & _VECTOR_F64
+    assert _round_trip(state).vector == vector
+
+
+def test_features_tags_round_trip() -> None:
+    features = CustomerFeatures(
+        first_purchase=100.0, last_purchase=100.0, reference_time=100.0,  # repeats
+        decayed_orders=0.0, decayed_spend=2.0**40, orders=2**40, total_spend=-7.0,
+        refunded=0.1, refunds=0,
+    )
+    state = CustomerState("c", features)
+    assert _round_trip(state).features == features
+
+
+def test_many_streams_and_negative_offsets() -> None:
+    ids = {f"kafka:events:{partition}": partition + 1 for partition in range(150)}
+    names = {index: name for name, index in ids.items()}
+    applied = {name: (-1) ** index * index**3 for index, name in enumerate(ids)}
+    state = CustomerState("c", CustomerFeatures.empty(), applied=applied)
+    assert _round_trip(state, names, ids).applied == applied
+
+
+def test_long_state_over_three_chunks() -> None:
+    state = CustomerState("c", _features(), vector=[0.5] * 16, next_rescore_at=5.0,
+                          applied={"kafka:events:0": 3}, recent_ids=list(range(100, 140)))
+    data = _pack_state(state, STREAMS)
+    assert len(_chunks(data)) > _CHUNKS_READ
+    # The length is known from the first chunk: get_many reads the rest in one more trip.
+    assert _state_length(data[:_CHUNK_BYTES]) == len(data)
+    assert _round_trip(state).to_dict() == state.to_dict()
+
+
+def test_left_over_bytes_of_a_longer_state_are_ignored() -> None:
+    state = CustomerState("c", _features(), recent_ids=[7])
+    data = _pack_state(state, {})
+    assert _state_length(data + b"\xff" * 70) == len(data)
+    assert _state_length(b"") is None
+
+
+def test_packed_state_is_limited_to_thirty_chunks() -> None:
+    state = CustomerState("c", CustomerFeatures.empty(), recent_ids=list(range(500)))
+    with pytest.raises(ValueError, match="exceeds 1920"):
+        _pack_state(state, {})
+
+
+def test_unknown_codec_version_is_refused() -> None:
+    data = bytearray(_pack_state(CustomerState("c", CustomerFeatures.empty()), {}))
+    data[0] = (data[0] & 0x3F) | (2 << 6)
+    with pytest.raises(ValueError, match="unknown state codec version 2"):
+        _unpack_state("c", bytes(data), NAMES.__getitem__)
+
+
+def test_negative_count_cannot_be_encoded() -> None:
+    features = CustomerFeatures.empty()
+    features.orders = -1
+    with pytest.raises(ValueError):
+        _pack_state(CustomerState("c", features), {})
+
+
+@given(st.integers(min_value=0, max_value=2**70))
+def test_varint_round_trip(value: int) -> None:
+    out = bytearray(b"x")
+    _varint(value, out)
+    assert _read_varint(bytes(out), 1) == (value, len(out))
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63))
+def test_zigzag_round_trip(value: int) -> None:
+    assert _zigzag(value) >= 0
+    assert _unzigzag(_zigzag(value)) == value
+
+
+@given(st.lists(st.floats(allow_nan=False), min_size=1, max_size=12))
+def test_any_vector_comes_back_exactly(vector: list[float]) -> None:
+    state = CustomerState("c", CustomerFeatures.empty(), vector=vector)
+    assert _round_trip(state).vector == vector
+
+
+def test_public_record_is_readable_text() -> None:
+    state = CustomerState("c", CustomerFeatures.empty(), segment=0, segment_name="A|B é",
+                          updated_at=1_714_557_600.125, model_version=12)
+    data = _pack_public(state)
+    assert data == "0|1714557600.125|12|A|B é".encode()
+    assert _unpack_public(data) == (0, 1_714_557_600.125, 12, "A|B é")
+
+
+def test_public_record_without_segment_time_or_name() -> None:
+    state = CustomerState("c", CustomerFeatures.empty())
+    assert _pack_public(state) == b"||0"
+    assert _unpack_public(b"||0") == (None, None, 0, None)
+
+
+def test_sizes_leave_out_empty_segments() -> None:
+    assert _sizes({b"2": b"5", b"0": b"0", b"1": b"-1", b"10": b"3"}) == {2: 5, 10: 3}
