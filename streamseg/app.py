@@ -33,6 +33,7 @@ from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
 from streamseg.processing.commit import BatchCommit
 from streamseg.processing.gc import GarbagePolicy
 from streamseg.processing.history import SizeHistory
+from streamseg.processing.observe import Observer
 from streamseg.processing.recovery import FINITE_SOURCE_RETRIES, Backoff, failure_kind
 from streamseg.processing.summary import RunSummary, RunTotals
 from streamseg.serve.metrics import Metrics, MetricsServer
@@ -41,10 +42,6 @@ from streamseg.store import open_store
 log = logging.getLogger(__name__)
 
 __all__ = ["Application", "RunSummary"]
-
-#: Seconds between refreshes of the gauges that cost a store or broker call.
-GAUGES_EVERY_SECONDS = 5.0
-
 
 class Application:
     """streamseg's stream, assembled from :class:`~streamseg.config.Settings`.
@@ -83,14 +80,11 @@ class Application:
         # backends may answer a ping (Redis out of memory or read-only) and still fail.
         self._failing = False
         self._totals = RunTotals()
-        self._last_gauges = 0.0
         self.history = SizeHistory(list(self.store.meta().get("size_history") or []),
                                    settings.pipeline.history_every_days)
-        self._model_version = self.engine.model.version
         self.metrics = Metrics()
-        #: When a list, every event's produce-to-written latency (seconds) is appended
-        #: too, for benchmarks that want exact percentiles rather than histogram buckets.
-        self.latency_samples: list[float] | None = None
+        self.observer = Observer(self.metrics, self.store, self.source,
+                                 self.engine.model.version)
         self.metrics_server: MetricsServer | None = None
         if settings.metrics.enabled:
             self.metrics_server = MetricsServer(
@@ -182,7 +176,7 @@ class Application:
         self.metrics.events_consumed.inc(len(records))
         outcome = self.engine.process(records)
         self._deliver(outcome, self.source.positions_after(records))
-        self._observe_latency(records)
+        self.observer.latency(records)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
     def _idle(self) -> None:
@@ -191,7 +185,7 @@ class Application:
         self.commit.settle()
         self._deliver(self.engine.rescore_batch(self.settings.pipeline.max_rescore_per_batch),
                       {})
-        self._update_gauges()
+        self.observer.refresh(self.engine, self.is_ready)
 
     def _finish(self) -> None:
         """End of input: seed a model still warming up, then catch up on idle customers."""
@@ -210,7 +204,7 @@ class Application:
         self.commit.commit(outcome, positions, self.engine.model_checkpoint(), self._meta())
         self.metrics.count_batch(outcome)
         self._totals.add(outcome)
-        self._update_gauges()
+        self.observer.refresh(self.engine, self.is_ready)
 
     def _recover(self, error: Exception, failures: int) -> None:
         """Wait for the backends, then reload state from the store and resume from it."""
@@ -254,36 +248,6 @@ class Application:
                                force_history):
             meta["size_history"] = self.history.points
         return meta
-
-    def _observe_latency(self, records: list[RawRecord]) -> None:
-        written = time.time()
-        for record in records:
-            if record.produced_at is not None:
-                latency = max(0.0, written - record.produced_at)
-                self.metrics.end_to_end_latency.observe(latency)
-                if self.latency_samples is not None:
-                    self.latency_samples.append(latency)
-
-    def _update_gauges(self) -> None:
-        """Refresh the gauges; those that cost a store or broker call at most every
-        :data:`GAUGES_EVERY_SECONDS`."""
-        version = self.engine.model.version
-        if version != self._model_version:
-            self.metrics.model_updates.inc(max(0, version - self._model_version))
-            self._model_version = version
-        self.metrics.model_version.set(version)
-        if self.engine.watermark is not None:
-            self.metrics.watermark.set(self.engine.watermark)
-        now = time.monotonic()
-        if now - self._last_gauges < GAUGES_EVERY_SECONDS:
-            return
-        self._last_gauges = now
-        self.metrics.set_segment_sizes(self.store.segment_sizes())
-        lag = getattr(self.source, "lag", None)
-        if callable(lag):
-            for (topic, partition), behind in lag().items():
-                self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
-        self.is_ready()
 
     def _summary(self, seconds: float) -> RunSummary:
         t = self._totals

@@ -111,7 +111,7 @@ class StoreSettings(_Section):
     redis_buckets: int | None = Field(
         None, ge=1,
         description="Customer hashes of a new Redis prefix (about customers / 50; default "
-        "1024); fixed once the prefix exists. See streamseg/store/redis.py.",
+        "1024); fixed once the prefix exists. See streamseg/store/redis/keys.py.",
     )
 
 

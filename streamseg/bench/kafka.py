@@ -174,7 +174,7 @@ def _run_service(settings: Any, until: Callable[[Application], bool],
     consumer holds its partitions (a live service is up before traffic arrives)."""
     application = Application(settings)
     if latencies is not None:
-        application.latency_samples = latencies
+        application.observer.latency_samples = latencies
     thread = threading.Thread(target=application.run, daemon=True)
     started = time.perf_counter()
     thread.start()

@@ -20,19 +20,14 @@ FINITE_SOURCE_RETRIES = 5
 
 
 def failure_kind(error: BaseException) -> Literal["store", "broker"]:
-    """Whose failure ``error`` is, for the error metrics.
-
-    A :class:`~streamseg.errors.BrokerError` is the broker's; so, until every Kafka
-    module raises it, is any error of kafka-python's or of streamseg's Kafka modules.
-    Anything else that escapes a batch is the store's.
+    """Whose failure ``error`` is, for the error metrics: a
+    :class:`~streamseg.errors.BrokerError` is the broker's (the Kafka modules raise
+    nothing else); anything else that escapes a batch is the store's.
 
     >>> failure_kind(BrokerError("flush failed")), failure_kind(ConnectionError("redis"))
     ('broker', 'store')
     """
-    if isinstance(error, BrokerError):
-        return "broker"
-    module = type(error).__module__
-    return "broker" if module.startswith(("kafka", "streamseg.io.kafka")) else "store"
+    return "broker" if isinstance(error, BrokerError) else "store"
 
 
 class Backoff:

@@ -36,6 +36,7 @@ from kafka.errors import KafkaTimeoutError
 from streamseg.app import Application, RunSummary
 from streamseg.config import Settings, load_settings
 from streamseg.core.events import MAX_PAYLOAD_BYTES
+from streamseg.io.kafka_client import broker_errors
 from streamseg.io.kafka_sink import KafkaSink
 from streamseg.store.redis import RedisStore
 
@@ -534,7 +535,9 @@ def test_a_failed_dead_letter_publish_loses_nothing(
     def publish_failing_once(self: KafkaSink[Any], letters: Any) -> None:
         if self.topic == dlq_topic and letters and not failures:
             failures.append(len(letters))
-            raise KafkaTimeoutError("injected: the dead-letter topic is unreachable")
+            # As kafka-python fails a send, inside the sink, which makes it a BrokerError.
+            with broker_errors("injected"):
+                raise KafkaTimeoutError("injected: the dead-letter topic is unreachable")
         publish(self, letters)
 
     monkeypatch.setattr(KafkaSink, "publish", publish_failing_once)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
-from streamseg.core.scaling import OnlineStandardizer
 
 DAY = SECONDS_PER_DAY
 
@@ -84,31 +82,6 @@ def test_raw_vector_is_log1p_of_features() -> None:
     assert v[0] == pytest.approx(math.log1p(10))  # 40 days since the only order, 30 allowed
     assert v[3] == pytest.approx(math.log(100))
     assert v[5] == 0.0
-
-
-def test_standardizer_matches_population_statistics_with_reverts() -> None:
-    rng = np.random.default_rng(0)
-    points = {i: rng.normal(size=3) * [1, 10, 100] for i in range(200)}
-    scaler = OnlineStandardizer(3)
-    for x in points.values():
-        scaler.learn_one(x)
-    for i in range(0, 200, 2):  # every other customer changes
-        scaler.revert_one(points[i])
-        points[i] = rng.normal(size=3)
-        scaler.learn_one(points[i])
-    data = np.array(list(points.values()))
-    assert scaler.n == 200
-    np.testing.assert_allclose(scaler.mean, data.mean(axis=0), atol=1e-9)
-    np.testing.assert_allclose(scaler.std, data.std(axis=0), rtol=1e-9)
-    z = scaler.transform_one(data[0])
-    np.testing.assert_allclose(z, (data[0] - data.mean(0)) / data.std(0), rtol=1e-9)
-
-
-def test_standardizer_constant_coordinate_maps_to_zero() -> None:
-    scaler = OnlineStandardizer(2)
-    for x in ([1.0, 0.0], [2.0, 0.0], [3.0, 0.0]):
-        scaler.learn_one(np.array(x))
-    assert scaler.transform_one(np.array([2.0, 0.0]))[1] == 0.0
 
 
 def test_overdue_days_measure_lateness_against_own_rhythm() -> None:
