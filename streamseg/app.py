@@ -188,7 +188,12 @@ class Application:
         self.observer.refresh(self.engine, self.is_ready)
 
     def _finish(self) -> None:
-        """End of input: seed a model still warming up, then catch up on idle customers."""
+        """End of input: seed a model still warming up, catch up on idle customers, then
+        refine once more over what the catch-up moved.
+
+        The run ends at a fixed point: nobody is due, and the model has no update it has
+        not refined over, so a run with no new events and no time passed changes nothing.
+        """
         self._deliver(self.engine.finish(), {})
         limit = max(1, self.settings.pipeline.max_rescore_per_batch)
         while not self._stop.is_set():
@@ -196,6 +201,8 @@ class Application:
             if not outcome.states:
                 break
             self._deliver(outcome, {})
+        if not self._stop.is_set():
+            self._deliver(self.engine.finish(), {})
 
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""

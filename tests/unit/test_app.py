@@ -323,3 +323,18 @@ def test_a_rebalance_drops_the_cached_states(tmp_path: Path) -> None:
         assert not len(app.engine.cache)
     finally:
         app.close()
+
+
+def test_a_finished_run_is_a_fixed_point(tmp_path: Path) -> None:
+    """With no new events and no time passed, running again changes nothing."""
+    settings = load_settings(overrides={
+        "store": {"uri": f"sqlite:///{tmp_path / 'state.db'}"},
+        "sinks": {"changes": str(tmp_path / "changes.jsonl"),
+                  "dead_letter": str(tmp_path / "dead.jsonl")},
+    })
+    first = _run(settings)
+    stored = _stored(settings)
+    again = _run(settings)
+    assert first.processed == 6919
+    assert (again.processed, again.changes, again.rescored) == (0, 0, 0)
+    assert _stored(settings) == stored
