@@ -29,6 +29,11 @@ from typing import Any
 from streamseg.config import Settings
 from streamseg.core.events import RawRecord
 from streamseg.engine import BatchOutcome, SegmentationEngine
+from streamseg.engine.stored_settings import (
+    check_stored_settings,
+    record_from_checkpoint,
+    settings_record,
+)
 from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
 from streamseg.processing.commit import BatchCommit
 from streamseg.processing.gc import GarbagePolicy
@@ -60,10 +65,32 @@ class Application:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._closed = False
+        try:
+            self._open(settings)
+        except BaseException:
+            self._close_opened()  # what opened before the failure must not stay open
+            raise
+
+    #: What close() closes, in this order: the server and GC policy, the sinks (they
+    #: flush), the source (it commits its last offsets), the store.
+    _CLOSE_ORDER = ("metrics_server", "gc_policy", "changes", "dead_letters", "source", "store")
+
+    def _open(self, settings: Settings) -> None:
+        self.metrics_server: MetricsServer | None = None
         source_uri, csv_mapping = settings.resolved_source()
         kafka = settings.kafka
         self.store = open_store(settings.store,
                                 cached_customers=settings.pipeline.state_cache_size)
+        meta = self.store.meta()
+        # Before anything is written: settings that shape stored data must match the
+        # store's (raises, naming them); the others are applied and recorded.
+        stored = meta.get("settings") or record_from_checkpoint(self.store.load_model())
+        changed = check_stored_settings(stored, settings, where=settings.store.uri)
+        if changed:
+            log.warning("applying changed settings to the existing store: %s",
+                        ", ".join(changed))
+        self.settings_record = settings_record(settings)
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
         self.dead_letters = open_dead_letter_sink(settings.resolved_dead_letter(),
@@ -80,12 +107,11 @@ class Application:
         # backends may answer a ping (Redis out of memory or read-only) and still fail.
         self._failing = False
         self._totals = RunTotals()
-        self.history = SizeHistory(list(self.store.meta().get("size_history") or []),
+        self.history = SizeHistory(list(meta.get("size_history") or []),
                                    settings.pipeline.history_every_days)
         self.metrics = Metrics()
         self.observer = Observer(self.metrics, self.store, self.source,
                                  self.engine.model.version)
-        self.metrics_server: MetricsServer | None = None
         if settings.metrics.enabled:
             self.metrics_server = MetricsServer(
                 self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
@@ -247,6 +273,7 @@ class Application:
     # -- metadata and metrics --------------------------------------------------------
     def _meta(self, force_history: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {
+            "settings": self.settings_record,
             "watermark": self.engine.watermark,
             "model_version": self.engine.model.version,
             "segments": self.engine.segment_summaries(),
@@ -270,15 +297,21 @@ class Application:
         self._stop.set()
 
     def close(self) -> None:
-        self.gc_policy.close()  # the process may go on without this loop's collections
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-        for closer in (self.changes.close, self.dead_letters.close, self.source.close,
-                       self.store.close):
+        """Close everything the application opened (sinks flush what they hold)."""
+        self._close_opened()
+
+    def _close_opened(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for name in self._CLOSE_ORDER:
+            resource = getattr(self, name, None)
+            if resource is None:
+                continue
             try:
-                closer()
+                resource.close()
             except Exception:  # noqa: BLE001 - closing must try every resource
-                log.exception("error while closing")
+                log.exception("error while closing the %s", name)
 
     @contextmanager
     def handle_signals(self) -> Iterator[None]:

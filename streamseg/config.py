@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streamseg.core.features import CustomerFeatures, FeatureSnapshot
@@ -152,6 +152,13 @@ class FeatureSettings(_Section):
     )
 
 
+    @model_validator(mode="after")
+    def _min_below_max(self) -> FeatureSettings:
+        if self.rescore_min_days > self.rescore_max_days:
+            raise ValueError(f"features.rescore_min_days ({self.rescore_min_days}) must not "
+                             f"exceed features.rescore_max_days ({self.rescore_max_days})")
+        return self
+
     def snapshot(self, features: CustomerFeatures, now: float) -> FeatureSnapshot:
         """The customer's features at ``now`` with these settings."""
         return features.snapshot(now, half_life_days=self.half_life_days,
@@ -181,6 +188,14 @@ class ModelSettings(_Section):
         "customer changes segment (against flapping).",
     )
     seed: int = Field(42, description="Random seed: same input and seed, same segments.")
+
+    @model_validator(mode="after")
+    def _at_least_k(self) -> ModelSettings:
+        for name in ("warmup", "reservoir_size"):
+            if getattr(self, name) < self.n_clusters:
+                raise ValueError(f"model.{name} ({getattr(self, name)}) must be at least "
+                                 f"model.n_clusters ({self.n_clusters})")
+        return self
 
 
 class NamingSettings(_Section):

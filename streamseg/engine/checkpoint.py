@@ -40,6 +40,7 @@ from typing import Any
 from streamseg.config import Settings
 from streamseg.core.features import SCALE_FLOOR, VECTOR_FIELDS
 from streamseg.core.scaling import OnlineStandardizer
+from streamseg.engine.stored_settings import apply_adjustable
 from streamseg.model import SegmentModel, build_model
 from streamseg.store import Store
 
@@ -94,6 +95,9 @@ def restore_model(checkpoint: dict[str, Any] | None, settings: Settings,
                 if state.vector is not None and state.segment is not None}
 
     restored = model.from_state(_model_state(checkpoint), lookup=stored_vectors)
+    # The checkpoint carries the values the model was built with; settings that may
+    # change on an existing store (checked at start, see stored_settings) apply now.
+    apply_adjustable(restored, settings)
     names = checkpoint.get("names") or {}
     return RestoredModel(
         model=restored,

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from streamseg.app import Application
-from streamseg.config import load_settings
+from streamseg.config import ConfigError, load_settings
 from streamseg.core.events import change_json_schema
 from streamseg.store import open_store
 
@@ -338,3 +338,58 @@ def test_a_finished_run_is_a_fixed_point(tmp_path: Path) -> None:
     assert first.processed == 6919
     assert (again.processed, again.changes, again.rescored) == (0, 0, 0)
     assert _stored(settings) == stored
+
+
+def test_settings_that_shape_stored_data_cannot_change_on_an_existing_store(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=60, days=60)) + "\n")
+    settings = _settings(tmp_path, source)
+    _run(settings)
+    store = open_store(settings.store)
+    checkpoint, stored = store.load_model(), _stored(settings)
+    store.close()
+    for section, values, named in [
+        ("model", {"n_clusters": 4}, "model.n_clusters is 3"),
+        ("model", {"kind": "river-kmeans"}, "model.kind is 'customer-kmeans'"),
+        ("features", {"half_life_days": 30}, "features.half_life_days is 90.0"),
+    ]:
+        with pytest.raises(ConfigError, match=named):
+            Application(_settings(tmp_path, source, **{section: values}))
+    store = open_store(settings.store)
+    assert store.load_model() == checkpoint, "a refused run must not write the model"
+    store.close()
+    assert _stored(settings) == stored
+
+
+def test_settings_that_may_change_are_applied_to_the_restored_model(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=60, days=60)) + "\n")
+    _run(_settings(tmp_path, source))
+    app = Application(_settings(tmp_path, source, model={"hysteresis": 0.05,
+                                                         "refine_every": 7}))
+    try:
+        assert app.engine.model.hysteresis == 0.05  # type: ignore[attr-defined]
+        assert app.engine.model.refine_every == 7  # type: ignore[attr-defined]
+    finally:
+        app.close()
+
+
+def test_a_failed_start_closes_what_it_opened(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamseg.app as app_module
+
+    closed: list[str] = []
+    real_open_store = app_module.open_store
+
+    def open_store_noting_close(*args: Any, **kwargs: Any) -> Any:
+        store = real_open_store(*args, **kwargs)
+        close = store.close
+        store.close = lambda: (closed.append("store"), close())[1]  # type: ignore[method-assign]
+        return store
+
+    monkeypatch.setattr(app_module, "open_store", open_store_noting_close)
+    with pytest.raises(FileNotFoundError):
+        Application(_settings(tmp_path, tmp_path / "missing.jsonl"))
+    assert closed == ["store"]
