@@ -26,9 +26,10 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from streamseg.config import Settings
+from streamseg.config import ConfigError, Settings
 from streamseg.core.events import RawRecord
 from streamseg.engine import BatchOutcome, SegmentationEngine
+from streamseg.engine.reseed import reseed_in_progress
 from streamseg.engine.stored_settings import (
     check_stored_settings,
     record_from_checkpoint,
@@ -87,6 +88,9 @@ class Application:
         # store's (raises, naming them); the others are applied and recorded.
         stored = meta.get("settings") or record_from_checkpoint(self.store.load_model())
         changed = check_stored_settings(stored, settings, where=settings.store.uri)
+        interrupted = reseed_in_progress(meta)
+        if interrupted:
+            raise ConfigError(interrupted)
         if changed:
             log.warning("applying changed settings to the existing store: %s",
                         ", ".join(changed))

@@ -120,6 +120,38 @@ def run(
 
 
 @app.command()
+def reseed(
+    k: Annotated[int, typer.Option("--k", min=2, max=100, help="The new number of segments.")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Re-segment the stored customers into K segments, without replaying events.
+
+    Stop the service first. Then set model.n_clusters to K in the configuration.
+    """
+    settings = _settings(config, _nested(store={"uri": store}))
+    from streamseg.core.profiles import format_table, profile_segments
+    from streamseg.engine.reseed import reseed as run_reseed
+
+    try:
+        summary = run_reseed(settings, k)
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings(config, _nested(store={"uri": store}, model={"n_clusters": k}))
+    engine = _open_engine(settings)
+    try:
+        typer.echo(format_table(profile_segments(
+            engine.store.iter_customers(), engine.now(), settings.features.half_life_days,
+            names=engine.segment_names)))
+    finally:
+        engine.store.close()
+    typer.echo(f"reseeded {summary.customers} customers into {k} segments; "
+               f"{summary.changes} segment changes published. Set model.n_clusters: {k} "
+               "(or STREAMSEG_MODEL__N_CLUSTERS) before the next run.")
+
+
+@app.command()
 def config(
     config: ConfigOption = None,
     reference: Annotated[bool, typer.Option(

@@ -11,12 +11,15 @@ __all__ = ["segment_change"]
 
 def segment_change(customer_id: str, previous: int | None, segment: int,
                    names: dict[int, str], reason: ChangeReason, by_model_update: bool,
-                   at: float, model_version: int) -> SegmentChange:
+                   at: float, model_version: int, *,
+                   previous_name: str | None = None) -> SegmentChange:
     """The change event of a customer moving from ``previous`` to ``segment``.
 
     The reason is ``first_assignment`` for a customer who had no segment,
     ``model_update`` when the model moved them (a refinement), else ``reason``.
-    ``at`` is the event time of the change (the customer's scoring time).
+    ``at`` is the event time of the change (the customer's scoring time). The previous
+    segment's name is ``names[previous]`` unless ``previous_name`` says otherwise (a
+    reseed: the old segment belongs to another model).
 
     >>> change = segment_change("c1", None, 2, {2: "VIP"}, "behaviour", False, 0.0, 1)
     >>> change.data.reason, change.data.to_name
@@ -32,7 +35,8 @@ def segment_change(customer_id: str, previous: int | None, segment: int,
         SegmentChangeData(
             customer_id=customer_id,
             from_segment=previous,
-            from_name=names.get(previous) if previous is not None else None,
+            from_name=(previous_name if previous_name is not None
+                       else names.get(previous) if previous is not None else None),
             to_segment=segment,
             to_name=names.get(segment),
             reason=why,

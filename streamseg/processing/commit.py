@@ -36,7 +36,7 @@ __all__ = ["BatchCommit"]
 class BatchCommit:
     """The commit protocol of the module docstring, over one store, source and sinks."""
 
-    def __init__(self, store: Store, source: Source, changes: ChangeSink,
+    def __init__(self, store: Store, source: Source | None, changes: ChangeSink,
                  dead_letters: DeadLetterSink) -> None:
         self.store = store
         self.source = source
@@ -46,8 +46,10 @@ class BatchCommit:
         self._unsettled: dict[str, int] = {}
 
     def commit(self, outcome: BatchOutcome, positions: dict[str, int],
-               model_checkpoint: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Steps 1-4 for one batch (see the module docstring)."""
+               model_checkpoint: dict[str, Any] | None, meta: dict[str, Any]) -> None:
+        """Steps 1-4 for one batch (see the module docstring). ``model_checkpoint``
+        None leaves the stored one as it is; ``source`` None (a job that reads no
+        source) has no positions to commit."""
         # 1. dead letters, acknowledged before anything of the batch is stored
         self.dead_letters.publish(outcome.rejected)
         self.dead_letters.flush()
@@ -72,7 +74,8 @@ class BatchCommit:
         self.changes.flush()
         if self._unsettled:
             positions, self._unsettled = self._unsettled, {}
-            self.source.commit(positions)
+            if self.source is not None:
+                self.source.commit(positions)
 
     def republish_outbox(self) -> None:
         """Publish the changes of the last written batch again (a crash may have lost them).
