@@ -2,6 +2,17 @@
 
 A file's position is the number of data lines consumed, stored under the key
 ``file:<absolute path>``; a restarted run skips that many lines and carries on.
+
+Neither can rewind the way a Kafka consumer can, and both must when a batch fails
+(:meth:`FileSource.seek` with the stored positions, after a store or sink failure):
+
+* a file is opened again and read up to the stored position, so the batch that failed
+  is read again (records already applied are recognised by their offsets);
+* stdin cannot be read again, so the source keeps the records it handed out since the
+  last batch written (:meth:`FileSource.written`) and hands them out again. If the write
+  that failed had in fact been applied (a reply lost after the store applied it), its
+  events are recognised by their event ids, the last ``pipeline.dedupe_window`` of each
+  customer.
 """
 
 from __future__ import annotations
@@ -70,8 +81,20 @@ class FileSource(Source):
         else:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"source file not found: {path}")
-            self._handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
             self._size = Path(path).stat().st_size
+        # stdin only: records handed out since the last batch written, and those of them
+        # to hand out again after a failure (see the module docstring).
+        self._unwritten: list[RawRecord] = []
+        self._replay: list[RawRecord] = []
+        self._open()
+
+    def _open(self) -> None:
+        """Start reading at the beginning (a file is opened again)."""
+        if not self.is_stdin:
+            if getattr(self, "_handle", None) is not None:
+                self._handle.close()
+            self._handle = open(self.path, encoding="utf-8", errors="replace",  # noqa: SIM115
+                                newline="")
         self._line = 0  # physical lines read so far
         self._consumed = 0  # data records handed out so far (the stored position)
         self._done = False
@@ -98,12 +121,24 @@ class FileSource(Source):
 
     @property
     def exhausted(self) -> bool:
-        return self._done
+        return self._done and not self._replay
 
     def seek(self, positions: dict[str, int]) -> None:
+        """Go to the stored position: forward by skipping lines, back by opening the
+        file again; stdin hands out again what was not written (module docstring)."""
+        if self.is_stdin:
+            self._replay = self._unwritten + self._replay
+            self._unwritten = []
+            return
         target = positions.get(self.key, 0)
+        if target < self._consumed:
+            self._open()
         while self._consumed < target and not self._done:
             self._read_line()
+
+    def written(self, positions: dict[str, int]) -> None:
+        """The records handed out so far are in the store: stdin may forget them."""
+        self._unwritten.clear()
 
     def _read_line(self) -> str | None:
         line = self._handle.readline()
@@ -117,7 +152,10 @@ class FileSource(Source):
         return ""
 
     def poll(self, max_records: int, timeout: float) -> list[RawRecord]:
-        records: list[RawRecord] = []
+        records = self._replay[:max_records]
+        del self._replay[:max_records]
+        if self.is_stdin:
+            self._unwritten += records
         while len(records) < max_records:
             line = self._read_line()
             if line is None:
@@ -126,9 +164,12 @@ class FileSource(Source):
                 continue  # blank lines are not records
             origin = f"{self._name}:{self._line}"
             if self.is_csv:
-                records.append(self._csv_record(line.rstrip("\r\n"), origin))
+                record = self._csv_record(line.rstrip("\r\n"), origin)
             else:
-                records.append(RawRecord(line.rstrip("\r\n"), origin, self._stream, self._consumed))
+                record = RawRecord(line.rstrip("\r\n"), origin, self._stream, self._consumed)
+            records.append(record)
+            if self.is_stdin:
+                self._unwritten.append(record)
         return records
 
     def _csv_record(self, line: str, origin: str) -> RawRecord:

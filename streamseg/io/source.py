@@ -40,7 +40,13 @@ class Source(ABC):
         """The positions to store once ``records`` are fully processed."""
 
     def seek(self, positions: dict[str, int]) -> None:  # noqa: B027 - optional
-        """Resume from positions previously returned by :meth:`positions_after`."""
+        """Resume from positions previously returned by :meth:`positions_after`: at
+        start-up, and after a failed batch, whose records must then come again (a source
+        that cannot rewind keeps them)."""
+
+    def written(self, positions: dict[str, int]) -> None:  # noqa: B027 - optional
+        """The batch that ends at ``positions`` is in the store (a source that cannot
+        rewind may forget what it kept to hand out again)."""
 
     def commit(self, positions: dict[str, int]) -> None:  # noqa: B027 - optional
         """Tell the backend the positions are durable (Kafka: commit offsets)."""

@@ -63,6 +63,8 @@ class BatchCommit:
         self.settle()
         # 3. the batch, atomically
         self.store.write_batch(outcome.states, write)
+        if self.source is not None:
+            self.source.written(positions)
         # 4. this batch's changes, acknowledged by the next settle
         self.changes.publish(outcome.changes)
         self._unsettled = positions

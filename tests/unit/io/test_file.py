@@ -100,6 +100,47 @@ def test_stdin_has_no_positions(monkeypatch: pytest.MonkeyPatch) -> None:
     source.close()
 
 
+def test_a_file_goes_back_to_the_stored_position_after_a_failed_batch(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "e.jsonl", "".join(f'{{"n": {i}}}\n' for i in range(10)))
+    source = FileSource(path)
+    first = source.poll(4, 0.0)
+    source.poll(4, 0.0)  # this batch fails before it is written
+    source.seek(source.positions_after(first))
+    assert [r.payload for r in source.poll(3, 0.0)] == ['{"n": 4}', '{"n": 5}', '{"n": 6}']
+    source.seek({})  # nothing stored yet: from the start
+    assert [r.offset for r in source.poll(2, 0.0)] == [1, 2]
+    source.close()
+
+
+def test_a_csv_file_goes_back_without_reading_its_header_as_a_record(tmp_path: Path) -> None:
+    rows = "".join(f"c{i},2024-01-0{1 + i},5\n" for i in range(5))
+    path = _write(tmp_path, "e.csv", HEADER + rows)
+    source = FileSource(path)
+    first = source.poll(2, 0.0)
+    source.poll(2, 0.0)
+    source.seek(source.positions_after(first))
+    again = source.poll(10, 0.0)
+    assert [r.event.customer_id for r in again if r.event] == ["c2", "c3", "c4"]
+    source.close()
+
+
+def test_stdin_hands_out_again_what_was_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = "".join(f'{{"n": {i}}}\n' for i in range(6)).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines), encoding="utf-8"))
+    source = FileSource("-")
+    source.poll(2, 0.0)
+    source.written({})
+    failed = source.poll(2, 0.0)  # this batch fails before it is written
+    source.seek({})
+    again = source.poll(10, 0.0)
+    assert again[:2] == failed
+    assert [r.payload for r in again[2:]] == ['{"n": 4}', '{"n": 5}']
+    assert source.exhausted
+    source.close()
+
+
 # -- CSV --------------------------------------------------------------------------------
 def test_csv_rows_become_validated_events(tmp_path: Path) -> None:
     path = _write(tmp_path, "o.csv", HEADER + "c1,2024-05-01T10:00:00,12.5\r\n\nc2,2024-05-02,3\n")
