@@ -148,6 +148,10 @@ class DeadLetter:
     rejected_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     #: Size of the original payload in bytes when ``payload`` holds only its beginning.
     truncated_from: int | None = None
+    #: When the payload is withheld (it may hold a clear customer id, see
+    #: :func:`streamseg.core.privacy.scrub_payload`): its keyed digest and its size in
+    #: bytes; ``payload`` is then empty.
+    withheld: tuple[str, int] | None = None
 
     @classmethod
     def from_record(cls, record: RawRecord, reason: str) -> DeadLetter:
@@ -171,10 +175,13 @@ class DeadLetter:
             "reason": self.reason,
             "origin": self.origin,
             "rejected_at": self.rejected_at,
-            "payload": self.payload,
+            "payload": self.payload if self.withheld is None else None,
         }
         if self.truncated_from is not None:
             document["payload_truncated_from_bytes"] = self.truncated_from
+        if self.withheld is not None:
+            digest, size = self.withheld
+            document["payload_withheld"] = {"hmac_sha256": digest, "bytes": size}
         return json.dumps(document, ensure_ascii=False)
 
 

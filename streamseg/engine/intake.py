@@ -20,7 +20,7 @@ from streamseg.core.events import (
     parse_event,
 )
 from streamseg.core.features import SECONDS_PER_DAY
-from streamseg.core.privacy import pseudonymise, scrub_payload
+from streamseg.core.privacy import payload_digest, pseudonymise, scrub_payload
 
 __all__ = ["MAX_FUTURE_SECONDS", "MIN_EVENT_TIME", "Intake"]
 
@@ -75,7 +75,18 @@ class Intake:
         return events, rejected
 
     def reject(self, record: RawRecord, reason: str) -> DeadLetter:
+        """The dead letter of ``record``; with a key, no clear customer id is left in it
+        (the payload is scrubbed, or withheld: see :func:`scrub_payload`)."""
         letter = DeadLetter.from_record(record, reason)
-        if self._key is not None:
-            letter.payload = scrub_payload(letter.payload, self._key)
+        if self._key is None:
+            return letter
+        scrubbed = None if letter.truncated_from is not None else scrub_payload(
+            letter.payload, self._key)
+        if scrubbed is not None:
+            letter.payload = scrubbed
+            return letter
+        raw = record.payload
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        letter.withheld = (payload_digest(data, self._key), len(data))
+        letter.payload = ""
         return letter

@@ -393,3 +393,37 @@ def test_a_failed_start_closes_what_it_opened(tmp_path: Path,
     with pytest.raises(FileNotFoundError):
         Application(_settings(tmp_path, tmp_path / "missing.jsonl"))
     assert closed == ["store"]
+
+
+def test_with_a_key_no_dead_letter_holds_a_clear_customer_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMSEG_PRIVACY__PSEUDONYMISE_KEY", "k3y")
+    clear = "bob@example.com"
+    bad = [
+        '{"event_id":"2","customer_id":"' + clear + '","timestamp":"2024-01-0',  # cut off
+        json.dumps({"event_id": f"{clear}-3", "customer_id": clear, "amount": -1,
+                    "timestamp": "2024-01-02"}),  # the id inside the event id too
+        json.dumps({"event_id": "4", "customer_id": {"email": clear}, "amount": 1,
+                    "timestamp": "2024-01-02"}),  # not a string
+        json.dumps({"event_id": "5", "customer_id": clear, "amount": 1,
+                    "timestamp": "2024-01-02", "pad": "x" * 70_000}),  # over 64 KiB
+        json.dumps([clear, 1]),  # not an object
+    ]
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join([*_population(customers=30, days=60), *bad]) + "\n")
+    csv_source = tmp_path / "events.csv"
+    csv_source.write_text(f"customer_id,timestamp,amount\n{clear},2024-01-02,-5\n"
+                          f"{clear},not a time,5\n{clear},2024-01-02\n")
+    for folder, path in (("json", source), ("csv", csv_source)):
+        (tmp_path / folder).mkdir()
+        summary = _run(_settings(tmp_path / folder, path))
+        letters = (tmp_path / folder / "dead.jsonl").read_text()
+        assert summary.rejected == (len(bad) if folder == "json" else 3)
+        assert clear not in letters and "bob" not in letters, letters[:300]
+        assert clear not in (tmp_path / folder / "changes.jsonl").read_text()
+    withheld = [json.loads(line) for line in (tmp_path / "json" / "dead.jsonl").read_text()
+                .splitlines()]
+    assert [letter["payload"] is None for letter in withheld] == [True, False, False, True,
+                                                                  True]
+    assert withheld[0]["payload_withheld"]["bytes"] == len(bad[0].encode())
