@@ -149,7 +149,7 @@ class _Reseed:
         """The new model learns every customer; returns each one's (segment, vector)."""
         model = self.engine.model
         hysteresis = self.settings.model.hysteresis
-        model.hysteresis = 0.0  # type: ignore[attr-defined]  # placing, not damping
+        model.adjust(hysteresis=0.0)  # type: ignore[attr-defined]  # placing, not damping
         order = np.random.default_rng(self.settings.model.seed).permutation(len(keys))
         placed: dict[str, tuple[int, list[float]]] = {}
 
@@ -173,7 +173,7 @@ class _Reseed:
         for _ in range(PLACEMENT_PASSES):
             feed(order, first=False)
             take(model.flush())
-        model.hysteresis = hysteresis  # type: ignore[attr-defined]
+        model.adjust(hysteresis=hysteresis)  # type: ignore[attr-defined]
         return placed
 
     def _write(self, states: list[CustomerState],

@@ -138,9 +138,10 @@ def check_stored_settings(stored: dict[str, Any] | None, settings: Settings,
 
 
 def apply_adjustable(model: Any, settings: Settings) -> None:
-    """Set the adjustable model settings on a model restored from a checkpoint (which
-    carries the values it was built with)."""
-    for name in ADJUSTABLE:
-        section, field = name.split(".")
-        if section == "model" and hasattr(model, field):
-            setattr(model, field, getattr(settings.model, field))
+    """Give a model restored from a checkpoint (which carries the values it was built
+    with) the adjustable settings of this run."""
+    adjust = getattr(model, "adjust", None)
+    if adjust is None:
+        return  # a model kind without adjustable parameters (river-kmeans)
+    adjust(**{name.split(".")[1]: getattr(settings.model, name.split(".")[1])
+              for name in ADJUSTABLE if name.startswith("model.")})

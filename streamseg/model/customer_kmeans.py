@@ -53,6 +53,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -286,6 +287,31 @@ class CustomerKMeans(base.Clusterer):
             # careful one-by-one path, which tolerates that.
             return _one_by_one(self, keys, x, previous, previous_segments)
         return out
+
+    #: Parameters :meth:`adjust` may change on a model that has learnt: they set how it
+    #: learns from now on, not what it has learnt.
+    ADJUSTABLE = ("warmup", "refine_every", "lloyd_iterations", "n_init", "hysteresis")
+
+    def adjust(self, **params: Any) -> None:
+        """Change learning parameters of a live model (those in :data:`ADJUSTABLE`).
+
+        Checked as at construction; raises ``ValueError`` for a bad value or another
+        parameter.
+
+        >>> model = CustomerKMeans(n_clusters=2, warmup=4, hysteresis=0.2)
+        >>> model.adjust(hysteresis=0.1, refine_every=50)
+        >>> model.hysteresis, model.to_state()["params"]["refine_every"]
+        (0.1, 50)
+        """
+        unknown = sorted(set(params) - set(self.ADJUSTABLE))
+        if unknown:
+            raise ValueError(f"cannot adjust {unknown} on a live model; "
+                             f"adjustable: {list(self.ADJUSTABLE)}")
+        current = self._learner.params
+        new = Params(**{**dataclasses.asdict(current), **params})
+        self._learner.params = new
+        for name, value in params.items():
+            setattr(self, name, value)
 
     def flush(self) -> list[Assignment]:
         """Bring the model up to date at the end of a finite stream (or at shutdown).

@@ -370,8 +370,9 @@ def test_settings_that_may_change_are_applied_to_the_restored_model(tmp_path: Pa
     app = Application(_settings(tmp_path, source, model={"hysteresis": 0.05,
                                                          "refine_every": 7}))
     try:
-        assert app.engine.model.hysteresis == 0.05  # type: ignore[attr-defined]
-        assert app.engine.model.refine_every == 7  # type: ignore[attr-defined]
+        params = app.engine.model._learner.params  # type: ignore[attr-defined]
+        assert (params.hysteresis, params.refine_every) == (0.05, 7)  # what it learns by
+        assert app.engine.model.to_state()["params"]["hysteresis"] == 0.05
     finally:
         app.close()
 

@@ -43,7 +43,8 @@ def test_the_reservoir_ids_are_a_part_of_their_own_and_vectors_stay_out() -> Non
 
 def test_restore_reads_the_sampled_vectors_from_the_store() -> None:
     model, store = _seeded()
-    settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4}})
+    settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4,
+                                                  "hysteresis": 0.0}})
     checkpoint = model_checkpoint("customer-kmeans", model, OnlineStandardizer(2), 5.0, {})  # type: ignore[arg-type]
     restored = restore_model(checkpoint, settings, store)
     assert restored.model.to_state() == model.to_state()  # type: ignore[attr-defined]
