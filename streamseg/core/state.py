@@ -28,6 +28,9 @@ class CustomerState:
     # 32-bit hashes of the customer's latest event ids (pipeline.dedupe_window of them):
     # an event produced twice under the same id is applied once.
     recent_ids: list[int] = field(default_factory=list)
+    # The partition whose owner writes this customer (see streamseg.store.base): where
+    # its events come from. None: not known (a state written before partitions were).
+    partition: str | None = None
     # Not stored: the unstandardised vector the standardiser last learned for this
     # customer, kept while the state is cached so that it can be unlearned without
     # recomputing it (None: recompute from the features as they were at updated_at).
@@ -45,6 +48,7 @@ class CustomerState:
             "next_rescore_at": self.next_rescore_at,
             "applied": self.applied,
             "recent_ids": self.recent_ids,
+            "partition": self.partition,
         }
 
     @classmethod
@@ -60,6 +64,7 @@ class CustomerState:
             next_rescore_at=data.get("next_rescore_at"),
             applied=data.get("applied") or {},
             recent_ids=data.get("recent_ids") or [],
+            partition=data.get("partition"),
         )
 
     def vector_array(self) -> np.ndarray | None:

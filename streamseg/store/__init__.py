@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from streamseg.config import StoreSettings
 from streamseg.core.state import CustomerState
-from streamseg.store.base import BatchWrite, Store
+from streamseg.store.base import (
+    LOCAL_PARTITION,
+    BatchWrite,
+    FencedError,
+    LeaseHeld,
+    Partition,
+    PartitionWrite,
+    Store,
+)
 from streamseg.store.memory import MemoryStore
 from streamseg.store.sqlite import SQLiteStore
 
-__all__ = ["BatchWrite", "CustomerState", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "LOCAL_PARTITION",
+    "BatchWrite",
+    "CustomerState",
+    "FencedError",
+    "LeaseHeld",
+    "MemoryStore",
+    "Partition",
+    "PartitionWrite",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
 
 
 def open_store(settings: StoreSettings, *, cached_customers: int = 0) -> Store:
