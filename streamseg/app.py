@@ -31,6 +31,7 @@ from streamseg.core.events import RawRecord
 from streamseg.engine import BatchOutcome, SegmentationEngine
 from streamseg.engine.reseed import reseed_in_progress
 from streamseg.engine.stored_settings import (
+    check_partition_counts,
     check_stored_settings,
     record_from_checkpoint,
     settings_record,
@@ -39,11 +40,13 @@ from streamseg.io import open_change_sink, open_dead_letter_sink, open_source
 from streamseg.processing.commit import BatchCommit
 from streamseg.processing.gc import GarbagePolicy
 from streamseg.processing.history import SizeHistory
+from streamseg.processing.lease import LeaseKeeper, LeaseLost, worker_id
 from streamseg.processing.observe import Observer
+from streamseg.processing.ownership import Ownership
 from streamseg.processing.recovery import FINITE_SOURCE_RETRIES, Backoff, failure_kind
 from streamseg.processing.summary import RunSummary, RunTotals
 from streamseg.serve.metrics import Metrics, MetricsServer
-from streamseg.store import open_store
+from streamseg.store import FencedError, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +77,9 @@ class Application:
             raise
 
     #: What close() closes, in this order: the server and GC policy, the sinks (they
-    #: flush), the source (it commits its last offsets), the store.
-    _CLOSE_ORDER = ("metrics_server", "gc_policy", "changes", "dead_letters", "source", "store")
+    #: flush), the source (it commits its last offsets), the lease, the store.
+    _CLOSE_ORDER = ("metrics_server", "gc_policy", "changes", "dead_letters", "source",
+                    "lease", "store")
 
     def _open(self, settings: Settings) -> None:
         self.metrics_server: MetricsServer | None = None
@@ -95,15 +99,24 @@ class Application:
             log.warning("applying changed settings to the existing store: %s",
                         ", ".join(changed))
         self.settings_record = settings_record(settings)
+        # The lease before the input: a second worker on this store stops here, before
+        # it joins the consumer group (LeaseHeld names the holder).
+        self.lease: LeaseKeeper | None = LeaseKeeper(
+            self.store, self._lease_store, settings.pipeline.worker_id or worker_id(),
+            settings.pipeline.lease_ttl_s)
+        self.lease.acquire()
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
+        self.partition_counts = self.source.partition_counts()
+        check_partition_counts(meta.get("partition_counts"), self.partition_counts,
+                               settings.store.uri)
         self.changes = open_change_sink(settings.sinks.changes, settings=kafka)
         self.dead_letters = open_dead_letter_sink(settings.resolved_dead_letter(),
                                                   settings=kafka)
         self.commit = BatchCommit(self.store, self.source, self.changes, self.dead_letters)
+        self.commit.lease = self.lease.token
+        self.ownership = Ownership(self.store, self.source, self.commit)
         self.engine = self._new_engine()
-        self.source.seek(self.store.positions())
         self._stop = threading.Event()
-        self.engine.cache.follow(self.source.assignment_epoch)
         self.gc_policy = GarbagePolicy()
         self.gc_policy.start()
         self.backoff = Backoff()
@@ -122,9 +135,13 @@ class Application:
             )
 
     def _new_engine(self) -> SegmentationEngine:
-        engine = SegmentationEngine(self.settings, self.store)
-        engine.shared_input = self.source.shared
-        return engine
+        return SegmentationEngine(self.settings, self.store)
+
+    def _lease_store(self) -> Store:
+        """The renewing thread's store: its own connection, but for an in-process store."""
+        if self.settings.store.uri.startswith("memory://"):
+            return self.store
+        return open_store(self.settings.store)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -155,16 +172,16 @@ class Application:
         started = time.monotonic()
         batches = 0
         failures = 0
-        self.commit.republish_outbox()
         with self._progress_bar(progress) as advance:
             while not self._stop.is_set():
                 try:
+                    self._check_lease()
+                    if self.source.finite:  # a whole file is this worker's from the start
+                        self.ownership.follow(self.engine, [])
                     records = self.source.poll(
                         self.settings.source.batch_size, self.settings.source.poll_timeout_s
                     )
-                    # Partitions moved: customers cached may have been written by another
-                    # worker since.
-                    self.engine.cache.follow(self.source.assignment_epoch)
+                    records = self.ownership.follow(self.engine, records)
                     if records:
                         self._process(records)
                         advance()
@@ -176,6 +193,11 @@ class Application:
                         self._idle()
                     failures = 0
                     self._failing = False
+                except FencedError as error:
+                    if error.lease:
+                        raise LeaseLost(str(error)) from error
+                    self._fenced(error)
+                    continue
                 except Exception as error:  # noqa: BLE001 - infrastructure failures
                     failures += 1
                     self._failing = True
@@ -238,7 +260,8 @@ class Application:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""
         if not (outcome.states or outcome.rejected or positions):
             return  # an idle tick with nothing due: nothing to write
-        self.commit.commit(outcome, positions, self.engine.model_checkpoint(), self._meta())
+        self.commit.commit(outcome, positions, self.engine.partitions,
+                           self.engine.model_checkpoint(), self._meta())
         self.metrics.count_batch(outcome)
         self._totals.add(outcome)
         self.observer.refresh(self.engine, self.is_ready)
@@ -254,14 +277,7 @@ class Application:
             try:
                 if not self.store.ping():
                     raise ConnectionError("store does not answer")
-                # The engine's in-memory model may hold half a batch: rebuild it from the
-                # last consistent write, and go back to the positions stored with it.
-                epoch = self.engine.cache.epoch
-                self.engine = self._new_engine()
-                if epoch is not None:
-                    self.engine.cache.follow(epoch)  # a rebalance since is still noticed
-                self.source.seek(self.store.positions())
-                self.commit.republish_outbox()
+                self._reload()
                 log.warning("recovered; resuming from the stored positions")
                 return
             except Exception as again:  # noqa: BLE001 - still down: keep waiting
@@ -269,6 +285,29 @@ class Application:
                 delay = self.backoff.again(delay)
                 log.warning("still failing (%s: %s); retrying in %.1fs",
                             type(again).__name__, again, delay)
+
+    def _reload(self) -> None:
+        """The engine's in-memory model may hold half a batch: rebuild it from the last
+        consistent write, and go back to the positions stored with it."""
+        self.engine = self._new_engine()
+        fenced = self.ownership.reload(self.engine)
+        if fenced:
+            log.warning("partition(s) %s taken by another worker meanwhile",
+                        ", ".join(fenced))
+
+    def _fenced(self, error: FencedError) -> None:
+        """The store refused a batch: another worker took some of its partitions. Drop
+        the batch, release them, and go on with what this worker still owns."""
+        log.warning("%s; dropping the batch and going on with the partitions still owned",
+                    error)
+        self.metrics.fenced_writes.inc()
+        self.ownership.release(self.engine, error.partitions)
+        self._reload()
+
+    def _check_lease(self) -> None:
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(f"this worker ({self.lease.holder}) lost the model lease of "
+                            f"{self.settings.store.uri}: another worker holds it now")
 
     def _count_failure(self, error: BaseException) -> None:
         kind = failure_kind(error)
@@ -278,6 +317,7 @@ class Application:
     def _meta(self, force_history: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "settings": self.settings_record,
+            "partition_counts": self.partition_counts,
             "watermark": self.engine.watermark,
             "model_version": self.engine.model.version,
             "segments": self.engine.segment_summaries(),

@@ -230,6 +230,16 @@ class PipelineSettings(_Section):
         "state; the cache is dropped on a partition rebalance and on recovery. About 1 KB "
         "each.",
     )
+    lease_ttl_s: float = Field(
+        15.0, ge=1.0, le=600.0,
+        description="Seconds the model lease lives without a renewal (renewed every third "
+        "of it). One worker at a time holds a store's model: a second one stops at start "
+        "while the lease lives; a worker paused longer than this loses it, and its writes "
+        "are refused.",
+    )
+    worker_id: str | None = Field(
+        None, description="This worker's name in the lease and logs; default host:pid.",
+    )
     dedupe_window: int = Field(
         8, ge=0, le=64,
         description="Event ids remembered per customer: a repeated event_id among a "

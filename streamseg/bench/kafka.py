@@ -180,7 +180,7 @@ def _run_service(settings: Any, until: Callable[[Application], bool],
     thread.start()
     if on_assigned is not None:
         assign_deadline = time.perf_counter() + 60
-        while application.source.assignment_epoch == 0 and time.perf_counter() < assign_deadline:
+        while not application.ownership.epochs and time.perf_counter() < assign_deadline:
             time.sleep(0.01)
         on_assigned()
     deadline = started + 1200

@@ -136,6 +136,9 @@ class RawRecord:
     produced_at: float | None = None  # broker timestamp, seconds, for latency metrics
     event: TransactionEvent | None = None
     error: str | None = None  # set when the source itself could not decode the record
+    #: The partition that owns the record's customer (see streamseg.store.base): the
+    #: stream itself for Kafka, "local" for a source one worker reads whole.
+    partition: str = "local"
 
 
 @dataclass(slots=True)

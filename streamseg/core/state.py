@@ -9,6 +9,10 @@ import numpy as np
 
 from streamseg.core.features import CustomerFeatures
 
+#: The partition of a source that one worker reads whole (a file, stdin); a Kafka
+#: partition is named by its stream key, ``kafka:<topic>:<n>``.
+LOCAL_PARTITION = "local"
+
 
 @dataclass(slots=True)
 class CustomerState:

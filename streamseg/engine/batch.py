@@ -20,6 +20,9 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     rescored: int = 0
+    #: Records of partitions this worker does not own (moved away mid-batch): left to
+    #: their new owner, not applied.
+    foreign: int = 0
 
 
 @dataclass(slots=True)
@@ -28,6 +31,9 @@ class Batch:
 
     loaded: dict[str, CustomerState] = field(default_factory=dict)
     touched: dict[str, CustomerState] = field(default_factory=dict)
+    #: Each loaded customer's segment when the batch loaded it (a customer the batch
+    #: creates is absent): what the partitions' sizes change by.
+    before: dict[str, int | None] = field(default_factory=dict)
     #: Customers to re-score at the end of the batch, with why.
     to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)

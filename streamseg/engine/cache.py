@@ -5,33 +5,32 @@ partition to one worker, so the state a worker last wrote is the stored state, a
 reading it back every batch would only repeat the write. The cache keeps the states it
 was given, least recently written first, up to a limit.
 
-It is forgotten, here and only here, when that ownership may have changed:
+It forgets them, here and only here, when that ownership may have changed:
 
-* the source's share of the input moved (a Kafka rebalance bumps the source's
-  ``assignment_epoch``; :meth:`StateCache.follow`): another worker may have written
-  these customers since;
+* a partition moved (:meth:`StateCache.forget_partitions`): revoked, its customers may
+  be written by another worker from now on; assigned, another worker may have written
+  them since this one last did;
 * a new engine starts (recovery after a failed batch): a new, empty cache, so a
   half-applied batch is never reused.
 
 Forgetting also clears what the store itself remembers of the customers it wrote (the
-Redis store's memo of segments and chunk counts).
+Redis store's memo of chunk counts).
 
 >>> from streamseg.core.features import CustomerFeatures
 >>> from streamseg.core.state import CustomerState
 >>> cache = StateCache(limit=2)
->>> cache.put_many([CustomerState(c, CustomerFeatures.empty()) for c in "abc"])
+>>> cache.put_many([CustomerState(c, CustomerFeatures.empty(), partition=c.upper())
+...                 for c in "abc"])
 >>> sorted(cache.keys()), cache.get("a")
 (['b', 'c'], None)
->>> cache.follow(1); len(cache)  # the first epoch seen only sets the baseline
-2
->>> cache.follow(2); len(cache)
-0
+>>> cache.forget_partitions({"B"}); sorted(cache.keys())
+['c']
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, KeysView
+from collections.abc import Callable, Collection, Iterable, KeysView
 
 from streamseg.core.state import CustomerState
 
@@ -46,14 +45,13 @@ class StateCache:
     limit
         Most states kept (``pipeline.state_cache_size``); 0 keeps none.
     forget_store_memo
-        Called whenever the cache is dropped, so that the store forgets too.
+        Called whenever states are forgotten, so that the store forgets too.
     """
 
     def __init__(self, limit: int, forget_store_memo: Callable[[], None] | None = None) -> None:
         self.limit = limit
         self._states: dict[str, CustomerState] = {}
         self._forget_store_memo = forget_store_memo
-        self._epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self._states)
@@ -77,19 +75,17 @@ class StateCache:
             for cid in list(itertools.islice(cache, excess)):
                 del cache[cid]
 
+    def forget_partitions(self, partitions: Collection[str]) -> None:
+        """Forget the states of customers of ``partitions`` (they moved)."""
+        if not partitions:
+            return
+        for cid in [cid for cid, s in self._states.items() if s.partition in partitions]:
+            del self._states[cid]
+        if self._forget_store_memo is not None:
+            self._forget_store_memo()
+
     def clear(self) -> None:
         """Forget every state, and make the store forget what it remembers of them."""
         self._states.clear()
         if self._forget_store_memo is not None:
             self._forget_store_memo()
-
-    @property
-    def epoch(self) -> int | None:
-        """The last ``assignment_epoch`` followed (None: none yet)."""
-        return self._epoch
-
-    def follow(self, epoch: int) -> None:
-        """Note the source's ``assignment_epoch``; drop everything when it moved."""
-        if self._epoch is not None and epoch != self._epoch:
-            self.clear()
-        self._epoch = epoch

@@ -39,7 +39,7 @@ from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.model import Assignment
-from streamseg.store import Store
+from streamseg.store import LOCAL_PARTITION, Partition, Store
 
 __all__ = ["SegmentationEngine"]
 
@@ -50,7 +50,9 @@ class SegmentationEngine:
     >>> from streamseg.config import load_settings
     >>> from streamseg.store import MemoryStore
     >>> settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4}})
-    >>> engine = SegmentationEngine(settings, MemoryStore())
+    >>> store = MemoryStore()
+    >>> engine = SegmentationEngine(settings, store)
+    >>> engine.own(store.take_partition("local"))  # what the pipeline does on assignment
     >>> records = [
     ...     RawRecord(f'{{"event_id": "{i}", "customer_id": "c{i % 5}", '
     ...               f'"timestamp": "2024-01-{1 + i:02d}", "amount": {10 + 90 * (i % 2)}}}', "doc")
@@ -83,8 +85,23 @@ class SegmentationEngine:
         #: The states this engine last wrote (see :mod:`streamseg.engine.cache`).
         self.cache = StateCache(settings.pipeline.state_cache_size, store.forget_cached)
         self.timer = InactivityTimer(store)
-        #: Set by the pipeline when other workers may write to the same store (Kafka).
-        self.shared_input = False
+        #: The partitions this worker owns, as it will write them: epoch, positions, and
+        #: the absolute sizes and customer count its batches maintain.
+        self.partitions: dict[str, Partition] = {}
+
+    # -- ownership --------------------------------------------------------------------
+    def own(self, partition: Partition) -> None:
+        """This worker now owns ``partition`` (as taken in the store)."""
+        self.partitions[partition.name] = partition
+        self.cache.forget_partitions({partition.name})  # written by others meanwhile?
+        self.timer.ask_again()
+
+    def release(self, names: Iterable[str]) -> None:
+        """This worker no longer owns ``names``: forget them and their customers."""
+        names = set(names)
+        for name in names:
+            self.partitions.pop(name, None)
+        self.cache.forget_partitions(names)
 
     # -- the clock ------------------------------------------------------------------
     def now(self) -> float:
@@ -106,6 +123,9 @@ class SegmentationEngine:
             state = batch.state(event.customer_id)
             if state is None:
                 state = CustomerState(event.customer_id, CustomerFeatures.empty())
+            if record.partition not in self.partitions:
+                outcome.foreign += 1  # another worker's (a rebalance): theirs to apply
+                continue
             if record.stream and state.applied.get(record.stream, -1) >= record.offset:
                 outcome.duplicates += 1  # redelivered after a crash: already in the state
                 continue
@@ -120,6 +140,7 @@ class SegmentationEngine:
             )
             if record.stream:
                 state.applied[record.stream] = record.offset
+            state.partition = record.partition
             if window:
                 state.recent_ids = [*state.recent_ids[-(window - 1):], id_hash] if window > 1 \
                     else [id_hash]
@@ -152,8 +173,34 @@ class SegmentationEngine:
 
     def _end(self, batch: Batch) -> BatchOutcome:
         outcome = batch.finish()
+        # Only the partitions this worker owns can be written (a refinement may move a
+        # sampled customer of a partition another worker owns: that owner writes it).
+        outcome.states = [s for s in outcome.states if s.partition in self.partitions]
+        written = {s.customer_id for s in outcome.states}
+        outcome.changes = [c for c in outcome.changes if c.data.customer_id in written]
+        self._count_into_partitions(batch, outcome.states)
         self.cache.put_many(outcome.states)
         return outcome
+
+    def _count_into_partitions(self, batch: Batch, states: Sequence[CustomerState]) -> None:
+        """Move each written customer's count from its segment before the batch to its
+        segment now, in its partition's absolute sizes."""
+        for state in states:
+            partition = self.partitions[state.partition]  # type: ignore[index]
+            sizes = partition.sizes
+            if state.customer_id not in batch.before:
+                partition.customers += 1
+                before = None
+            else:
+                before = batch.before[state.customer_id]
+            if before == state.segment:
+                continue
+            if before is not None:
+                sizes[before] = sizes.get(before, 0) - 1
+                if sizes[before] <= 0:
+                    del sizes[before]
+            if state.segment is not None:
+                sizes[state.segment] = sizes.get(state.segment, 0) + 1
 
     # -- what the engine has learnt ---------------------------------------------------
     def refresh_segment_names(self) -> None:
@@ -182,21 +229,26 @@ class SegmentationEngine:
                                 self.watermark, self.segment_names)
 
     # -- steps -----------------------------------------------------------------------
-    def _load(self, batch: Batch, customer_ids: Iterable[str], *,
-              from_store: bool = False) -> None:
-        """Make the states of ``customer_ids`` available to the batch: cache, then store
-        (``from_store``: the store only, for customers not touched by this batch yet)."""
+    def _load(self, batch: Batch, customer_ids: Iterable[str]) -> None:
+        """Make the states of ``customer_ids`` available to the batch: cache, then store."""
+        ids = list(customer_ids)
         missing: list[str] = []
-        for cid in customer_ids:
-            if cid in batch.touched or (cid in batch.loaded and not from_store):
+        for cid in ids:
+            if cid in batch.touched or cid in batch.loaded:
                 continue
-            state = None if from_store else self.cache.get(cid)
+            state = self.cache.get(cid)
             if state is None:
                 missing.append(cid)
             else:
                 batch.loaded[cid] = state
         if missing:
             batch.loaded.update(self.store.get_many(missing))
+        for cid in ids:
+            state = batch.loaded.get(cid)
+            if state is not None and cid not in batch.before:
+                if state.partition is None:
+                    state.partition = partition_of_applied(state)
+                batch.before[cid] = state.segment
 
     def _score_all(self, batch: Batch) -> None:
         """Re-score every customer the batch marked, at the service clock, at once.
@@ -277,12 +329,11 @@ class SegmentationEngine:
     def _rescore_due(self, batch: Batch, limit: int) -> None:
         if limit <= 0 or self.watermark is None:
             return
-        due = [cid for cid in self.timer.due(self.now(), limit) if cid not in batch.touched]
-        # With a shared input, read from the store, not the cache: the due index is per
-        # prefix, and another worker on the same prefix may have written these
-        # customers since. (Replays re-score several idle customers per event, so a
-        # file replay, which no other worker shares, keeps reading them from the cache.)
-        self._load(batch, due, from_store=self.shared_input)
+        due = [cid for cid in self.timer.due(self.partitions, self.now(), limit)
+               if cid not in batch.touched]
+        # The cache is right for them too: it forgets a partition's customers whenever
+        # the partition moves, and only this worker writes the partitions it owns.
+        self._load(batch, due)
         for cid in due:
             state = batch.state(cid)
             if state is not None and state.features.has_purchases:
@@ -306,3 +357,10 @@ class SegmentationEngine:
             assignment.by_model_update, state.updated_at or self.now(),
             int(self.model.version),
         ))
+
+
+def partition_of_applied(state: CustomerState) -> str:
+    """The partition of a state stored before states recorded theirs: the Kafka
+    partition (a stream key) it last applied an event from, else ``local``."""
+    kafka = [stream for stream in state.applied if stream.startswith("kafka:")]
+    return max(kafka, key=lambda stream: state.applied[stream]) if kafka else LOCAL_PARTITION

@@ -38,7 +38,7 @@ from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.batch import BatchOutcome
 from streamseg.engine.changes import segment_change
-from streamseg.engine.engine import SegmentationEngine
+from streamseg.engine.engine import SegmentationEngine, partition_of_applied
 from streamseg.engine.stored_settings import (
     check_stored_settings,
     record_from_checkpoint,
@@ -49,7 +49,8 @@ from streamseg.io import open_change_sink, open_dead_letter_sink
 from streamseg.model import Assignment, build_model
 from streamseg.processing.commit import BatchCommit
 from streamseg.processing.history import SizeHistory
-from streamseg.store import Store, open_store
+from streamseg.processing.lease import worker_id
+from streamseg.store import Partition, Store, open_store
 
 __all__ = ["ReseedSummary", "reseed", "reseed_in_progress"]
 
@@ -114,7 +115,8 @@ class _Reseed:
         self.engine.segment_names = {}
 
     def run(self) -> ReseedSummary:
-        states = [s for s in self.store.iter_customers() if s.features.has_purchases]
+        self.all_states = list(self.store.iter_customers())
+        states = [s for s in self.all_states if s.features.has_purchases]
         before = {s.customer_id: (s.segment, s.segment_name) for s in states}
         vectors = self._vectors(states)
         placed = self._fit([s.customer_id for s in states], vectors)
@@ -186,13 +188,18 @@ class _Reseed:
         commit = BatchCommit(self.store, None, changes_sink, letters)
         mark = {"reseed": {"k": settings.model.n_clusters}}
         published = 0
+        lease = self.store.acquire_lease(f"reseed@{worker_id()}", settings.pipeline.lease_ttl_s)
+        commit.lease = lease
         try:
-            commit.republish_outbox()
+            partitions = self._partitions()
+            for partition in partitions.values():
+                commit.republish(partition.outbox)
             for start in range(0, len(states), CHUNK):
                 chunk = states[start:start + CHUNK]
                 outcome = BatchOutcome(states=chunk, changes=self._changes(chunk, before))
                 published += len(outcome.changes)
-                commit.commit(outcome, {}, None, mark)
+                commit.commit(outcome, {}, partitions, None, mark)
+                self.store.renew_lease(lease, settings.pipeline.lease_ttl_s)
             history = SizeHistory(list(self.meta.get("size_history") or []),
                                   settings.pipeline.history_every_days)
             summaries = engine.segment_summaries()
@@ -209,12 +216,34 @@ class _Reseed:
         finally:
             changes_sink.close()
             letters.close()
+            self.store.release_lease(lease)
         sizes: dict[int, int] = {}
         for state in states:
             if state.segment is not None:
                 sizes[state.segment] = sizes.get(state.segment, 0) + 1
         return ReseedSummary(customers=len(states), changes=published,
                              sizes=dict(sorted(sizes.items())))
+
+    def _partitions(self) -> dict[str, Partition]:
+        """Every partition of the store, taken (a worker still running is fenced off),
+        with its sizes and customer count as the reseed leaves them."""
+        partitions: dict[str, Partition] = {}
+        for name in self.store.partition_names():
+            taken = self.store.take_partition(name)
+            taken.sizes, taken.customers = {}, 0
+            partitions[name] = taken
+        for state in self.all_states:
+            if state.partition is None:
+                state.partition = partition_of_applied(state)
+            if state.partition not in partitions:
+                partitions[state.partition] = self.store.take_partition(state.partition)
+                partitions[state.partition].sizes = {}
+                partitions[state.partition].customers = 0
+            partition = partitions[state.partition]
+            partition.customers += 1
+            if state.segment is not None:
+                partition.sizes[state.segment] = partition.sizes.get(state.segment, 0) + 1
+        return partitions
 
     def _changes(self, states: list[CustomerState],
                  before: dict[str, tuple[int | None, str | None]]) -> list[SegmentChange]:

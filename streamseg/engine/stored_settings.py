@@ -67,6 +67,9 @@ FIXED: dict[str, str] = {
     "pipeline.clock": f"stored times and the watermark follow this clock; {_NEW_STORE}",
     "privacy.key_id": ("stored customer ids were hashed with another key (or none); "
                        f"use the key the store was written with, {_NEW_STORE}"),
+    "input.source": ("the store's partitions and positions belong to this input: two "
+                     "consumer groups or two topics writing one store would give customers "
+                     f"two owners; {_NEW_STORE}"),
 }
 
 #: Settings that may change on an existing store; the new value applies from now on.
@@ -89,12 +92,38 @@ def key_id(key: bytes | None) -> str | None:
     return hmac.new(key, _KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
+def input_identity(settings: Settings) -> str:
+    """What writes the store: ``kafka group=G topics=T1,T2``, or ``local`` for a source
+    one worker reads whole (files, stdin, the sample)."""
+    uri = settings.source.uri
+    if not uri.startswith("kafka://"):
+        return "local"
+    topics = sorted(t for t in uri.removeprefix("kafka://").partition("/")[2].split(",") if t)
+    return f"kafka group={settings.kafka.group_id} topics={','.join(topics)}"
+
+
+def check_partition_counts(stored: dict[str, int] | None, current: dict[str, int],
+                           where: str) -> None:
+    """A topic's partition count must not change under an existing store: customers
+    would move to other partitions, with two owners each."""
+    changed = [f"topic {topic} had {stored[topic]} partitions when {where} was first "
+               f"written, and has {n} now" for topic, n in sorted(current.items())
+               if stored and topic in stored and stored[topic] != n]
+    if changed:
+        raise StoredSettingsMismatch(
+            "; ".join(changed) + ": customers would move between partitions and have two "
+            f"owners. Give the topic its old partition count back, {_NEW_STORE}")
+
+
 def settings_record(settings: Settings) -> dict[str, Any]:
     """The values of :data:`FIXED` and :data:`ADJUSTABLE` settings, by dotted name."""
     record: dict[str, Any] = {}
     for name in (*FIXED, *ADJUSTABLE):
         if name == "privacy.key_id":
             record[name] = key_id(settings.pseudonym_key())
+            continue
+        if name == "input.source":
+            record[name] = input_identity(settings)
             continue
         section, field = name.split(".")
         record[name] = getattr(getattr(settings, section), field)

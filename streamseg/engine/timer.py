@@ -9,6 +9,8 @@ timer asks it who is due.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streamseg.config import FeatureSettings
 from streamseg.core.features import SECONDS_PER_DAY
 from streamseg.store import Store
@@ -35,8 +37,11 @@ def next_rescore_at(now: float, recency_days: float, features: FeatureSettings) 
 
 
 class InactivityTimer:
-    """Asks the store which customers are due, at most every
-    :data:`RESCORE_CHECK_SECONDS` of service time unless the last answer was full."""
+    """Asks the store which customers of the partitions this worker owns are due, at most
+    every :data:`RESCORE_CHECK_SECONDS` of service time unless the last answer was full.
+
+    Each idle customer is re-scored by exactly one worker: the owner of its partition.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -44,12 +49,21 @@ class InactivityTimer:
         self._checked_at: float | None = None
         self._backlog = False
 
-    def due(self, now: float, limit: int) -> list[str]:
-        """Up to ``limit`` customers due at ``now`` (``[]`` when asked too recently)."""
+    def due(self, partitions: Iterable[str], now: float, limit: int) -> list[str]:
+        """Up to ``limit`` customers of ``partitions`` due at ``now`` (``[]`` when asked
+        too recently)."""
         if (self._checked_at is not None and self._backlog is False
                 and 0 <= now - self._checked_at < RESCORE_CHECK_SECONDS):
             return []  # asked recently and nothing was left over: spare the store a query
-        found = self._store.due_for_rescore(now, limit)
+        found: list[str] = []
+        for partition in sorted(partitions):
+            found += self._store.due_for_rescore(partition, now, limit - len(found))
+            if len(found) >= limit:
+                break
         self._checked_at = now
         self._backlog = len(found) >= limit
         return found
+
+    def ask_again(self) -> None:
+        """The owned partitions changed: the next :meth:`due` asks the store."""
+        self._checked_at = None

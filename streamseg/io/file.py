@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -123,7 +123,8 @@ class FileSource(Source):
     def exhausted(self) -> bool:
         return self._done and not self._replay
 
-    def seek(self, positions: dict[str, int]) -> None:
+    def seek(self, positions: dict[str, int],
+             partitions: Collection[str] | None = None) -> None:
         """Go to the stored position: forward by skipping lines, back by opening the
         file again; stdin hands out again what was not written (module docstring)."""
         if self.is_stdin:

@@ -5,22 +5,21 @@ a dead letter rather than an exception here. Each record names its partition as 
 *stream* (``kafka:<topic>:<partition>``) and its Kafka offset as its *offset*; offsets
 grow strictly within a partition, which is what the engine's redelivery check relies on.
 
-Where a restarted worker resumes
+Where a worker resumes
     The store is the source of truth: the pipeline writes the next offset of every
-    partition (``positions_after``) atomically with the batch's customer states, hands
-    them back through :meth:`KafkaSource.seek` at start-up, and commits them to Kafka
-    (:meth:`KafkaSource.commit`) only after the store write. Partitions are assigned
-    lazily, during the first ``poll``, so ``seek`` only remembers the positions; a
-    rebalance listener seeks each partition to its stored position the moment it is
-    assigned. A partition without a stored position starts at the group's committed
-    offset, or at the earliest offset for a new group. A partition that is revoked
-    forgets its stored position: if it comes back later, another worker may have
-    advanced it, and Kafka's committed offset is then the fresher one.
+    partition (``positions_after``) atomically with the batch's customer states, and
+    commits it to Kafka (:meth:`KafkaSource.commit`) only after the store write, so the
+    group's committed offsets only show progress. Partitions are assigned during a poll;
+    the rebalance listener only notes the change (:meth:`KafkaSource.assignment_changes`),
+    and the pipeline, in its own thread after the poll, takes each newly assigned
+    partition in the store, drops the records that poll returned for it, and seeks it to
+    its stored position (:meth:`KafkaSource.seek`); a partition without one starts where
+    the group left it (its committed offset, or the earliest for a new group).
 
     After a failed batch the pipeline calls :meth:`KafkaSource.seek` again (recovery):
-    every assigned partition then goes back to its last known position -- stored,
-    committed, or else the first offset this source returned from it -- so a batch that
-    failed before anything was stored is read again rather than skipped.
+    every assigned partition then goes back to its stored position, or else to the first
+    offset this source returned from it, so a batch that failed before anything was
+    stored is read again rather than skipped.
 
 ``max_poll_interval_ms``
     The consumer must call ``poll`` at least every ``max_poll_interval_ms`` (kafka-python
@@ -38,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -57,7 +56,7 @@ from streamseg.io.kafka_client import (
     partition_of,
     stream_key,
 )
-from streamseg.io.source import Source
+from streamseg.io.source import AssignmentChange, Source
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +70,25 @@ _FORCED_CONSUMER_OPTIONS: dict[str, Any] = {
 }
 
 
-class _SeekOnAssign(ConsumerRebalanceListener):
-    """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the source."""
+class _NoteChanges(ConsumerRebalanceListener):
+    """Notes kafka-python's rebalance callbacks for the pipeline, and does nothing else.
+
+    kafka-python runs them on its own thread, in the middle of a poll; neither the
+    engine nor the store is thread-safe, so the pipeline handles the changes itself
+    after the poll (:meth:`KafkaSource.assignment_changes`).
+    """
 
     def __init__(self, source: KafkaSource) -> None:
         self._source = source
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self._source._forget(revoked)
-        self._source.assignment_epoch += 1
+        self._source._note(revoked, "revoked")
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self._source._seek_assigned(assigned)
-        self._source.assignment_epoch += 1
+        self._source._note(assigned, "assigned")
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._source._note(lost, "lost")
 
 
 class KafkaSource(Source):
@@ -109,6 +114,10 @@ class KafkaSource(Source):
         self.topics = list(topics)
         self._name = f"Kafka topics {','.join(self.topics)}"  # in BrokerError messages
         self._lock = threading.Lock()
+        # Rebalance changes noted since the pipeline last asked (see _NoteChanges).
+        self._changes = AssignmentChange()
+        # Where each assigned partition would go back to when no position is stored:
+        # the first offset this source returned from it since it was assigned.
         self._positions: dict[TopicPartition, int] = {}
         # Offsets handed to commit_async and not yet confirmed by the broker.
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -138,7 +147,7 @@ class KafkaSource(Source):
         except KafkaError as error:
             raise bootstrap_error(servers, error) from None
         with broker_errors(f"{self._name}: subscribe failed"):
-            self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
+            self._consumer.subscribe(topics=self.topics, listener=_NoteChanges(self))
         log.info("consuming %s from %s as group %r", ",".join(self.topics), servers,
                  settings.group_id)
 
@@ -180,9 +189,43 @@ class KafkaSource(Source):
                         offset=message.offset,
                         produced_at=timestamp / 1000 if timestamp is not None
                         and timestamp >= 0 else None,
+                        partition=stream,
                     )
                 )
         return records
+
+    # -- this worker's share -------------------------------------------------------------
+    def _note(self, partitions: Any, kind: str) -> None:
+        names = [stream_key(p.topic, p.partition) for p in partitions or ()]
+        with self._lock:
+            getattr(self._changes, kind).extend(names)
+            if kind != "assigned":
+                for partition in partitions or ():
+                    self._positions.pop(partition, None)
+                    # Its new owner commits from now on; an old offset must not follow.
+                    self._uncommitted.pop(partition, None)
+
+    def assignment_changes(self) -> AssignmentChange | None:
+        """The rebalance changes since the last call (see :class:`AssignmentChange`)."""
+        with self._lock:
+            changes, self._changes = self._changes, AssignmentChange()
+        if not (changes.assigned or changes.revoked or changes.lost):
+            return None
+        return changes
+
+    def partition_of(self, stream: str) -> str:
+        """A Kafka partition is its own stream (``kafka:<topic>:<n>``)."""
+        return stream
+
+    def partition_counts(self) -> dict[str, int]:
+        """Topic -> partitions, from the brokers' metadata."""
+        counts: dict[str, int] = {}
+        with broker_errors(f"{self._name}: metadata query failed"):
+            for topic in self.topics:
+                partitions = self._consumer.partitions_for_topic(topic)
+                if partitions:
+                    counts[topic] = len(partitions)
+        return counts
 
     def positions_after(self, records: Sequence[RawRecord]) -> dict[str, int]:
         """``{stream: last offset + 1}`` for every partition in ``records``."""
@@ -194,36 +237,30 @@ class KafkaSource(Source):
         return positions
 
     # -- resuming ---------------------------------------------------------------------
-    def seek(self, positions: dict[str, int]) -> None:
-        """Remember stored positions; partitions seek to them when assigned.
-
-        Partitions assigned already go back at once to their stored position, or to the
-        last known one when none is stored (see the module docstring).
-        """
+    def seek(self, positions: dict[str, int],
+             partitions: Collection[str] | None = None) -> None:
+        """Send the assigned ``partitions`` (all: None) back to their position in
+        ``positions`` (the stored one), or else to the first offset this source returned
+        from them since they were assigned (so that a batch that failed before anything
+        was stored is read again); a partition with neither stays where it is (its
+        committed offset, or the earliest for a new group)."""
         wanted: dict[TopicPartition, int] = {}
         for key, offset in positions.items():
             partition = partition_of(key)
             if partition is not None and partition.topic in self.topics:
                 wanted[partition] = int(offset)
-        with self._lock:
-            self._positions.update(wanted)
         with broker_errors(f"{self._name}: seek failed"):
-            self._seek_assigned(list(self._consumer.assignment() or ()))
-
-    def _seek_assigned(self, assigned: Any) -> None:
-        with self._lock:
-            targets = {p: self._positions[p] for p in assigned if p in self._positions}
-        for partition, offset in targets.items():
-            log.info("partition %s:%d resumes at stored offset %d",
-                     partition.topic, partition.partition, offset)
-            self._consumer.seek(partition, offset)
-
-    def _forget(self, revoked: Any) -> None:
-        with self._lock:
-            for partition in revoked or ():
-                self._positions.pop(partition, None)
-                # Its new owner commits from now on; an old offset must not follow.
-                self._uncommitted.pop(partition, None)
+            assigned = {p for p in self._consumer.assignment() or ()
+                        if partitions is None
+                        or stream_key(p.topic, p.partition) in partitions}
+            with self._lock:
+                targets = {p: o for p, o in self._positions.items() if p in assigned}
+                targets.update({p: o for p, o in wanted.items() if p in assigned})
+                self._positions.update(targets)
+            for partition, offset in targets.items():
+                log.info("partition %s:%d resumes at offset %d",
+                         partition.topic, partition.partition, offset)
+                self._consumer.seek(partition, offset)
 
     def commit(self, positions: dict[str, int]) -> None:
         """Commit the positions of the partitions this worker still owns, asynchronously.

@@ -93,6 +93,10 @@ class Metrics:
             "streamseg_model_version", "Version of the model now serving.", registry=r)
         self.store_errors = Counter(
             "streamseg_store_errors_total", "Failed store operations (retried).", registry=r)
+        self.fenced_writes = Counter(
+            "streamseg_fenced_writes_total",
+            "Batches the store refused because another worker took their partitions.",
+            registry=r)
         self.broker_errors = Counter(
             "streamseg_broker_errors_total", "Failed Kafka operations (retried).", registry=r)
         self.ready = Gauge(

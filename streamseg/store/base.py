@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamseg.core.state import CustomerState
+from streamseg.core.state import LOCAL_PARTITION, CustomerState
 
 __all__ = [
     "LOCAL_PARTITION",
@@ -43,10 +43,6 @@ __all__ = [
     "PartitionWrite",
     "Store",
 ]
-
-#: The partition of a source that one worker reads whole (files, stdin).
-LOCAL_PARTITION = "local"
-
 
 @dataclass(slots=True)
 class Partition:

@@ -309,17 +309,21 @@ def test_the_state_cache_changes_nothing_but_speed(tmp_path: Path, cache_size: i
 
 
 def test_a_rebalance_drops_the_cached_states(tmp_path: Path) -> None:
+    from streamseg.io.source import AssignmentChange
+
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(_population(customers=10, days=40)) + "\n")
     app = Application(_settings(tmp_path, source))
     try:
-        assert app.engine.shared_input is False  # a file: this worker reads all of it
+        assert app.source.shared is False  # a file: this worker reads all of it
         app.run(max_batches=1)
         assert len(app.engine.cache), "the first batch's states are cached"
-        app.engine.cache.follow(app.source.assignment_epoch)
+        app.ownership.follow(app.engine, [])
         assert len(app.engine.cache), "no rebalance: the cache stays"
-        app.source.assignment_epoch += 1  # what the Kafka source does on a rebalance
-        app.engine.cache.follow(app.source.assignment_epoch)
+        # What the Kafka source reports after a rebalance that gave the partition back.
+        app.source.assignment_changes = lambda: AssignmentChange(  # type: ignore[method-assign]
+            assigned=["local"], revoked=["local"])
+        app.ownership.follow(app.engine, [])
         assert not len(app.engine.cache)
     finally:
         app.close()
@@ -381,11 +385,13 @@ def test_a_failed_start_closes_what_it_opened(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import streamseg.app as app_module
 
+    opened: list[str] = []
     closed: list[str] = []
     real_open_store = app_module.open_store
 
     def open_store_noting_close(*args: Any, **kwargs: Any) -> Any:
         store = real_open_store(*args, **kwargs)
+        opened.append("store")
         close = store.close
         store.close = lambda: (closed.append("store"), close())[1]  # type: ignore[method-assign]
         return store
@@ -393,7 +399,10 @@ def test_a_failed_start_closes_what_it_opened(tmp_path: Path,
     monkeypatch.setattr(app_module, "open_store", open_store_noting_close)
     with pytest.raises(FileNotFoundError):
         Application(_settings(tmp_path, tmp_path / "missing.jsonl"))
-    assert closed == ["store"]
+    assert opened and closed == opened  # the store, and the lease's own connection
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=5, days=10)) + "\n")
+    Application(_settings(tmp_path, source)).close()  # the lease was given up too
 
 
 def test_with_a_key_no_dead_letter_holds_a_clear_customer_id(

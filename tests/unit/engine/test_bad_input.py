@@ -249,7 +249,10 @@ def _engine() -> SegmentationEngine:
         "store": {"uri": "memory://"},
         "model": {"n_clusters": 2, "warmup": 3, "refine_every": 5, "n_init": 2},
     })
-    return SegmentationEngine(configured, MemoryStore())
+    store = MemoryStore()
+    engine = SegmentationEngine(configured, store)
+    engine.own(store.take_partition("local"))
+    return engine
 
 
 @settings(max_examples=150, deadline=None,

@@ -13,7 +13,7 @@ from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.model import build_model
-from streamseg.store import BatchWrite, MemoryStore
+from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
 
 
 def _seeded() -> tuple[object, MemoryStore]:
@@ -22,9 +22,9 @@ def _seeded() -> tuple[object, MemoryStore]:
     assignments = []
     for i, x in enumerate([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]]):
         assignments += model.update_customer(f"c{i}", np.array(x), None, None)
-    store.write_batch([CustomerState(a.key, CustomerFeatures.empty(), segment=a.segment,
-                                     vector=a.vector.tolist()) for a in assignments],
-                      BatchWrite())
+    states = [CustomerState(a.key, CustomerFeatures.empty(), segment=a.segment,
+                            vector=a.vector.tolist(), partition="local") for a in assignments]
+    store.write_batch(BatchWrite([PartitionWrite(store.take_partition("local"), states)]))
     return model, store
 
 

@@ -11,7 +11,7 @@ import pytest
 from streamseg.config import load_settings
 from streamseg.core.events import RawRecord
 from streamseg.engine import SegmentationEngine
-from streamseg.store import BatchWrite, MemoryStore
+from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -26,11 +26,16 @@ def _record(i: int, customer: str, day: float, amount: float = 20.0, *,
 
 def _engine(store: MemoryStore | None = None, **model: Any) -> SegmentationEngine:
     settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4, **model}})
-    return SegmentationEngine(settings, store or MemoryStore())
+    store = store or MemoryStore()
+    engine = SegmentationEngine(settings, store)
+    engine.own(store.take_partition("local"))
+    return engine
 
 
 def _write(engine: SegmentationEngine, store: MemoryStore, outcome: Any) -> None:
-    store.write_batch(outcome.states, BatchWrite(model_checkpoint=engine.model_checkpoint()))
+    partition = engine.partitions["local"]
+    store.write_batch(BatchWrite([PartitionWrite(partition, outcome.states)],
+                                 model_checkpoint=engine.model_checkpoint()))
 
 
 def test_a_redelivered_record_changes_nothing() -> None:
@@ -87,3 +92,28 @@ def test_the_clock_setting(clock: str) -> None:
     settings = load_settings(overrides={"pipeline": {"clock": clock}})
     engine = SegmentationEngine(settings, MemoryStore(), wall_clock=lambda: 123.0)
     assert engine.now() == (123.0 if clock == "wall" else 0.0)
+
+
+def test_partition_sizes_and_counts_follow_every_written_customer() -> None:
+    store = MemoryStore()
+    engine = _engine(store)
+    for start in (0, 8):  # two batches: the second moves some customers
+        outcome = engine.process([_record(start + i, f"c{i}", start + i, 10.0 + 100 * (i % 2))
+                                  for i in range(8)])
+        _write(engine, store, outcome)
+    stored = [s for s in store.iter_customers() if s.segment is not None]
+    expected: dict[int, int] = {}
+    for state in stored:
+        expected[state.segment] = expected.get(state.segment, 0) + 1  # type: ignore[index]
+    local = engine.partitions["local"]
+    assert local.sizes == expected and local.customers == 8
+    assert store.segment_sizes() == expected and store.count() == 8
+
+
+def test_records_of_a_partition_this_worker_does_not_own_are_left_alone() -> None:
+    engine = _engine()
+    foreign = _record(0, "a", 0)
+    foreign.partition = "kafka:t:3"
+    outcome = engine.process([foreign, _record(1, "b", 0)])
+    assert (outcome.applied, outcome.foreign) == (1, 1)
+    assert [s.customer_id for s in outcome.states] == ["b"]

@@ -83,7 +83,7 @@ def test_an_interrupted_reseed_stops_the_service_until_it_is_finished(
     settings = _settings(tmp_path, source)
     _run(settings)
     store = open_store(settings.store)
-    store.write_batch([], BatchWrite(meta={"reseed": {"k": 4}}))  # as a reseed's first write
+    store.write_batch(BatchWrite(meta={"reseed": {"k": 4}}))  # as a reseed's first write
     store.close()
     with pytest.raises(ConfigError, match="reseed --k 4"):
         Application(settings)

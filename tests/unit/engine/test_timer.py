@@ -14,7 +14,7 @@ class _CountingStore(MemoryStore):
         self.asked = 0
         self._answer = due
 
-    def due_for_rescore(self, until: float, limit: int) -> list[str]:
+    def due_for_rescore(self, partition: str, until: float, limit: int) -> list[str]:
         self.asked += 1
         return self._answer[:limit]
 
@@ -29,23 +29,36 @@ def test_the_wait_is_clamped_between_min_and_max_days() -> None:
 def test_the_store_is_asked_again_only_after_a_minute_of_service_time() -> None:
     store = _CountingStore(due=["a"])
     timer = InactivityTimer(store)
-    assert timer.due(1000.0, limit=10) == ["a"]
-    assert timer.due(1000.0 + RESCORE_CHECK_SECONDS / 2, limit=10) == []
-    assert timer.due(1000.0 + RESCORE_CHECK_SECONDS, limit=10) == ["a"]
+    assert timer.due(["p0"], 1000.0, limit=10) == ["a"]
+    assert timer.due(["p0"], 1000.0 + RESCORE_CHECK_SECONDS / 2, limit=10) == []
+    assert timer.due(["p0"], 1000.0 + RESCORE_CHECK_SECONDS, limit=10) == ["a"]
     assert store.asked == 2
 
 
 def test_a_full_answer_means_a_backlog_asked_for_at_once() -> None:
     store = _CountingStore(due=["a", "b", "c"])
     timer = InactivityTimer(store)
-    assert timer.due(0.0, limit=2) == ["a", "b"]
-    assert timer.due(1.0, limit=2) == ["a", "b"]
+    assert timer.due(["p0"], 0.0, limit=2) == ["a", "b"]
+    assert timer.due(["p0"], 1.0, limit=2) == ["a", "b"]
     assert store.asked == 2
 
 
 def test_a_clock_that_went_back_asks_again() -> None:
     store = _CountingStore(due=[])
     timer = InactivityTimer(store)
-    timer.due(1000.0, limit=5)
-    timer.due(900.0, limit=5)
+    timer.due(["p0"], 1000.0, limit=5)
+    timer.due(["p0"], 900.0, limit=5)
     assert store.asked == 2
+
+
+def test_only_the_owned_partitions_are_asked_and_the_limit_spans_them() -> None:
+    asked: list[str] = []
+
+    class _Store(MemoryStore):
+        def due_for_rescore(self, partition: str, until: float, limit: int) -> list[str]:
+            asked.append(partition)
+            return [f"{partition}-{i}" for i in range(min(limit, 2))]
+
+    timer = InactivityTimer(_Store())
+    assert timer.due(["b", "a", "c"], 0.0, limit=3) == ["a-0", "a-1", "b-0"]
+    assert asked == ["a", "b"]

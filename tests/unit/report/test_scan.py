@@ -8,7 +8,7 @@ from streamseg.config import load_settings
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
 from streamseg.core.state import CustomerState
 from streamseg.report.scan import CustomerScan, read_report_data, redact_uri
-from streamseg.store import BatchWrite, MemoryStore
+from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
 
 DAY = SECONDS_PER_DAY
 
@@ -64,7 +64,8 @@ def test_scan_of_nothing() -> None:
 def test_report_data_takes_the_clock_and_names_from_the_store_metadata() -> None:
     store = MemoryStore()
     history = [{"time": 5 * DAY, "sizes": {"0": 1, "1": 1}}]
-    store.write_batch([_state(0, 0, spend=5.0), _state(1, 1, spend=50.0)], BatchWrite(meta={
+    states = [_state(0, 0, spend=5.0), _state(1, 1, spend=50.0)]
+    store.write_batch(BatchWrite([PartitionWrite(store.take_partition("local"), states)], meta={
         "watermark": 30 * DAY,
         "segments": [{"segment": 1, "name": "Big spenders"}, {"segment": 0, "name": ""}],
         "size_history": history,

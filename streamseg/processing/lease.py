@@ -1,0 +1,104 @@
+"""The store's model lease: one worker at a time holds the model of a store.
+
+A worker takes the lease before it joins the input (a second worker on the same store
+stops at start, naming the holder) and keeps it by renewing it from a thread of its own
+every third of its time to live, so a slow batch does not lose it while a stopped
+process (paused, partitioned away) does. Every batch the worker writes carries the
+lease's token, and the store refuses the write once another worker holds the lease: a
+worker that wakes up after its lease expired cannot overwrite the model. When a renewal
+finds the lease gone, :attr:`LeaseKeeper.lost` tells the loop to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from streamseg.store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LeaseKeeper", "LeaseLost", "worker_id"]
+
+
+class LeaseLost(RuntimeError):
+    """This worker lost the store's model lease: another worker holds the store now."""
+
+
+def worker_id() -> str:
+    """This process, as the lease names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseKeeper:
+    """Takes, renews and releases the model lease of a store.
+
+    Parameters
+    ----------
+    store
+        The store the worker writes to (used to take and release the lease).
+    renewal_store
+        A store for the renewing thread: its own connection (stores are not
+        thread-safe), or the same object for an in-process store.
+    holder
+        Who holds it (:func:`worker_id` unless configured).
+    ttl_s
+        How long the lease lives without a renewal.
+    """
+
+    def __init__(self, store: Store, renewal_store: Callable[[], Store], holder: str,
+                 ttl_s: float) -> None:
+        self._store = store
+        self._renewal_store = renewal_store
+        self.holder = holder
+        self.ttl_s = ttl_s
+        self.token: str | None = None
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def lost(self) -> bool:
+        """True once a renewal found another worker holding the lease."""
+        return self._lost.is_set()
+
+    def acquire(self) -> str:
+        """Take the lease (raises :class:`~streamseg.store.LeaseHeld`) and start renewing."""
+        self.token = self._store.acquire_lease(self.holder, self.ttl_s)
+        self._thread = threading.Thread(target=self._renew_until_stopped, daemon=True,
+                                        name="streamseg-lease")
+        self._thread.start()
+        return self.token
+
+    def _renew_until_stopped(self) -> None:
+        token = self.token
+        assert token is not None
+        store = self._renewal_store()
+        try:
+            while not self._stop.wait(self.ttl_s / 3):
+                try:
+                    if not store.renew_lease(token, self.ttl_s):
+                        log.error("the model lease of this worker (%s) expired and is held "
+                                  "by another worker now", self.holder)
+                        self._lost.set()
+                        return
+                except Exception as error:  # noqa: BLE001 - the store may be down: retry
+                    log.warning("could not renew the model lease (%s); retrying", error)
+        finally:
+            if store is not self._store:
+                store.close()
+
+    def close(self) -> None:
+        """Stop renewing and give the lease up (if still held)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.ttl_s)
+        if self.token is not None and not self.lost:
+            try:
+                self._store.release_lease(self.token)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                log.warning("could not release the model lease; it expires in %.0f s",
+                            self.ttl_s)
