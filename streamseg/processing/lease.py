@@ -15,13 +15,18 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
-from streamseg.store import Store
+from streamseg.store import LeaseHeld, Store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LeaseKeeper", "LeaseLost", "worker_id"]
+
+#: How much later than first seen a lease may expire before it counts as renewed (the
+#: store's and this process's clocks tick apart by a few milliseconds per call).
+RENEWAL_TOLERANCE_S = 0.5
 
 
 class LeaseLost(RuntimeError):
@@ -66,8 +71,28 @@ class LeaseKeeper:
         return self._lost.is_set()
 
     def acquire(self) -> str:
-        """Take the lease (raises :class:`~streamseg.store.LeaseHeld`) and start renewing."""
-        self.token = self._store.acquire_lease(self.holder, self.ttl_s)
+        """Take the lease and start renewing it.
+
+        A lease held under this worker's own name is taken over at once (this worker,
+        restarted). A lease held by another name may belong to a worker that died
+        without giving it up: this waits until it expires -- at most one time to live --
+        and raises :class:`~streamseg.store.LeaseHeld` as soon as the holder renews it
+        (it is alive).
+        """
+        first_expiry: float | None = None
+        while True:
+            try:
+                self.token = self._store.acquire_lease(self.holder, self.ttl_s,
+                                                       replace_own=True)
+                break
+            except LeaseHeld as held:
+                expiry = time.monotonic() + held.expires_in
+                if first_expiry is None:
+                    first_expiry = expiry
+                    log.warning("%s; waiting to see whether it is still alive", held)
+                elif expiry > first_expiry + RENEWAL_TOLERANCE_S:
+                    raise  # renewed since: a live worker holds this store
+                time.sleep(min(1.0, held.expires_in + 0.05))
         self._thread = threading.Thread(target=self._renew_until_stopped, daemon=True,
                                         name="streamseg-lease")
         self._thread.start()

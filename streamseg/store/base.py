@@ -165,9 +165,12 @@ class Store(ABC):
 
     # -- the lease --------------------------------------------------------------------
     @abstractmethod
-    def acquire_lease(self, holder: str, ttl_s: float) -> str:
+    def acquire_lease(self, holder: str, ttl_s: float, *, replace_own: bool = False) -> str:
         """Take the model lease for ``ttl_s`` seconds; return its token. Raises
-        :class:`LeaseHeld` when another holder's lease has not expired."""
+        :class:`LeaseHeld` when another holder's lease has not expired. With
+        ``replace_own``, a lease held under the same ``holder`` name is taken over (the
+        same worker, restarted: the process that held it is gone, or will find its
+        writes refused)."""
 
     @abstractmethod
     def renew_lease(self, token: str, ttl_s: float) -> bool:

@@ -115,9 +115,10 @@ class MemoryStore(Store):
         return (self._lease is not None and self._lease[0] == token
                 and self._lease[1] > self._clock())
 
-    def acquire_lease(self, holder: str, ttl_s: float) -> str:
+    def acquire_lease(self, holder: str, ttl_s: float, *, replace_own: bool = False) -> str:
         now = self._clock()
-        if self._lease is not None and self._lease[1] > now:
+        own = self._lease is not None and self._lease[0].rpartition("#")[0] == holder
+        if self._lease is not None and self._lease[1] > now and not (replace_own and own):
             raise LeaseHeld(self._lease[0].rpartition("#")[0], self._lease[1] - now)
         token = f"{holder}#{uuid.uuid4().hex[:12]}"
         self._lease = (token, now + ttl_s)

@@ -230,13 +230,14 @@ class SQLiteStore(Store):
         row = self._db.execute("SELECT token, expires_at FROM lease WHERE id = 1").fetchone()
         return row is not None and row[0] == token and float(row[1]) > time.time()
 
-    def acquire_lease(self, holder: str, ttl_s: float) -> str:
+    def acquire_lease(self, holder: str, ttl_s: float, *, replace_own: bool = False) -> str:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT token, expires_at FROM lease WHERE id = 1").fetchone()
             now = time.time()
-            if row is not None and float(row[1]) > now:
+            own = row is not None and str(row[0]).rpartition("#")[0] == holder
+            if row is not None and float(row[1]) > now and not (replace_own and own):
                 raise LeaseHeld(str(row[0]).rpartition("#")[0], float(row[1]) - now)
             token = f"{holder}#{uuid.uuid4().hex[:12]}"
             db.execute("INSERT OR REPLACE INTO lease (id, token, expires_at) VALUES (1, ?, ?)",

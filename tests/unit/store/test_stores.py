@@ -146,6 +146,16 @@ def test_the_lease_is_held_by_one_worker_until_it_expires_or_is_released(store: 
     assert store.load_model() == {"v": 3}
 
 
+def test_a_worker_restarted_under_the_same_name_takes_its_lease_over(store: Store) -> None:
+    old = store.acquire_lease("worker-1", ttl_s=30.0)
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("worker-1", ttl_s=30.0)
+    new = store.acquire_lease("worker-1", ttl_s=30.0, replace_own=True)
+    assert new != old and not store.renew_lease(old, ttl_s=30.0)
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("worker-2", ttl_s=30.0, replace_own=True)
+
+
 def test_an_expired_lease_can_be_taken(store: Store) -> None:
     old = store.acquire_lease("worker-a", ttl_s=0.0)
     new = store.acquire_lease("worker-b", ttl_s=30.0)
