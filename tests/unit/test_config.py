@@ -65,8 +65,14 @@ def test_production_yaml_and_container_files_agree() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"kafka", "redis", "streamseg", "prometheus"}
     scrape = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
-    target = scrape["scrape_configs"][0]["static_configs"][0]["targets"][0]
-    assert target == f"streamseg:{production.metrics.port}"
+    # Every worker is scraped: the service name resolves to one address per worker.
+    discovery = scrape["scrape_configs"][0]["dns_sd_configs"][0]
+    assert discovery["names"] == ["streamseg"]
+    assert discovery["port"] == production.metrics.port
+    # `docker compose up --scale streamseg=N`: no fixed host port may clash.
+    for port in compose["services"]["streamseg"].get("ports", []):
+        host = str(port).rsplit(":", 1)[0]
+        assert "-" in host.rsplit(":", 1)[-1], f"a fixed host port stops scaling: {port}"
     kafka_host = production.source.uri.removeprefix("kafka://").split("/")[0]
     assert kafka_host == compose["services"]["kafka"]["environment"][
         "KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
