@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import random
 import threading
 import time
@@ -435,6 +436,15 @@ def test_due_scan_of_one_partition_leaves_the_others_bounds(
     assert small_store.due_for_rescore("kafka:t:1", 10.0, 100) == [
         f"t{i}" for i in range(5)]
     assert small_store.due_for_rescore("kafka:t:9", 1e9, 100) == []  # unknown partition
+
+
+def test_a_nan_due_time_is_never_due_and_breaks_nothing(small_store: RedisStore) -> None:
+    part = small_store.take_partition(P)
+    states = [_customer(f"n{i}", 0, math.nan) for i in range(8)]
+    states += [_customer(f"d{i}", 0, 5.0 + i) for i in range(8)]  # sharing the 4 buckets
+    _write(small_store, states, part)
+    assert small_store.due_for_rescore(P, 1e12, 100) == [f"d{i}" for i in range(8)]
+    assert math.isnan(small_store.get("n0").next_rescore_at)  # type: ignore[arg-type,union-attr]
 
 
 # -- readers, layout, connection ----------------------------------------------------------

@@ -49,10 +49,11 @@ class Commands:
     args: list[str | bytes] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._index = {key: index for index, key in enumerate(self.keys, 1)}
+
     def key(self, name: str) -> int:
         """The 1-based index of a key in ``keys``, added if new."""
-        if not self._index:
-            self._index = {key: index for index, key in enumerate(self.keys, 1)}
         if name not in self._index:
             self.keys.append(name)
             self._index[name] = len(self.keys)
@@ -136,7 +137,8 @@ def encode_batch(write: BatchWrite, keys: Keys, buckets: int, partition_ids: dic
             written[cid] = len(chunks)
             for index in range(len(chunks), chunks_before(cid)):
                 stale.setdefault(bucket, []).append(_chunk_field(raw, index))
-            if state.next_rescore_at is not None:
+            if state.next_rescore_at is not None and not math.isnan(state.next_rescore_at):
+                # (a NaN time is never due, as in the other stores; nor a valid score)
                 group = str(bucket // per_group)
                 due[group] = min(due.get(group, math.inf), float(state.next_rescore_at))
         _partition_commands(commands, keys, partition_id, part.partition, due)

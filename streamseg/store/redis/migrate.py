@@ -170,7 +170,7 @@ class Migration:
         """Rewrite a group of buckets in codec 2 and count them (None: not v1 any more)."""
         keys = self._keys
         names = [keys.bucket(bucket) for bucket in buckets]
-        while True:
+        for _ in range(_ATTEMPTS * 4):
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.watch(keys.layout, *names)
                 reads = self._redis.pipeline(transaction=False)  # after WATCH: guarded
@@ -189,6 +189,7 @@ class Migration:
                 except redis.WatchError:
                     continue  # a bucket changed while it was read: read it again
                 return tally
+        raise _Restart  # buckets that keep changing: a worker of the previous version
 
     def _bucket(self, pipe: Any, bucket: int, name: str, table: dict[bytes, bytes],
                 tally: _Tally, outbox_customer: str | None) -> None:
@@ -216,7 +217,7 @@ class Migration:
             tally.customers[partition] += 1
             if segment is not None:
                 tally.sizes.setdefault(partition, Counter())[segment] += 1
-            if due_at is not None:
+            if due_at is not None and not math.isnan(due_at):
                 group = bucket // group_size(self._buckets)
                 groups = tally.due.setdefault(partition, {})
                 groups[group] = min(groups.get(group, math.inf), due_at)

@@ -29,11 +29,12 @@ until, ARGV[2] = the partition's id, then per group: its member, its number of b
 Returns the partition's customers whose next_rescore_at <= until, as a flat list (id,
 time as %.17g text, ...), and sets each group's score to the floor of the earliest
 next_rescore_at of the partition's customers in it (or removes the group if they have
-none). Only this partition's index changes: the groups of another partition keep their
-scores whatever customers of its own they hold. Chunk 0 of a packed state is under a
-field that starts with byte 1; its first byte (the header) is 128..191 for codec version
-2 and has bit 0 set when a float64 next_rescore_at follows, then comes the partition's id
-as a varint, at byte 10 (see :mod:`.codec`).
+none; a NaN time is never due). Only this partition's index changes: the groups of
+another partition keep their scores whatever customers of its own they hold. Chunk 0
+of a packed state is under a field that starts with byte 1; its first byte (the header)
+is 128..191 for codec version 2 and has bit 0 set when a float64 next_rescore_at
+follows (at byte 1, counting from 0), then the partition's id as a varint at byte 9
+(Lua's 2 and 10; see :mod:`.codec`).
 
 :data:`LEASE_ACQUIRE`, :data:`LEASE_RENEW`, :data:`LEASE_RELEASE` -- the model lease
 (:mod:`.lease`). KEYS[1] = ``{p}:lease``; ARGV = token, time to live in milliseconds.
@@ -100,8 +101,8 @@ for g = 3, #ARGV, 2 do
           scale = scale * 128
           pos = pos + 1
         end
-        if id == want then
-          local at = struct.unpack('<d', chunk, 2)
+        local at = struct.unpack('<d', chunk, 2)
+        if id == want and at == at then
           if lowest == nil or at < lowest then lowest = at end
           if at <= cutoff then
             due[#due + 1] = string.sub(values[i], 2)
