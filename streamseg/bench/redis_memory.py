@@ -1,15 +1,16 @@
 """How much Redis memory one customer takes in :class:`~streamseg.store.redis.RedisStore`.
 
-The budget is 250 bytes per customer, everything included (customer records, due index,
-counters). :func:`measure_memory_per_customer` writes realistic customers under a fresh
-key prefix, reads ``used_memory`` before and after, deletes them again and returns the
-growth per customer.
+The budget is 250 bytes per customer, everything included (customer records, due
+indexes, the partitions' counters). :func:`measure_memory_per_customer` writes realistic
+customers under a fresh key prefix, reads ``used_memory`` before and after, deletes them
+again and returns the growth per customer.
 
 "Realistic" means: the features of simulated customers (:mod:`streamseg.bench.simulate`: five
 archetypes, a year of purchases and refunds with sub-second event times), ids like
 ``cust-000123``, a 6-dimensional float32 vector, a segment with a name, a model version,
 a next re-score time, the Kafka offset last applied and the hashes of the last 8 event
-ids (``pipeline.dedupe_window``) -- what a worker writes.
+ids (``pipeline.dedupe_window``), spread over the 12 partitions of a topic -- what
+workers write.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 
 from streamseg.bench.simulate import simulate_stream
 from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
-from streamseg.store.base import BatchWrite, CustomerState
+from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite
 
+#: Partitions of the simulated topic.
+PARTITIONS = 12
 #: Segment names of the naming rules, as a worker writes them.
 _NAMES = ("VIP", "Loyal regulars", "New", "Bargain hunters", "At risk", "Lapsed big spenders")
 
@@ -36,7 +39,7 @@ def realistic_states(customers: int, seed: int = 7, dedupe_window: int = 8
     features: dict[str, CustomerFeatures] = {}
     applied: dict[str, int] = {}
     recent: dict[str, list[int]] = {}
-    partitions = 12
+    partitions = PARTITIONS
     for offset, event in enumerate(events):
         cid = event["customer_id"]
         when = datetime.fromisoformat(event["timestamp"]).timestamp()
@@ -65,6 +68,7 @@ def realistic_states(customers: int, seed: int = 7, dedupe_window: int = 8
                 next_rescore_at=now + float(rng.uniform(1, 14)) * SECONDS_PER_DAY,
                 applied={f"kafka:transactions:{partition}": applied[cid]},
                 recent_ids=recent[cid] if dedupe_window else [],
+                partition=f"kafka:transactions:{partition}",
             )
         )
     return states
@@ -96,15 +100,33 @@ def measure_memory_per_customer(
                                 prefix=f"bench-{uuid.uuid4().hex[:12]}", buckets=buckets)
     client = store._redis
     try:
-        store.write_batch([], BatchWrite(positions={"kafka:transactions:0": 0}))
+        # Every partition taken and written once before measuring: what is measured is
+        # what customers add.
+        parts = {name: store.take_partition(name)
+                 for name in sorted({state.partition or "" for state in states})}
+        store.write_batch(BatchWrite([PartitionWrite(part) for part in parts.values()]))
         before = int(client.info("memory")["used_memory"])
         for start in range(0, len(states), 500):
-            store.write_batch(states[start:start + 500], BatchWrite())
+            store.write_batch(_batch(parts, states[start:start + 500]))
         after = int(client.info("memory")["used_memory"])
     finally:
         store.delete_all()
         store.close()
     return (after - before) / max(1, len(states))
+
+
+def _batch(parts: dict[str, Partition], states: list[CustomerState]) -> BatchWrite:
+    """A batch of new customers as workers write it: per partition, the customers and the
+    partition's counters after them (``parts`` is updated)."""
+    writes: dict[str, PartitionWrite] = {}
+    for state in states:
+        part = parts[state.partition or ""]
+        part.customers += 1
+        if state.segment is not None:
+            part.sizes[state.segment] = part.sizes.get(state.segment, 0) + 1
+        part.positions = {name: offset + 1 for name, offset in state.applied.items()}
+        writes.setdefault(part.name, PartitionWrite(part)).states.append(state)
+    return BatchWrite(list(writes.values()))
 
 
 if __name__ == "__main__":  # pragma: no cover - manual benchmark

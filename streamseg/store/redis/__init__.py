@@ -3,15 +3,18 @@
 One module per job:
 
 * :mod:`.keys` -- the key schema (with the memory budget that shapes it), field names,
-  buckets and chunks;
+  buckets, due groups and chunks;
 * :mod:`.codec` -- the packed customer state and the readable record (and why the codec
-  is hand-written, with measured figures);
+  is hand-written);
 * :mod:`.connection` -- URLs, their options, timeouts, connecting;
-* :mod:`.scripts` -- the Lua due-scan script and how it is called;
-* :mod:`.store` -- :class:`RedisStore`, with the legacy single-string model checkpoint,
-  helped by :mod:`.streams` (stream ids), :mod:`.memo` (segments and chunk counts),
-  :mod:`.records` (reading customers), :mod:`.batch` (encoding a batch), :mod:`.due`
-  (the due scan) and :mod:`.scan` (whole-store iteration);
+* :mod:`.scripts` -- the Lua scripts (fenced write, take a partition, due scan, lease)
+  and how they are called;
+* :mod:`.store` -- :class:`RedisStore`, helped by :mod:`.batch` (a batch as the commands
+  of one fenced script call), :mod:`.partitions` (partition ids, take, read),
+  :mod:`.lease` (the model lease), :mod:`.model` (the model checkpoint's parts),
+  :mod:`.streams` (the name registry), :mod:`.memo` (chunk counts), :mod:`.records`
+  (reading customers), :mod:`.due` (the due scan), :mod:`.scan` (whole-store
+  iteration) and :mod:`.migrate` (a prefix of the previous layout, v1, to v2);
 * :mod:`.reader` -- :class:`SegmentReader`, read-only access for apps.
 """
 

@@ -6,9 +6,12 @@ The **packed state** holds everything but the readable record, as compact bytes 
 =========  ==========================================================================
 u8         header: bit 0 next_rescore_at present, bit 1 vector present, bit 2 vector
            as float64 (a vector that is not float32-exact is never rounded), bits
-           6-7 codec version (1)
+           6-7 codec version (2)
 f64        next_rescore_at, if bit 0 -- at byte 1, where the due-scan script
            (:mod:`.scripts`) reads it
+varint     the customer's partition: its small id in ``{p}:streams`` (0: none) --
+           right after next_rescore_at, so that the due scan reads it from chunk 0
+           with no more parsing than a varint
 varint     length of everything after this varint (so that a chunk left over from a
            longer earlier state is ignored)
 3 bytes    features header: a 3-bit tag per float of ``_FEATURE_FLOATS``, in order:
@@ -21,40 +24,28 @@ applied    varint count, then (varint stream id, zigzag varint offset) pairs; st
 recent     varint count, then that many u32 event-id hashes
 =========  ==========================================================================
 
+Codec version 1 (layout v1) is the same without the partition varint; it still decodes
+(partition none), and :func:`_upgrade_state` turns it into version 2 by inserting the
+varint, which is what the migration of a v1 prefix does (:mod:`.migrate`).
+
 Every value comes back exactly as it was written. The **readable record** is text that
 apps read without this codec (:class:`~streamseg.store.redis.SegmentReader`):
 ``segment|updated_at|model_version[|name]``.
 
 Why hand-written rather than a kept library (msgpack, msgspec): size, which is memory
 and round trips. ``python -m streamseg.bench.codec --redis redis://127.0.0.1:6379/0``
-packs the same content with each, on 5,000 realistic states
-(:func:`streamseg.bench.redis_memory.realistic_states`), and writes 20,000 customers
-with each codec's lengths through this store to measure Redis memory. It measured, on
-Redis 7.0 with msgpack 1.2 and msgspec 0.23:
-
-===============  ===========  ======  ==========  ==============  =====================
-codec            bytes/state  chunks  > 3 chunks  Redis bytes     encode + decode,
-                 (mean, max)                      per customer    CPU per state
-===============  ===========  ======  ==========  ==============  =====================
-this codec       112, 133     2.0     0%          221             15-24 us
-msgspec, array   190, 198     3.7     70%         331             3-4.5 us
-msgspec, Struct  350, 358     6.0     100%        547             3-5 us
-msgpack, dict    350, 358     6.0     100%        547             7-12 us
-===============  ===========  ======  ==========  ==============  =====================
-
-(Bytes are the same from run to run and memory nearly so while nothing else writes to
-that Redis; times are the range of runs on a shared 2-core machine.) The budget is 250
-bytes per customer (:mod:`.keys`): only this codec fits it. msgpack writes every float
-as 9 bytes and names every field and stream; even by position, the most compact layout
-msgspec offers, a customer takes four chunks instead of two on average, about 80 more
-bytes of value and nearly two more fields (each repeating the customer id), and 70% of
-customers would need the second round trip of ``RedisStore.get_many``. What this codec
-saves is exactly what a general format cannot know: a vector that is float32-exact,
-features that repeat ``reference_time`` or are integral, stream names replaced by small
-ids. The libraries are faster (C against this Python); the store pays that CPU for
-memory, which is what limits how many customers one Redis holds. The due-scan script
-also reads ``next_rescore_at`` at a fixed offset of chunk 0, which a self-describing
-format does not give.
+packs the same content with each and measures the Redis memory each would take: only
+this codec keeps a typical customer within two chunks and the store within its budget
+of 250 bytes per customer (:mod:`.keys`). msgpack writes every float as 9 bytes and
+names every field and stream; even by position, the most compact layout msgspec offers,
+most customers would take four chunks instead of two, each more field repeating the
+customer id, and most would need the second round trip of ``RedisStore.get_many``. What
+this codec saves is exactly what a general format cannot know: a vector that is
+float32-exact, features that repeat ``reference_time`` or are integral, stream and
+partition names replaced by small ids. The libraries are faster (C against this
+Python); the store pays that CPU for memory, which is what limits how many customers
+one Redis holds. The due-scan script also reads ``next_rescore_at`` and the partition at
+fixed places of chunk 0, which a self-describing format does not give.
 
 >>> data = _pack_public(CustomerState("c1", CustomerFeatures.empty(), segment=2,
 ...                                   segment_name="VIP", updated_at=1714557600.0))
@@ -114,7 +105,8 @@ _F64 = struct.Struct("<d")
 _I32 = struct.Struct("<i")
 
 # The layout is in the module docstring; the hot paths below follow it in order.
-_CODEC_VERSION = 1
+_CODEC_VERSION = 2
+_CODEC_V1 = 1  # no partition: read, and upgraded by the migration of a v1 prefix
 _HAS_RESCORE = 0x01
 _HAS_VECTOR = 0x02
 _VECTOR_F64 = 0x04
@@ -197,12 +189,17 @@ def _unpack_features(data: bytes, pos: int) -> tuple[CustomerFeatures, int]:
 
 
 def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
-    """Everything but the readable record, as compact bytes (see the module docstring)."""
+    """Everything but the readable record, as compact bytes (see the module docstring).
+
+    ``stream_ids`` holds the small id of every stream of ``state.applied`` and of
+    ``state.partition`` (the registry serves both).
+    """
     header = _CODEC_VERSION << 6
     head = bytearray()
     if state.next_rescore_at is not None:
         header |= _HAS_RESCORE
         head += _F64.pack(float(state.next_rescore_at))
+    _varint(0 if state.partition is None else stream_ids[state.partition], head)
     body = bytearray()
     _pack_features(state.features, body)
     if state.vector is not None:
@@ -231,27 +228,67 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
     return bytes(out)
 
 
+def _head(data: bytes) -> tuple[int, int]:
+    """(partition id, position of the length varint) of a packed state of either
+    version. Raises IndexError when ``data`` is too short."""
+    header = data[0]
+    pos = 9 if header & _HAS_RESCORE else 1
+    if header >> 6 == _CODEC_V1:
+        if pos > len(data):
+            raise IndexError("packed state cut short")
+        return 0, pos
+    return _read_varint(data, pos)
+
+
 def _state_length(data: bytes) -> int | None:
     """Total length of a packed state from its first bytes (None: too few bytes)."""
     try:
-        pos = 9 if data[0] & _HAS_RESCORE else 1
+        _, pos = _head(data)
         length, pos = _read_varint(data, pos)
     except IndexError:
         return None
     return pos + length
 
 
+def _state_partition(data: bytes) -> int:
+    """The small id of the partition a packed state records (0: none, or version 1).
+
+    >>> _state_partition(_pack_state(CustomerState("c", CustomerFeatures.empty(),
+    ...                                            partition="kafka:t:0"), {"kafka:t:0": 5}))
+    5
+    """
+    return _head(data)[0]
+
+
+def _upgrade_state(data: bytes, partition_id: int) -> bytes:
+    """A packed state of codec version 1 as version 2, recording ``partition_id``; a
+    version 2 state is returned as it is. Only the head changes: the length varint
+    counts the bytes after it, which stay the same.
+
+    >>> old = bytes([_CODEC_V1 << 6 | _HAS_RESCORE]) + _F64.pack(5.0) + bytes([1, 0])
+    >>> new = _upgrade_state(old, 300)
+    >>> new[0] >> 6, _state_partition(new), _state_length(new) == len(new) == len(old) + 2
+    (2, 300, True)
+    """
+    if data[0] >> 6 != _CODEC_V1:
+        return data
+    pos = 9 if data[0] & _HAS_RESCORE else 1
+    out = bytearray([(data[0] & 0x3F) | _CODEC_VERSION << 6]) + data[1:pos]
+    _varint(partition_id, out)
+    return bytes(out + data[pos:])
+
+
 def _unpack_state(
     cid: str, data: bytes, stream_name: Callable[[int], str]
 ) -> tuple[float | None, CustomerFeatures, list[float] | None, dict[str, int], list[int]]:
+    """The packed state's values but the partition (see :func:`_state_partition`)."""
     header = data[0]
-    if header >> 6 != _CODEC_VERSION:
+    if header >> 6 not in (_CODEC_VERSION, _CODEC_V1):
         raise ValueError(f"customer {cid!r}: unknown state codec version {header >> 6}")
-    pos = 1
     next_rescore_at: float | None = None
     if header & _HAS_RESCORE:
-        next_rescore_at = _F64.unpack_from(data, pos)[0]
-        pos += 8
+        next_rescore_at = _F64.unpack_from(data, 1)[0]
+    _, pos = _head(data)
     _, pos = _read_varint(data, pos)
     features, pos = _unpack_features(data, pos)
     vector: list[float] | None = None
@@ -299,8 +336,7 @@ def _unpack_public(data: bytes) -> tuple[int | None, float | None, int, str | No
     return segment, updated_at, model_version, name
 
 
-
 def _sizes(table: Any) -> dict[int, int]:
-    """Customers per segment from the ``{p}:sizes`` hash, empty segments left out."""
+    """Customers per segment from a v1 ``{p}:sizes`` hash, empty segments left out."""
     sizes = {int(seg): int(n) for seg, n in table.items()}
     return {seg: n for seg, n in sorted(sizes.items()) if n > 0}

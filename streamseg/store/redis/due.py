@@ -1,4 +1,11 @@
-"""The due scan: the customers whose ``next_rescore_at`` has come, earliest first."""
+"""The due scan: a partition's customers whose ``next_rescore_at`` has come, earliest first.
+
+A partition's due index ``{p}:due:{i}`` holds groups of buckets (:func:`.keys.group_size`
+buckets each) where that partition's customers are due, each with a lower bound of their
+earliest time. Buckets are shared by every partition (customers are addressed by id), so
+the scan reads a group's buckets whole and keeps the customers whose packed state
+records this partition (:data:`.scripts.DUE_SCAN`).
+"""
 
 from __future__ import annotations
 
@@ -8,39 +15,45 @@ from typing import cast
 import redis
 
 from streamseg.store.redis.connection import _text
-from streamseg.store.redis.keys import BUCKETS_PER_TRIP, Keys
+from streamseg.store.redis.keys import BUCKETS_PER_TRIP, Keys, group_buckets, group_size
 from streamseg.store.redis.scripts import Script
 
 
-def due_customers(client: redis.Redis, keys: Keys, scan: Script, until: float,
-                  limit: int) -> list[str]:
-    """The ``limit`` customers due earliest (``next_rescore_at <= until``).
+def due_customers(client: redis.Redis, keys: Keys, scan: Script, buckets: int,
+                  partition_id: int, until: float, limit: int) -> list[str]:
+    """The ``limit`` customers of the partition due earliest (``next_rescore_at <=
+    until``).
 
-    Buckets are visited in order of their lower bound in ``{p}:due``, 128 per call of
-    the atomic due-scan script (``scan``, :data:`.scripts.DUE_SCAN`), which lists their
-    due customers and sets their bounds to the exact minimum. The scan stops once no
-    remaining bucket can hold a customer due earlier than the ``limit`` found so far.
-    Round trips: one, plus one per 128 buckets visited. Ties go by id, as in the other
-    stores.
+    Groups are visited in order of their lower bound, about 128 buckets per call of the
+    atomic due-scan script (``scan``), which lists the partition's due customers in them
+    and sets the groups' bounds to the exact (whole-second) bound. The scan stops once
+    no remaining group can hold a customer due earlier than the ``limit`` found so far.
+    Round trips: one, plus one per call. Ties go by id, as in the other stores.
     """
     if limit <= 0:
         return []
+    due_key = keys.due(partition_id)
     cutoff = repr(float(until))
     candidates = cast(
         "list[tuple[bytes, float]]",
-        client.zrange(keys.due, "-inf", cutoff, byscore=True, withscores=True),
+        client.zrange(due_key, "-inf", cutoff, byscore=True, withscores=True),
     )
+    per_call = max(1, BUCKETS_PER_TRIP // group_size(buckets))
     best: list[tuple[float, str]] = []  # the `limit` earliest (time, id) so far, sorted
-    for start in range(0, len(candidates), BUCKETS_PER_TRIP):
-        chunk = candidates[start:start + BUCKETS_PER_TRIP]
+    for start in range(0, len(candidates), per_call):
+        chunk = candidates[start:start + per_call]
         if len(best) >= limit:
             kth = best[-1][0]
             chunk = [(member, bound) for member, bound in chunk if bound <= kth]
             if not chunk:
                 break
-        buckets = [int(member) for member, _ in chunk]
-        reply = scan([keys.due, *(keys.bucket(bucket) for bucket in buckets)],
-                     [cutoff, *(str(bucket) for bucket in buckets)])
+        bucket_keys: list[str] = []
+        args = [cutoff, str(partition_id)]
+        for member, _ in chunk:
+            members = group_buckets(int(member), buckets)
+            bucket_keys += [keys.bucket(bucket) for bucket in members]
+            args += [_text(member), str(len(members))]
+        reply = scan([due_key, *bucket_keys], args)
         found = [(float(reply[i + 1]), _text(reply[i])) for i in range(0, len(reply), 2)]
         best = heapq.nsmallest(limit, best + found)  # ties: by id, as the other stores
     return [cid for _, cid in best]

@@ -1,4 +1,10 @@
-"""Read-only access for apps: :class:`SegmentReader`."""
+"""Read-only access for apps: :class:`SegmentReader`.
+
+It needs neither the codec nor the partitions of a customer: the readable record is
+text under the customer's id in its bucket (:mod:`.keys`), and the sizes are the sums of
+the partitions' ``s:<segment>`` fields. A prefix of layout v1 (not yet migrated, see
+:mod:`.migrate`) is read too.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,15 @@ from typing import Any
 from pydantic import SecretStr
 
 from streamseg.store.redis.codec import _sizes, _unpack_public
-from streamseg.store.redis.connection import _connect, _raw, _split_options
-from streamseg.store.redis.keys import Keys, _parse_layout, _public_field, bucket_of
+from streamseg.store.redis.connection import _connect, _raw, _split_options, _text
+from streamseg.store.redis.keys import (
+    LAYOUT_V1,
+    SIZE_FIELD,
+    Keys,
+    _parse_layout,
+    _public_field,
+    bucket_of,
+)
 
 
 class SegmentReader:
@@ -23,7 +36,8 @@ class SegmentReader:
     password
         Redis password, unless the URL carries one.
 
-    Each call is one round trip (the bucket count is read once, when first needed).
+    :meth:`segment_of` is one round trip (the bucket count is read once, when first
+    needed), :meth:`sizes` two.
 
     Example, with a Redis the service writes to (tests/integration runs the same)::
 
@@ -48,7 +62,7 @@ class SegmentReader:
             value = _raw(self._redis.get(key))
             if value is None:
                 return None  # nothing written under this prefix yet
-            self._buckets = _parse_layout(value, key)
+            self._buckets = _parse_layout(value, key)[1]  # fixed: cached
         return self._buckets
 
     def segment_of(self, customer_id: str) -> dict[str, Any] | None:
@@ -66,8 +80,27 @@ class SegmentReader:
                 "model_version": model_version}
 
     def sizes(self) -> dict[int, int]:
-        """Customers per segment (segments without customers are left out)."""
-        return _sizes(self._redis.hgetall(self._keys.sizes))
+        """Customers per segment (segments without customers are left out): the sum over
+        partitions, read in one ``MULTI``."""
+        keys = self._keys
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(keys.layout)
+        pipe.hvals(keys.parts)
+        pipe.hgetall(keys.v1_sizes)
+        layout, ids, v1_sizes = pipe.execute()
+        if layout is not None and _parse_layout(_raw(layout), keys.layout)[0] == LAYOUT_V1:
+            return _sizes(v1_sizes)
+        pipe = self._redis.pipeline(transaction=True)
+        for partition_id in ids:
+            pipe.hgetall(keys.part(int(partition_id)))
+        totals: dict[int, int] = {}
+        for table in pipe.execute():
+            for field, value in table.items():
+                name = _text(field)
+                if name.startswith(SIZE_FIELD):
+                    segment = int(name.removeprefix(SIZE_FIELD))
+                    totals[segment] = totals.get(segment, 0) + int(value)
+        return _sizes(totals)
 
     def close(self) -> None:
         self._redis.close()

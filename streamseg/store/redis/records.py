@@ -7,11 +7,10 @@ half of a write.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
-from streamseg.store.redis.codec import _state_length, _unpack_public
+from streamseg.store.redis.codec import _state_length
 from streamseg.store.redis.keys import (
     _CHUNK_BYTES,
     _CHUNKS_READ,
@@ -21,7 +20,6 @@ from streamseg.store.redis.keys import (
     _public_field,
     by_bucket,
 )
-from streamseg.store.redis.memo import MISSING
 
 
 @dataclass
@@ -86,15 +84,3 @@ def read_records(client: redis.Redis, keys: Keys, buckets: int,
             record.packed = data[:_state_length(data) or len(data)]
     return found
 
-
-def read_segments(client: redis.Redis, keys: Keys, groups: dict[int, list[str]]
-                  ) -> dict[str, Any]:
-    """The segment (or :data:`.memo.MISSING`) of the customers of ``groups``: one trip."""
-    segments: dict[str, Any] = {}
-    pipe = client.pipeline(transaction=False)
-    for bucket, cids in groups.items():
-        pipe.hmget(keys.bucket(bucket), [_public_field(cid.encode("utf-8")) for cid in cids])
-    for cids, values in zip(groups.values(), pipe.execute(), strict=True):
-        for cid, public in zip(cids, values, strict=True):
-            segments[cid] = MISSING if public is None else _unpack_public(public)[0]
-    return segments

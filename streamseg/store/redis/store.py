@@ -6,30 +6,35 @@ contract.
 
 Guarantees and assumptions
 
-* :meth:`RedisStore.write_batch` is one ``MULTI``/``EXEC`` transaction sent in one round
-  trip: customer records, the due index, segment sizes, the customer count, the model,
-  the source positions, the metadata and the outbox change together or not at all.
-  Values are encoded before ``MULTI``, so an encoding error writes nothing; Redis does
-  not roll back a command that fails *inside* ``EXEC``, which only happens if one of
-  these keys was overwritten with another type. :meth:`RedisStore.get_many` is one round
-  trip (one ``HMGET`` per bucket), two for a customer whose state exceeds 192 bytes.
-* **One worker owns a customer** (Kafka partitions by customer id and each partition is
-  consumed by one worker): segment sizes and the customer count are kept with
-  ``HINCRBY``/``INCRBY`` from the segment each customer had when this store last loaded
-  (:meth:`RedisStore.get_many`) or wrote it (a customer it has no memo of is looked up
-  just before the transaction). Two workers writing the same customer at the same time
-  would make the counters drift; the customer records stay consistent.
-* Several workers on one prefix share the due index: :meth:`RedisStore.due_for_rescore`
-  returns due customers whatever partition they belong to, so inactivity re-scoring is
-  only single-owner with one worker per prefix (or a partition-aware engine).
-* Redis Cluster: a transaction may only touch one hash slot; use a hash-tagged prefix
-  such as ``{streamseg}`` so that every key lands in the same slot.
+* :meth:`RedisStore.write_batch` is **one call of a Lua script** (:mod:`.scripts`), which
+  Redis runs atomically: it checks the writer's lease token and the epoch of every
+  partition of the batch, and if one is stale writes nothing (:class:`~streamseg.store.
+  base.FencedError`); otherwise it writes the customers' records, the due indexes, each
+  partition's hash (count, sizes, positions) and outbox, the model and the metadata. A
+  worker that was paused, lost its partitions and wakes up cannot roll anything back.
+  Values are encoded before the call, so an encoding error writes nothing; Redis does
+  not undo the calls a script made before one fails, which only happens if one of these
+  keys was overwritten with another type. :meth:`RedisStore.get_many` is one round trip
+  (one ``HMGET`` per bucket), two for a customer whose state exceeds 192 bytes.
+* **Absolute values.** A partition's customer count and segment sizes are the values the
+  engine computed for it, written as they are: nothing is derived from a memo of what
+  this process wrote before, so a replayed or competing write cannot double-count. The
+  store remembers only how many chunk fields each customer has (:mod:`.memo`), to delete
+  those a shorter state leaves; and model parts it wrote under the current lease token
+  (:mod:`.model`).
+* Customers are found by id alone (readers need not know partitions); each records its
+  partition in its packed state, which the due scan reads to serve one partition.
+* Redis Cluster: every key a script or transaction touches must be in one hash slot;
+  use a hash-tagged prefix such as ``{streamseg}``. Every key of a script call is passed
+  in ``KEYS``, none built inside a script.
 * Sizing: choose ``buckets`` (``redis://...?buckets=N``, default 1024) of about
   ``customers / 50``, and at least ``customers / 150``: a customer takes three fields
   (readable record and two chunks), and a bucket above 512 fields turns into a hash
   table, which works but takes several times the memory (an allocated entry per field
   rather than a few bytes of listpack). Much fewer than ~10 customers per bucket wastes
   memory on per-key overhead.
+* A prefix of layout v1 (the previous version) is migrated to v2 when a store opens it
+  (:mod:`.migrate`); stop the workers of the previous version first.
 
 Example, with ``scripts/services up`` running (tests/integration runs the same)::
 
@@ -41,81 +46,39 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis
 from pydantic import SecretStr
-from redis.client import Pipeline
 
 from streamseg.core.features import CustomerFeatures
-from streamseg.store.base import BatchWrite, CustomerState, Store
-from streamseg.store.redis.batch import encode_customers
-from streamseg.store.redis.codec import _sizes, _unpack_public, _unpack_state
+from streamseg.store.base import BatchWrite, CustomerState, FencedError, Partition, Store
+from streamseg.store.redis.batch import encode_batch
+from streamseg.store.redis.codec import _state_partition, _unpack_public, _unpack_state
 from streamseg.store.redis.connection import _connect, _raw, _split_options, _text
 from streamseg.store.redis.due import due_customers
-from streamseg.store.redis.keys import DEFAULT_BUCKETS, Keys, _parse_layout, by_bucket, layout_value
-from streamseg.store.redis.memo import MISSING, SegmentMemo
-from streamseg.store.redis.records import read_records, read_segments
+from streamseg.store.redis.keys import (
+    DEFAULT_BUCKETS,
+    LAYOUT_V1,
+    Keys,
+    _parse_layout,
+    by_bucket,
+    layout_value,
+)
+from streamseg.store.redis.lease import Lease
+from streamseg.store.redis.memo import ChunkMemo
+from streamseg.store.redis.migrate import Migration
+from streamseg.store.redis.model import ModelParts
+from streamseg.store.redis.partitions import Partitions
+from streamseg.store.redis.records import read_records
 from streamseg.store.redis.scan import _delete_prefix, iter_records
-from streamseg.store.redis.scripts import DUE_SCAN, Script
+from streamseg.store.redis.scripts import DUE_SCAN, FENCED_EXEC, Script
 from streamseg.store.redis.streams import StreamIds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RedisStore"]
-
-
-class _ModelParts:
-    """The model checkpoint in ``{p}:model``: a hash of parts, each JSON, a part written
-    only when it differs from what this store last wrote (the reservoir's ids, most of
-    the checkpoint, rarely change).
-
-    A single worker writes it: with several on one prefix the parts could come from
-    different workers' models. Before the model was a hash of parts it was one JSON
-    string: that legacy string is read as it is, and replaced by the hash at the next
-    write that has parts.
-    """
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self._redis = client
-        self._key = key
-        self.legacy = _text(client.type(key)) == "string"
-        self._written: dict[str, Any] = {}  # parts as last written or loaded
-
-    def changed(self, checkpoint: dict[str, Any] | None) -> dict[str, str]:
-        """The parts of ``checkpoint`` to write, as JSON (all of them over a legacy string)."""
-        return {
-            name: json.dumps(value) for name, value in (checkpoint or {}).items()
-            if self.legacy or name not in self._written or self._written[name] != value
-        }
-
-    def queue(self, pipe: Pipeline, parts: dict[str, str]) -> None:
-        if parts:
-            if self.legacy:
-                pipe.delete(self._key)  # the old single-string checkpoint
-            pipe.hset(self._key, mapping=parts)  # type: ignore[arg-type]
-
-    def written(self, checkpoint: dict[str, Any] | None, parts: dict[str, str]) -> None:
-        """After the transaction: ``parts`` of ``checkpoint`` are in Redis."""
-        if parts:
-            self.legacy = False
-        if checkpoint:
-            self._written.update(checkpoint)
-
-    def load(self) -> dict[str, Any] | None:
-        if self.legacy:
-            data = self._redis.get(self._key)
-            return None if data is None else cast("dict[str, Any]", json.loads(data))
-        parts = self._redis.hgetall(self._key)
-        if not parts:
-            return None
-        model = {_text(name): json.loads(value) for name, value in parts.items()}
-        self._written = dict(model)
-        return model
-
-    def forget(self) -> None:
-        self._written.clear()
 
 
 class RedisStore(Store):
@@ -131,11 +94,10 @@ class RedisStore(Store):
     buckets
         Number of customer buckets when the prefix is new; an existing prefix keeps the
         count it was created with (stored in ``{prefix}:layout``).
-
     cached_customers
         How many customer states the caller keeps between batches (the engine's
-        ``pipeline.state_cache_size``): the store's memo of segments and chunk counts
-        keeps at least as many.
+        ``pipeline.state_cache_size``): the store's memo of chunk counts keeps at least
+        as many.
 
     Not thread-safe: one store per worker thread (the client underneath is).
     """
@@ -147,10 +109,13 @@ class RedisStore(Store):
         self._redis = client
         self.prefix = prefix
         self._keys = Keys(prefix)
-        self.buckets = self._layout(buckets)
-        self._memo = SegmentMemo(cached_customers)
-        self._model = _ModelParts(client, self._keys.model)
         self._streams = StreamIds(client, self._keys)
+        self.buckets = self._layout(buckets)
+        self._memo = ChunkMemo(cached_customers)
+        self._model = ModelParts(client, self._keys.model)
+        self._partitions = Partitions(client, self._keys, self._streams)
+        self._lease = Lease(client, self._keys.lease)
+        self._write = Script(client, FENCED_EXEC)
         self._due_scan = Script(client, DUE_SCAN)
 
     @classmethod
@@ -178,15 +143,18 @@ class RedisStore(Store):
                    cached_customers=cached_customers)
 
     def _layout(self, buckets: int) -> int:
+        """The prefix's bucket count: set if new, migrated to layout v2 if v1."""
         key = self._keys.layout
         self._redis.set(key, layout_value(buckets), nx=True)
-        stored = _parse_layout(_raw(self._redis.get(key)), key)
+        version, stored = _parse_layout(_raw(self._redis.get(key)), key)
+        if version == LAYOUT_V1:
+            Migration(self._redis, self._keys, stored, self._streams).run()
         if stored != buckets:
             log.warning("Redis prefix %r was created with %d buckets; using that rather than %d",
                         self.prefix, stored, buckets)
         return stored
 
-    # -- reads ------------------------------------------------------------------------
+    # -- customers --------------------------------------------------------------------
     def _decode(self, cid: str, public: bytes, packed: bytes | None) -> CustomerState:
         segment, updated_at, model_version, name = _unpack_public(public)
         state = CustomerState(customer_id=cid, features=CustomerFeatures.empty(),
@@ -195,6 +163,8 @@ class RedisStore(Store):
         if packed:
             (state.next_rescore_at, state.features, state.vector, state.applied,
              state.recent_ids) = _unpack_state(cid, packed, self._streams.name)
+            partition_id = _state_partition(packed)
+            state.partition = self._streams.name(partition_id) if partition_id else None
         return state
 
     def get_many(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
@@ -212,102 +182,114 @@ class RedisStore(Store):
         for cid in requested:  # in the order asked for, as the other stores do
             record = records.get(cid)
             if record is None:
-                self._memo.put(cid, MISSING, 0)
+                self._memo.put(cid, 0)
                 continue
-            state = self._decode(cid, record.public, record.packed)
-            self._memo.put(cid, state.segment, record.chunks)
-            found[cid] = state
+            found[cid] = self._decode(cid, record.public, record.packed)
+            self._memo.put(cid, record.chunks)
         self._memo.trim()
         return found
 
-    def _previous(self, customer_ids: Sequence[str]) -> dict[str, Any]:
-        """Segment each customer has in Redis (or MISSING): the memo, else one query."""
-        memo = self._memo
-        previous = {cid: memo.segment(cid) for cid in customer_ids if cid in memo}
-        unknown = [cid for cid in customer_ids if cid not in previous]
-        if unknown:
-            previous.update(read_segments(self._redis, self._keys,
-                                          by_bucket(unknown, self.buckets)))
-        return previous
-
-    # -- the batch write --------------------------------------------------------------
-    def write_batch(self, states: Sequence[CustomerState], write: BatchWrite) -> None:
-        """Everything of a batch in one MULTI/EXEC, sent in one round trip.
-
-        All values are encoded before the transaction starts, so an encoding error
-        writes nothing. Segment sizes and the customer count are adjusted from the
-        segment each customer had when :meth:`get_many` loaded it (see the module
-        docstring for the single-owner assumption).
-        """
-        latest = {state.customer_id: state for state in states}  # last write of an id wins
-        stream_ids = self._streams.ids_for(
-            name for state in latest.values() for name in state.applied)
-        customers = encode_customers(latest, self.buckets, stream_ids,
-                                     self._previous(list(latest)), self._memo.chunks)
-        model_parts = self._model.changed(write.model_checkpoint)
-        meta = {name: json.dumps(value) for name, value in write.meta.items()}
-
-        keys = self._keys
-        pipe = self._redis.pipeline(transaction=True)
-        customers.queue(pipe, keys)
-        self._model.queue(pipe, model_parts)
-        if write.positions:
-            pipe.hset(keys.positions, mapping=write.positions)  # type: ignore[arg-type]
-        if meta:
-            pipe.hset(keys.meta, mapping=meta)  # type: ignore[arg-type]
-        pipe.delete(keys.outbox)
-        if write.outbox:
-            pipe.rpush(keys.outbox, *write.outbox)
-        try:
-            pipe.execute()
-        except Exception:
-            # The transaction may or may not have been applied: forget, ask Redis again.
-            self.forget_cached()
-            raise
-        # This worker owns these customers: what it just wrote is what the next batch
-        # would load, so the memo keeps it (and spares a read of the previous segment).
-        for cid, state in latest.items():
-            self._memo.put(cid, state.segment, customers.written_chunks[cid])
-        self._memo.trim()
-        self._model.written(write.model_checkpoint, model_parts)
-
-    def forget_cached(self) -> None:
-        self._memo.clear()
-        self._model.forget()
-
-    def due_for_rescore(self, until: float, limit: int) -> list[str]:
-        """The ``limit`` customers due earliest (``next_rescore_at <= until``); see
-        :func:`.due.due_customers` for the scan and its round trips."""
-        return due_customers(self._redis, self._keys, self._due_scan, until, limit)
-
-    # -- checkpoint reads -------------------------------------------------------------
-    def load_model(self) -> dict[str, Any] | None:
-        return self._model.load()
-
-    def outbox(self) -> list[str]:
-        return [_text(item) for item in self._redis.lrange(self._keys.outbox, 0, -1)]
-
-    def positions(self) -> dict[str, int]:
-        table = self._redis.hgetall(self._keys.positions)
-        return {_text(name): int(value) for name, value in table.items()}
-
-    def meta(self) -> dict[str, Any]:
-        table = self._redis.hgetall(self._keys.meta)
-        return {_text(name): json.loads(value) for name, value in table.items()}
-
-    # -- whole-store reads ------------------------------------------------------------
     def iter_customers(self) -> Iterator[CustomerState]:
         """Every customer, bucket by bucket (SCAN over ``{p}:c:*``; not in id order)."""
         for cid, public, packed in iter_records(self._redis, self._keys):
             yield self._decode(cid, public, packed)
 
+    # -- partitions -------------------------------------------------------------------
+    def take_partition(self, name: str) -> Partition:
+        """Bump the partition's epoch and read it, in one atomic script call."""
+        return self._partitions.take(name)
+
+    def read_partition(self, name: str) -> Partition:
+        return self._partitions.read(name)
+
+    def partition_names(self) -> list[str]:
+        return sorted(self._partitions.ids())
+
+    # -- the batch write --------------------------------------------------------------
+    def write_batch(self, write: BatchWrite) -> None:
+        """The whole batch in one call of the fenced-write script (see the module
+        docstring); every value is encoded before it."""
+        names = [part.partition.name for part in write.partitions]
+        partition_ids = {name: self._partitions.id_of(name) for name in names}
+        never_taken = [name for name, pid in partition_ids.items() if pid is None]
+        if never_taken:
+            raise FencedError(never_taken)  # nobody holds an epoch of it
+        stream_ids = self._streams.ids_for(
+            [*names, *(stream for part in write.partitions for state in part.states
+                       for stream in state.applied)])
+        model_parts = self._model.changed(write.model_checkpoint, write.lease)
+        encoded = encode_batch(write, self._keys, self.buckets,
+                               cast("dict[str, int]", partition_ids), stream_ids,
+                               self._memo.chunks, model_parts, self._model.legacy)
+        commands = encoded.commands
+        try:
+            reply = self._write(commands.keys, commands.script_args(write.lease))
+        except Exception:
+            # The call may or may not have been applied: forget, ask Redis again.
+            self.forget_cached()
+            raise
+        if int(reply[0]) != 0:
+            self.forget_cached()  # another worker writes these customers now
+            raise FencedError([encoded.partitions[int(index) - 1] for index in reply[2:]],
+                              lease=bool(int(reply[1])))
+        for cid, chunks in encoded.written_chunks.items():
+            self._memo.put(cid, chunks)
+        self._memo.trim()
+        self._model.written(write.model_checkpoint, model_parts, write.lease)
+
+    def forget_cached(self) -> None:
+        self._memo.clear()
+        self._model.forget()
+
+    def due_for_rescore(self, partition: str, until: float, limit: int) -> list[str]:
+        """The ``limit`` customers of ``partition`` due earliest (``next_rescore_at <=
+        until``); see :func:`.due.due_customers` for the scan and its round trips."""
+        partition_id = self._partitions.id_of(partition)
+        if partition_id is None:
+            return []
+        return due_customers(self._redis, self._keys, self._due_scan, self.buckets,
+                             partition_id, until, limit)
+
+    # -- the model and metadata -------------------------------------------------------
+    def load_model(self) -> dict[str, Any] | None:
+        return self._model.load()
+
+    def meta(self) -> dict[str, Any]:
+        table = self._redis.hgetall(self._keys.meta)
+        return {_text(name): json.loads(value) for name, value in table.items()}
+
+    # -- the lease --------------------------------------------------------------------
+    def acquire_lease(self, holder: str, ttl_s: float) -> str:
+        return self._lease.acquire(holder, ttl_s)
+
+    def renew_lease(self, token: str, ttl_s: float) -> bool:
+        return self._lease.renew(token, ttl_s)
+
+    def release_lease(self, token: str) -> None:
+        self._lease.release(token)
+
+    # -- totals over partitions, each read in one MULTI ---------------------------------
     def count(self) -> int:
-        return int(self._redis.get(self._keys.count) or 0)
+        return sum(part.customers for part in self._partitions.read_all(outboxes=False))
 
     def segment_sizes(self) -> dict[int, int]:
-        """From the ``{p}:sizes`` counters: O(segments), no scan."""
-        return _sizes(self._redis.hgetall(self._keys.sizes))
+        """The sum of the partitions' sizes: O(partitions x segments), no scan."""
+        sizes: dict[int, int] = {}
+        for part in self._partitions.read_all(outboxes=False):
+            for segment, n in part.sizes.items():
+                sizes[segment] = sizes.get(segment, 0) + n
+        return {segment: n for segment, n in sorted(sizes.items()) if n > 0}
 
+    def positions(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for part in self._partitions.read_all(outboxes=False):
+            merged.update(part.positions)
+        return merged
+
+    def outbox(self) -> list[str]:
+        return [item for part in self._partitions.read_all() for item in part.outbox]
+
+    # -- the connection ---------------------------------------------------------------
     def ping(self) -> bool:
         try:
             return bool(self._redis.ping())

@@ -1,8 +1,11 @@
-"""The registry of source streams: each stream name gets a small id for the packed state.
+"""The name registry: each source stream and partition name gets a small id.
 
-Ids live in ``{p}:streams`` (name -> id), handed out from ``{p}:streams:next``; the
-first worker to register a name wins and ids are never reused, so a packed state stays
-readable by every worker of the prefix.
+Packed states name the streams of their applied offsets and their partition by these
+ids, and a partition's keys carry its id (:mod:`.keys`). A Kafka partition and the
+stream it is read from share one name (``kafka:<topic>:<n>``), and so one id. Ids live
+in ``{p}:streams`` (name -> id), handed out from ``{p}:streams:next``; the first worker
+to register a name wins and ids are never reused, so a packed state stays readable by
+every worker of the prefix. Registering is not fenced: it only adds names.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ class StreamIds:
             self._names[int(value)] = _text(name)
 
     def ids_for(self, names: Iterable[str]) -> dict[str, int]:
-        """Small ids of source streams, registering new ones (before, not in, a batch)."""
+        """Small ids of stream or partition names, registering new ones (before, not in,
+        a batch)."""
         wanted = set(names)
         if wanted - self._ids.keys():
             self._refresh()
@@ -48,7 +52,7 @@ class StreamIds:
         return {name: self._ids[name] for name in wanted}
 
     def name(self, stream_id: int) -> str:
-        """The stream a packed state's id stands for."""
+        """The stream or partition a packed state's id stands for."""
         if stream_id not in self._names:
             self._refresh()
         return self._names[stream_id]

@@ -19,15 +19,17 @@ from streamseg.store.redis.codec import (
     _read_varint,
     _sizes,
     _state_length,
+    _state_partition,
     _unpack_public,
     _unpack_state,
     _unzigzag,
+    _upgrade_state,
     _varint,
     _zigzag,
 )
 from streamseg.store.redis.keys import _CHUNK_BYTES, _CHUNKS_READ, _chunks
 
-STREAMS = {"kafka:events:0": 1, "kafka:events:1": 2}
+STREAMS = {"kafka:events:0": 1, "kafka:events:1": 2, "local": 3}
 NAMES = {index: name for name, index in STREAMS.items()}
 
 
@@ -45,6 +47,8 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
     back = CustomerState(state.customer_id, CustomerFeatures.empty())
     (back.next_rescore_at, back.features, back.vector, back.applied,
      back.recent_ids) = _unpack_state(state.customer_id, data, names.__getitem__)
+    partition = _state_partition(data)
+    back.partition = names[partition] if partition else None
     (back.segment, back.updated_at, back.model_version,
      back.segment_name) = _unpack_public(_pack_public(state))
     return back
@@ -62,11 +66,13 @@ def test_full_state_round_trip() -> None:
         "cust-000042", _features(), segment=3, segment_name="Loyal regulars",
         vector=[0.5, -1.25, 3.0], updated_at=1_714_644_000.5, model_version=7,
         next_rescore_at=1_715_000_000.125, applied={"kafka:events:1": 1234, "kafka:events:0": 9},
-        recent_ids=[0, 1, 2**32 - 1],
+        recent_ids=[0, 1, 2**32 - 1], partition="kafka:events:1",
     )
     data = _pack_state(state, STREAMS)
-    assert data[0] & _HAS_RESCORE
-    assert struct.unpack_from("<d", data, 1)[0] == state.next_rescore_at  # where Lua reads it
+    assert data[0] & _HAS_RESCORE and data[0] >> 6 == 2
+    # where the due-scan script reads them: the time at byte 1, the partition at byte 9
+    assert struct.unpack_from("<d", data, 1)[0] == state.next_rescore_at
+    assert data[9] == STREAMS["kafka:events:1"]
     assert _round_trip(state).to_dict() == state.to_dict()
 
 
@@ -130,9 +136,58 @@ def test_packed_state_is_limited_to_thirty_chunks() -> None:
 
 def test_unknown_codec_version_is_refused() -> None:
     data = bytearray(_pack_state(CustomerState("c", CustomerFeatures.empty()), {}))
-    data[0] = (data[0] & 0x3F) | (2 << 6)
-    with pytest.raises(ValueError, match="unknown state codec version 2"):
+    data[0] = (data[0] & 0x3F) | (3 << 6)
+    with pytest.raises(ValueError, match="unknown state codec version 3"):
         _unpack_state("c", bytes(data), NAMES.__getitem__)
+
+
+# A state of codec version 1 (layout v1), written by hand: header 0x41 (version 1,
+# next_rescore_at present), the time, the length 9 of the rest, no feature floats
+# (tags: None, None, None, then +0.0 four times), orders 2, refunds 0, one applied
+# offset (stream 1, offset 41 zigzagged = 82), no recent ids; then a byte left over
+# from a longer earlier state.
+V1_STATE = (bytes([0x41]) + struct.pack("<d", 12.5)
+            + bytes([9, 0x00, 0x92, 0x04, 2, 0, 1, 1, 82, 0]) + b"\xff")
+
+
+def test_a_version_1_state_still_decodes_without_a_partition() -> None:
+    assert _state_length(V1_STATE) == len(V1_STATE) - 1  # a byte left over is ignored
+    due, features, vector, applied, recent = _unpack_state("c", V1_STATE, NAMES.__getitem__)
+    assert (due, vector, applied, recent) == (12.5, None, {"kafka:events:0": 41}, [])
+    assert (features.orders, features.reference_time, features.total_spend) == (2, None, 0.0)
+    assert _state_partition(V1_STATE) == 0
+
+
+@pytest.mark.parametrize("partition_id", [1, 127, 128, 300, 2**20])
+def test_upgrading_a_version_1_state_adds_only_the_partition(partition_id: int) -> None:
+    old = V1_STATE[:-1]
+    new = _upgrade_state(old, partition_id)
+    names = {**NAMES, partition_id: "kafka:events:9"}
+    assert new[0] >> 6 == 2 and _state_partition(new) == partition_id
+    assert _state_length(new) == len(new)
+    assert _unpack_state("c", new, names.__getitem__) == _unpack_state(
+        "c", old, names.__getitem__)
+    assert _upgrade_state(new, 5) == new  # already version 2: unchanged
+    without_time = bytes([0x40]) + old[9:]  # no next_rescore_at: the varint at byte 1
+    assert _state_partition(_upgrade_state(without_time, partition_id)) == partition_id
+
+
+@pytest.mark.parametrize("partition", [None, "local", "kafka:events:1"])
+def test_partition_round_trips(partition: str | None) -> None:
+    state = CustomerState("c", _features(), next_rescore_at=3.0, partition=partition)
+    data = _pack_state(state, STREAMS)
+    assert _state_partition(data) == (0 if partition is None else STREAMS[partition])
+    assert _round_trip(state).partition == partition
+
+
+def test_a_large_partition_id_takes_more_varint_bytes_and_still_decodes() -> None:
+    ids = {"kafka:events:0": 1, "kafka:big:7": 70_000}
+    state = CustomerState("c", _features(), next_rescore_at=3.0, partition="kafka:big:7",
+                          applied={"kafka:events:0": 5})
+    data = _pack_state(state, ids)
+    assert _state_partition(data) == 70_000
+    names = {index: name for name, index in ids.items()}
+    assert _round_trip(state, names, ids).to_dict() == state.to_dict()
 
 
 def test_negative_count_cannot_be_encoded() -> None:

@@ -16,6 +16,8 @@ from streamseg.store.redis.keys import (
     _split_field,
     bucket_of,
     by_bucket,
+    group_buckets,
+    group_size,
     layout_value,
 )
 
@@ -25,12 +27,34 @@ IDS = [b"c1", b"cust-000042", "é-ü".encode(), b"", b" lead space", b"\x1f", b"
 
 def test_key_names_follow_the_schema() -> None:
     keys = Keys("p")
-    assert [keys.layout, keys.bucket(0), keys.bucket(1023), keys.due, keys.sizes, keys.count,
-            keys.model, keys.positions, keys.meta, keys.outbox, keys.streams,
+    assert [keys.layout, keys.bucket(0), keys.bucket(1023), keys.parts, keys.part(7),
+            keys.outbox(7), keys.due(7), keys.lease, keys.model, keys.meta, keys.streams,
             keys.streams_next] == [
-        "p:layout", "p:c:0", "p:c:1023", "p:due", "p:sizes", "p:n", "p:model", "p:pos",
-        "p:meta", "p:outbox", "p:streams", "p:streams:next",
+        "p:layout", "p:c:0", "p:c:1023", "p:parts", "p:part:7", "p:outbox:7", "p:due:7",
+        "p:lease", "p:model", "p:meta", "p:streams", "p:streams:next",
     ]
+    assert [keys.v1_sizes, keys.v1_count, keys.v1_positions, keys.v1_outbox,
+            keys.v1_due] == ["p:sizes", "p:n", "p:pos", "p:outbox", "p:due"]
+
+
+def test_only_bucket_keys_match_the_bucket_pattern() -> None:
+    import fnmatch
+
+    keys = Keys("p")
+    others = [keys.layout, keys.parts, keys.part(1), keys.outbox(1), keys.due(1), keys.lease,
+              keys.model, keys.meta, keys.streams, keys.streams_next, keys.v1_due]
+    assert not [key for key in others if fnmatch.fnmatchcase(key, keys.buckets_pattern)]
+    assert fnmatch.fnmatchcase(keys.bucket(3), keys.buckets_pattern)
+
+
+@pytest.mark.parametrize("buckets", [1, 4, 127, 128, 129, 256, 1000, 1024, 100_000])
+def test_due_groups_cover_every_bucket_once_in_at_most_128_groups(buckets: int) -> None:
+    size = group_size(buckets)
+    groups = [list(group_buckets(group, buckets)) for group in range(-(-buckets // size))]
+    assert len(groups) <= 128
+    assert [bucket for members in groups for bucket in members] == list(range(buckets))
+    assert all(bucket // size == group for group, members in enumerate(groups)
+               for bucket in members)
 
 
 def test_scan_patterns_escape_the_prefix() -> None:
@@ -85,8 +109,9 @@ def test_chunks_keep_values_within_the_listpack_limit() -> None:
 
 
 def test_layout_round_trip_and_refusal() -> None:
-    assert layout_value(1024) == "v1 buckets=1024"
-    assert _parse_layout(b"v1 buckets=1024", "p:layout") == 1024
-    for bad in (None, b"", b"v2 buckets=8", b"v1 other=8", b"hello"):
-        with pytest.raises(ValueError, match="not a streamseg v1 layout"):
+    assert layout_value(1024) == "v2 buckets=1024"
+    assert _parse_layout(b"v2 buckets=1024", "p:layout") == ("v2", 1024)
+    assert _parse_layout(b"v1 buckets=64", "p:layout") == ("v1", 64)  # to migrate
+    for bad in (None, b"", b"v3 buckets=8", b"v2 other=8", b"hello"):
+        with pytest.raises(ValueError, match="not a streamseg layout"):
             _parse_layout(bad, "p:layout")
