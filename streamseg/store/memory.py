@@ -64,8 +64,8 @@ class MemoryStore(Store):
     # -- the batch --------------------------------------------------------------------
     def write_batch(self, write: BatchWrite) -> None:
         stale = [part.partition.name for part in write.partitions
-                 if self._partitions.get(part.partition.name, Partition("")).epoch
-                 != part.partition.epoch]
+                 if part.partition.name not in self._partitions
+                 or self._partitions[part.partition.name].epoch != part.partition.epoch]
         lease_lost = write.lease is not None and not self._holds(write.lease)
         if stale or lease_lost:
             raise FencedError(stale, lease_lost)

@@ -37,12 +37,14 @@ class Lease:
         self._renew = Script(client, LEASE_RENEW)
         self._release = Script(client, LEASE_RELEASE)
 
-    def acquire(self, holder: str, ttl_s: float) -> str:
+    def acquire(self, holder: str, ttl_s: float, replace_own: bool = False) -> str:
         """Take the lease for ``ttl_s`` seconds and return its token; raise
-        :class:`LeaseHeld` (naming the holder) while another token holds it. A lease of
-        no time (``ttl_s <= 0``) has lapsed as soon as it is taken: it holds nothing."""
+        :class:`LeaseHeld` (naming the holder) while another token holds it (with
+        ``replace_own``, a token of the same ``holder`` is replaced). A lease of no time
+        (``ttl_s <= 0``) has lapsed as soon as it is taken: it holds nothing."""
         token = f"{holder}#{uuid.uuid4().hex[:12]}"
-        reply = self._acquire([self._key], [token, _milliseconds(ttl_s)])
+        reply = self._acquire([self._key], [token, _milliseconds(ttl_s),
+                                            holder if replace_own else ""])
         if int(reply[0]) == 1:
             return token
         pttl_ms = int(reply[2])  # -1: a key without expiry (not set by this code)

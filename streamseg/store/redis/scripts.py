@@ -126,6 +126,10 @@ local ttl = tonumber(ARGV[2])
 if ttl > 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl) then return {1} end
 local holder = redis.call('GET', KEYS[1])
 if not holder then return {1} end
+if ARGV[3] ~= '' and string.sub(holder, 1, #ARGV[3] + 1) == ARGV[3] .. '#' then
+  if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) end
+  return {1}
+end
 return {0, holder, redis.call('PTTL', KEYS[1])}
 """
 

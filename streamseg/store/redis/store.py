@@ -259,8 +259,8 @@ class RedisStore(Store):
         return {_text(name): json.loads(value) for name, value in table.items()}
 
     # -- the lease --------------------------------------------------------------------
-    def acquire_lease(self, holder: str, ttl_s: float) -> str:
-        return self._lease.acquire(holder, ttl_s)
+    def acquire_lease(self, holder: str, ttl_s: float, *, replace_own: bool = False) -> str:
+        return self._lease.acquire(holder, ttl_s, replace_own)
 
     def renew_lease(self, token: str, ttl_s: float) -> bool:
         return self._lease.renew(token, ttl_s)
