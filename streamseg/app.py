@@ -195,7 +195,10 @@ class Application:
                     self._failing = False
                 except FencedError as error:
                     if error.lease:
-                        raise LeaseLost(str(error)) from error
+                        raise LeaseLost(
+                            f"this worker ({self.lease.holder if self.lease else '?'}) lost "
+                            f"the model lease of {self.settings.store.uri}: {error}; "
+                            "another worker holds the store now") from error
                     self._fenced(error)
                     continue
                 except Exception as error:  # noqa: BLE001 - infrastructure failures

@@ -88,12 +88,18 @@ def run(
     ))
     from streamseg.app import Application
     from streamseg.core.profiles import format_table, profile_segments
+    from streamseg.processing.lease import LeaseLost
+    from streamseg.store import LeaseHeld
 
     try:
         application = Application(settings)
     except (OSError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except LeaseHeld as error:
+        typer.echo(f"error: {error}. One worker at a time may write a store's model; stop "
+                   "the other worker, or give this one another store.", err=True)
+        raise typer.Exit(3) from None
     api_handle = None
     if settings.api.enabled:
         from streamseg.serve.api import create_app, start_api_in_thread
@@ -104,7 +110,11 @@ def run(
                                          settings.api.port)
     try:
         with application.handle_signals():
-            summary = application.run(progress=progress and sys.stderr.isatty())
+            try:
+                summary = application.run(progress=progress and sys.stderr.isatty())
+            except LeaseLost as error:
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(3) from None
         engine = application.engine
         profiles = profile_segments(
             application.store.iter_customers(), engine.now(),
