@@ -220,7 +220,7 @@ class Application:
             try:
                 self.commit.settle()
                 self.commit.write_final(self.engine.model_checkpoint(),
-                                        self._meta(force_history=True))
+                                        self._meta(force_history=True), self.engine.partitions)
             except Exception:  # noqa: BLE001 - the store keeps the last batch written
                 log.exception("could not settle the last batch; the next run republishes "
                               "its changes from the outbox")

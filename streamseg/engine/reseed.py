@@ -212,7 +212,7 @@ class _Reseed:
                 "model_version": engine.model.version,
                 "segments": summaries,
                 "size_history": history.points,
-            })
+            }, partitions)
         finally:
             changes_sink.close()
             letters.close()

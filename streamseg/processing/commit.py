@@ -136,6 +136,14 @@ class BatchCommit:
             self.changes.publish([SegmentChange.model_validate_json(item) for item in outbox])
             self.changes.flush()
 
-    def write_final(self, model_checkpoint: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Write the model and metadata once more at the end of a run (no customers)."""
-        self.store.write_batch(BatchWrite([], model_checkpoint, meta, self.lease))
+    def write_final(self, model_checkpoint: dict[str, Any], meta: dict[str, Any],
+                    partitions: dict[str, Partition] | None = None) -> None:
+        """At the end of a run, once the last batch is settled: the model and metadata
+        once more, and the outboxes of ``partitions`` emptied (their changes are
+        acknowledged; a restart need not publish them again)."""
+        parts = [PartitionWrite(Partition(name, owned.epoch, {}, dict(owned.sizes),
+                                          owned.customers, []))
+                 for name, owned in sorted((partitions or {}).items()) if owned.outbox]
+        self.store.write_batch(BatchWrite(parts, model_checkpoint, meta, self.lease))
+        for part in parts:
+            (partitions or {})[part.partition.name].outbox = []

@@ -104,8 +104,10 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
             group=run_id, changes_topic=changes[label],
             dlq_topic=new_topic(f"crash-{label}-dlq"),
             # Static membership: a restarted worker takes its partitions back at once
-            # instead of waiting for the killed one's session to expire.
+            # instead of waiting for the killed one's session to expire; and its model
+            # lease, under the same worker name, rather than waiting for it to lapse.
             consumer={"group_instance_id": f"{run_id}-worker"},
+            pipeline={"worker_id": f"{run_id}-worker"},
             # A reservoir that holds every customer: then the model's segment sizes are
             # exactly the stored segments' counts, which the end checks. (With more
             # customers than the reservoir they drift apart, crashes or not.)
@@ -215,11 +217,9 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
 
 def _await_next_write(store: RedisStore, service: Service, timeout: float = 30.0) -> None:
     """Return right after the service's next batch write (its positions changed)."""
-    key = f"{store.prefix}:pos"
-    client = store._redis
-    seen = client.hgetall(key)
+    seen = store.positions()
     deadline = time.monotonic() + timeout
-    while client.hgetall(key) == seen:
+    while store.positions() == seen:
         assert service.alive() and time.monotonic() < deadline, service.log_tail()
 
 
