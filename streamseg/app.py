@@ -194,13 +194,15 @@ class Application:
                     failures = 0
                     self._failing = False
                 except FencedError as error:
-                    if error.lease:
+                    if error.lease and not (self.lease and self.lease.regain()):
                         raise LeaseLost(
                             f"this worker ({self.lease.holder if self.lease else '?'}) lost "
                             f"the model lease of {self.settings.store.uri}: {error}; "
                             "another worker holds the store now") from error
                     self._fenced(error)
                     continue
+                except LeaseLost:
+                    raise
                 except Exception as error:  # noqa: BLE001 - infrastructure failures
                     failures += 1
                     self._failing = True
@@ -292,6 +294,8 @@ class Application:
     def _reload(self) -> None:
         """The engine's in-memory model may hold half a batch: rebuild it from the last
         consistent write, and go back to the positions stored with it."""
+        if self.lease is not None:
+            self.commit.lease = self.lease.token  # taken again after it lapsed, maybe
         self.engine = self._new_engine()
         fenced = self.ownership.reload(self.engine)
         if fenced:
@@ -301,8 +305,8 @@ class Application:
     def _fenced(self, error: FencedError) -> None:
         """The store refused a batch: another worker took some of its partitions. Drop
         the batch, release them, and go on with what this worker still owns."""
-        log.warning("%s; dropping the batch and going on with the partitions still owned",
-                    error)
+        log.warning("%s; dropping the batch and going on with what this worker still "
+                    "holds", error)
         self.metrics.fenced_writes.inc()
         self.ownership.release(self.engine, error.partitions)
         self._reload()

@@ -61,6 +61,7 @@ class LeaseKeeper:
         self.holder = holder
         self.ttl_s = ttl_s
         self.token: str | None = None
+        self._lock = threading.Lock()  # the token, between the renewing thread and others
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,22 +100,47 @@ class LeaseKeeper:
         return self.token
 
     def _renew_until_stopped(self) -> None:
-        token = self.token
-        assert token is not None
         store = self._renewal_store()
         try:
             while not self._stop.wait(self.ttl_s / 3):
                 try:
-                    if not store.renew_lease(token, self.ttl_s):
-                        log.error("the model lease of this worker (%s) expired and is held "
-                                  "by another worker now", self.holder)
-                        self._lost.set()
+                    if not self._renew(store):
                         return
                 except Exception as error:  # noqa: BLE001 - the store may be down: retry
                     log.warning("could not renew the model lease (%s); retrying", error)
         finally:
             if store is not self._store:
                 store.close()
+
+    def _renew(self, store: Store) -> bool:
+        """Renew the lease, or take it again if it lapsed and nobody took it (the store
+        was away longer than its time to live); False once another worker holds it."""
+        with self._lock:
+            token = self.token
+            assert token is not None
+            if store.renew_lease(token, self.ttl_s):
+                return True
+            try:
+                self.token = store.acquire_lease(self.holder, self.ttl_s, replace_own=True)
+                log.warning("the model lease of this worker (%s) had lapsed; nobody had "
+                            "taken it, so it is this worker's again", self.holder)
+                return True
+            except LeaseHeld as held:
+                log.error("the model lease of this worker (%s) lapsed and %s",
+                          self.holder, held)
+                self._lost.set()
+                return False
+
+    def regain(self) -> bool:
+        """After a write refused for the lease: renew or take it again (True: the caller
+        may go on with :attr:`token`, after reloading its state from the store), or
+        False when another worker holds it."""
+        if self.lost:
+            return False
+        try:
+            return self._renew(self._store)
+        except Exception:  # noqa: BLE001 - cannot tell: the caller retries as a failure
+            return True
 
     def close(self) -> None:
         """Stop renewing and give the lease up (if still held)."""

@@ -129,7 +129,16 @@ def test_source_seeks_to_stored_positions(
     # committed offsets) must start there, not at the beginning.
     stored = {stream: position - 3 for stream, position in positions.items()}
     resumed = source_factory(topic, _settings())
-    resumed.seek(stored)
+    # As the pipeline does: when the source reports its partitions assigned, the records
+    # that poll returned for them are dropped and each is sent to its stored position.
+    deadline = time.monotonic() + DEADLINE_S
+    assigned: list[str] = []
+    while len(assigned) < 4 and time.monotonic() < deadline:
+        resumed.poll(500, 0.2)
+        change = resumed.assignment_changes()
+        assigned += change.assigned if change else []
+    assert sorted(assigned) == sorted(f"kafka:{topic}:{p}" for p in range(4))
+    resumed.seek(stored, partitions=set(assigned))
     again = _poll_until(resumed, 3 * len(stored), settle_s=1.0)
     assert len(again) == 3 * len(stored)
     assert all(r.offset >= stored[r.stream] for r in again)

@@ -296,7 +296,9 @@ def test_redis_refusing_writes_then_sigterm_while_retrying(
     def progress() -> int:
         return sum(stream_positions(store.positions(), topic).values())
 
-    produce(private.kafka, topic, events)
+    # Fed at a bounded rate, so that the service is still busy when writes start failing.
+    feeder = Feeder(private.kafka, topic, events, per_second=2000)
+    feeder.start()
     wait_until(lambda: progress() >= 2000, "the service to be busy", services=[service])
     admin.config_set("maxmemory", 1)  # every write refused from now on
     try:
@@ -311,6 +313,7 @@ def test_redis_refusing_writes_then_sigterm_while_retrying(
     assert service.wait(60) == 0, service.log_tail()
     assert progress() < len(events)
     assert_model_matches_store(service.config_path, store)
+    feeder.finish()
 
     service.start()
     wait_until(lambda: progress() == len(events), "all events after the restart",

@@ -65,3 +65,16 @@ def test_a_worker_whose_lease_was_taken_knows_it() -> None:
     assert first.lost
     first.close()
     assert store.renew_lease(store._lease[0], 30.0)  # type: ignore[index]  # b's survives
+
+
+def test_a_lapsed_lease_nobody_took_is_taken_again_and_a_taken_one_is_lost() -> None:
+    store = MemoryStore()
+    keeper = _keeper(store, "a", ttl_s=30.0)
+    keeper.acquire()
+    old = keeper.token
+    store._lease = None  # lapsed while the store was away; nobody took it
+    assert keeper.regain() and keeper.token != old and not keeper.lost
+    store.release_lease(keeper.token)  # type: ignore[arg-type]
+    store.acquire_lease("b", ttl_s=30.0)
+    assert not keeper.regain() and keeper.lost
+    keeper.close()
