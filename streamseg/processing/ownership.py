@@ -42,30 +42,40 @@ class Ownership:
         self.commit = commit
         #: Partition -> the owner epoch this worker took it with.
         self.epochs: dict[str, int] = {}
+        # Assigned by the source, not taken in the store yet.
+        self._pending: set[str] = set()
 
     def follow(self, engine: SegmentationEngine, records: list[RawRecord]) -> list[RawRecord]:
         """Apply the source's assignment changes (module docstring); return the records
-        of the poll that are still this worker's to process."""
+        of the poll that are still this worker's to process.
+
+        A partition assigned but not taken yet (the store failed while taking it) stays
+        pending, and is taken at the next call: an assignment is never lost.
+        """
         change = self.source.assignment_changes()
-        if change is None:
-            return records
-        gone = set(change.revoked) | set(change.lost)
-        if gone:
-            self.release(engine, gone)
+        if change is not None:
+            gone = set(change.revoked) | set(change.lost)
+            self._pending -= gone
+            owned_gone = gone & set(self.epochs)
+            if owned_gone:
+                self.release(engine, owned_gone)
+            self._pending |= set(change.assigned)
         taken = {}
-        for name in change.assigned:
+        for name in sorted(self._pending):
             partition = self.store.take_partition(name)
             self.epochs[name] = partition.epoch
+            self._pending.discard(name)
             engine.own(partition)
             self.commit.republish(partition.outbox)
             taken[name] = partition
             log.info("took partition %s (epoch %d)", name, partition.epoch)
-        moved = gone | set(taken)
-        kept = [record for record in records if record.partition not in moved]
         if taken:
             positions = {s: p for part in taken.values() for s, p in part.positions.items()}
             self.source.seek(positions, partitions=set(taken))
-        return kept
+        # Records of partitions just taken come again from their stored position; those
+        # of partitions gone or not taken yet are not this worker's.
+        return [record for record in records
+                if record.partition in self.epochs and record.partition not in taken]
 
     def release(self, engine: SegmentationEngine, names: Collection[str]) -> None:
         """This worker no longer owns ``names``."""
