@@ -8,20 +8,27 @@ counts once, with its *current* vector:
   and when a customer changes its old vector is taken out of its old segment and the new
   one added to the nearest segment, so every centroid is the exact mean of the customers
   currently in it. The statistics add up, so models of several workers could be merged;
-- a uniform reservoir sample of customers, with their current vector and segment, lets
-  the model run Lloyd iterations (and k-means++ restarts) every ``refine_every`` updates
-  without holding every customer: customers outside the reservoir keep their segment and
-  their contribution to the sums is held fixed. When the reservoir holds every customer
-  this is exact batch k-means on the current population.
+- a uniform sample of customers (chosen by a hash of their id), with their current
+  vector and segment, lets the model run Lloyd iterations (and k-means++ restarts) every
+  ``refine_every`` updates without holding every customer: customers outside the sample
+  keep their segment and their contribution to the sums is held fixed. When the sample
+  holds every customer this is exact batch k-means on the current population.
+
+Several workers can share one model: each learns the customers of the data partitions
+it owns (``partitions`` in the updates), and is given the statistics of the others'
+(:meth:`CustomerKMeans.set_others`), so that every centroid is the mean of all
+customers. One of them refines, over its sample and the others' sampled customers
+(:meth:`CustomerKMeans.refine_shared`); the others adopt what it found
+(:meth:`CustomerKMeans.adopt`).
 
 Segment ids keep their meaning: whenever new centroids replace old ones they are matched
 to the old ids by the Hungarian algorithm on centroid distances.
 
 Where each job lives: :mod:`~streamseg.model.learner` (the lifecycle: warm-up, seeding,
-online updates, refinement schedule), :mod:`~streamseg.model.partition` (the online
+online updates, refinement schedule), :mod:`~streamseg.model.clustering` (the online
 update), :mod:`~streamseg.model.hysteresis` (when a customer keeps its segment),
 :mod:`~streamseg.model.refinement`, :mod:`~streamseg.model.batch` (k-means++, Lloyd, id
-matching), :mod:`~streamseg.model.stats`, :mod:`~streamseg.model.reservoir`,
+matching), :mod:`~streamseg.model.stats`, :mod:`~streamseg.model.sample`,
 :mod:`~streamseg.model.rng` and :mod:`~streamseg.model.kmeans_state` (persistence). This
 module holds the model's parameters and its public and River APIs.
 
@@ -63,12 +70,14 @@ from river import base
 from streamseg.model import kmeans_state
 from streamseg.model.base import Assignment
 from streamseg.model.batch import squared_distances_one
-from streamseg.model.learner import Learner, Params
-from streamseg.model.partition import as_vector
-from streamseg.model.reservoir import VectorLookup
-from streamseg.model.stats import FloatArray, IntArray
+from streamseg.model.clustering import as_vector
+from streamseg.model.learner import Learner, Params, Refinement
+from streamseg.model.stats import ClusterStats, FloatArray, IntArray
 
-__all__ = ["ANONYMOUS_KEY_PREFIX", "CustomerKMeans", "VectorLookup"]
+__all__ = ["ANONYMOUS_KEY_PREFIX", "DEFAULT_PARTITION", "CustomerKMeans"]
+
+#: The data partition of customers updated without one (a model on its own).
+DEFAULT_PARTITION = ""
 
 #: Prefix of the keys given to anonymous points learnt through River's ``learn_one``.
 ANONYMOUS_KEY_PREFIX = "__river_anonymous__:"
@@ -89,7 +98,7 @@ class CustomerKMeans(base.Clusterer):
         ``n_clusters``. Larger values give a better start at the cost of a longer period
         without segments.
     reservoir_size
-        Maximum number of customers kept (with their current vector and segment) for
+        Most customers kept in the sample (with their current vector and segment) for
         refinement. At least ``n_clusters``. When it is at least the number of customers,
         refinement is exact batch k-means; memory is ``reservoir_size * d`` floats.
     refine_every
@@ -112,8 +121,8 @@ class CustomerKMeans(base.Clusterer):
         segments. New customers always go to the nearest segment. Refinement's Lloyd
         iterations keep the same margin; restart candidates ignore it.
     seed
-        Seed of the model's random generator (k-means++ draws, reservoir sampling). The
-        model is deterministic for a given input sequence and seed.
+        Seed of the model's random generator (k-means++ draws, restart pools). The model
+        is deterministic for a given input sequence and seed.
     feature_names
         For River's ``learn_one``/``predict_one`` only: the dict keys that map to vector
         positions, in order. When ``None``, the sorted keys of the first dict seen are
@@ -183,21 +192,22 @@ class CustomerKMeans(base.Clusterer):
     @property
     def ready(self) -> bool:
         """Whether the model is seeded (has centroids and assigns customers)."""
-        return self._learner.partition is not None
+        return self._learner.clustering is not None
 
     @property
     def centroids(self) -> FloatArray:
         """``(n_clusters, d)`` centroids (a copy); ``(0, d)`` before seeding."""
-        part = self._learner.partition
+        part = self._learner.clustering
         return np.empty((0, self._dim or 0)) if part is None else part.centroids.copy()
 
     @property
     def sizes(self) -> IntArray:
-        """Number of customers currently in each segment (zeros before seeding)."""
-        part = self._learner.partition
+        """Number of customers currently in each segment, every worker's (zeros before
+        seeding)."""
+        part = self._learner.clustering
         if part is None:
             return np.zeros(self.n_clusters, dtype=np.int64)
-        return part.stats.counts.copy()
+        return part.total().counts.copy()
 
     @property
     def n_buffered(self) -> int:
@@ -206,15 +216,15 @@ class CustomerKMeans(base.Clusterer):
 
     @property
     def n_sampled(self) -> int:
-        """Number of customers in the reservoir."""
-        part = self._learner.partition
-        return 0 if part is None else len(part.reservoir)
+        """Number of customers in the sample (of this process's partitions)."""
+        part = self._learner.clustering
+        return 0 if part is None else len(part.sample)
 
     def inertia(self) -> float:
         """k-means objective of the current segments: sum over customers of the squared
         distance to their own segment's centroid (0.0 before seeding)."""
-        part = self._learner.partition
-        return 0.0 if part is None else part.stats.sse()
+        part = self._learner.clustering
+        return 0.0 if part is None else part.total().sse()
 
     # ------------------------------------------------------------ customer-level API
 
@@ -224,6 +234,7 @@ class CustomerKMeans(base.Clusterer):
         vector: np.ndarray,
         previous: np.ndarray | None,
         previous_segment: int | None,
+        partition: str = DEFAULT_PARTITION,
     ) -> list[Assignment]:
         """Learn a customer's new vector and return the assignments to store.
 
@@ -237,7 +248,9 @@ class CustomerKMeans(base.Clusterer):
             The vector stored from the customer's last :class:`Assignment`, or ``None``.
         previous_segment
             The segment stored from that assignment, or ``None`` for a customer the model
-            never assigned (which makes it a *new* customer for the reservoir).
+            never assigned (which makes it a *new* customer for the sample).
+        partition
+            The data partition of the customer (several workers sharing the model).
 
         Returns
         -------
@@ -249,12 +262,12 @@ class CustomerKMeans(base.Clusterer):
 
         Notes
         -----
-        For a customer in the reservoir the model's own record is used instead of
-        ``previous``/``previous_segment``; see :meth:`Partition.place_one`.
+        For a sampled customer the model's own record is used instead of
+        ``previous``/``previous_segment``; see :meth:`Clustering.place_one`.
 
         """
         x = self._as_vector(vector)
-        return self._learner.learn(key, x, previous, previous_segment)
+        return self._learner.learn(key, partition, x, previous, previous_segment)
 
     def update_customers(
         self,
@@ -262,30 +275,33 @@ class CustomerKMeans(base.Clusterer):
         vectors: np.ndarray,
         previous: Sequence[np.ndarray | None],
         previous_segments: Sequence[int | None],
+        partitions: Sequence[str] | None = None,
     ) -> list[Assignment]:
         """:meth:`update_customer` for many distinct customers at once (a mini-batch).
 
         All rows are assigned against the same centroids (after every row's old vector
         has left its segment), then added together in one vectorised step
-        (:meth:`Partition.place_many`). The per-segment sums stay exact means of the
+        (:meth:`Clustering.place_many`). The per-segment sums stay exact means of the
         members. Keys must be distinct. Returns one assignment per key (in order), then
         the other customers a refinement moved.
         """
+        partitions = list(partitions) if partitions is not None else (
+            [DEFAULT_PARTITION] * len(keys))
         x = np.asarray(vectors, dtype=np.float64)
         n = len(keys)
         if n == 0:
             return []
         if x.shape[0] != n or not np.isfinite(x).all():
             raise ValueError("vectors must be finite, one row per key")
-        if self._learner.partition is None or n == 1:
-            return _one_by_one(self, keys, x, previous, previous_segments)
+        if self._learner.clustering is None or n == 1:
+            return _one_by_one(self, keys, x, previous, previous_segments, partitions)
         if self._dim is not None and x.shape[1] != self._dim:
             raise ValueError(f"expected vectors of dimension {self._dim}, got {x.shape[1]}")
-        out = self._learner.learn_many(keys, x, previous, previous_segments)
+        out = self._learner.learn_many(keys, partitions, x, previous, previous_segments)
         if out is None:
             # The caller's records disagree with the sums (or keys repeat): take the
             # careful one-by-one path, which tolerates that.
-            return _one_by_one(self, keys, x, previous, previous_segments)
+            return _one_by_one(self, keys, x, previous, previous_segments, partitions)
         return out
 
     #: Parameters :meth:`adjust` may change on a model that has learnt: they set how it
@@ -332,9 +348,9 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._learner.partition is None:
+        if self._learner.clustering is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._learner.refine(force_restart=True)
+        return self._learner.refine(force_restart=True).moved
 
     def refine(self) -> list[Assignment]:
         """Run a refinement now (as done every ``refine_every`` updates).
@@ -342,19 +358,87 @@ class CustomerKMeans(base.Clusterer):
         Returns the reservoir customers whose segment changed. Raises ``RuntimeError``
         before seeding.
         """
-        if self._learner.partition is None:
+        if self._learner.clustering is None:
             raise RuntimeError("the model is not seeded yet; see flush()")
-        return self._learner.refine(force_restart=False)
+        return self._learner.refine(force_restart=False).moved
 
     def nearest(self, vector: np.ndarray) -> int:
         """Segment whose centroid is nearest to ``vector``; learns nothing.
 
         Raises ``RuntimeError`` before seeding.
         """
-        part = self._learner.partition
+        part = self._learner.clustering
         if part is None:
             raise RuntimeError("the model is not seeded yet")
         return int(squared_distances_one(self._as_vector(vector), part.centroids).argmin())
+
+    # -------------------------------------------------------- sharing with workers
+
+    @property
+    def sample_rate(self) -> float:
+        """The share of customers in the sample (by the hash of their id)."""
+        part = self._learner.clustering
+        return 1.0 if part is None else part.sample.rate
+
+    def set_others(self, others: ClusterStats) -> None:
+        """The statistics of the customers this process does not own (other workers'),
+        as last read; counted in the centroids, never changed here."""
+        if self._learner.clustering is not None:
+            self._learner.clustering.set_others(others)
+
+    def partition_stats(self) -> dict[str, ClusterStats]:
+        """Per data partition this process owns, its customers' statistics (what the
+        partition's owner stores with it)."""
+        part = self._learner.clustering
+        return {} if part is None else {name: s.copy() for name, s in part.parts.items()}
+
+    def own(self, partition: str, stats: ClusterStats | None,
+            rows: list[tuple[str, list[float], int]]) -> None:
+        """A data partition this process now owns, as stored: its statistics and its
+        sampled customers."""
+        part = self._learner.clustering
+        if part is None:
+            return
+        if stats is not None:
+            part.set_part(partition, stats)
+        part.sample.load(partition, rows)
+
+    def own_sample(self, partition: str, rows: list[tuple[str, list[float], int]]) -> None:
+        """The sampled customers of a partition this process owns, as stored."""
+        if self._learner.clustering is not None:
+            self._learner.clustering.sample.load(partition, rows)
+
+    def disown(self, partition: str) -> None:
+        """Forget a data partition another worker owns now (its statistics, its sampled
+        and its warm-up customers)."""
+        if self._learner.clustering is not None:
+            self._learner.clustering.drop_part(partition)
+        self._learner.buffer = {key: row for key, row in self._learner.buffer.items()
+                                if row[0] != partition}
+
+    def take_sample_changes(self) -> dict[str, dict[str, tuple[int, list[float]] | None]]:
+        """Per partition, the sampled customers changed since the last call (key ->
+        (segment, vector), None for one that left the sample), for the store."""
+        part = self._learner.clustering
+        return {} if part is None else part.sample.take_changes()
+
+    def refine_shared(self, others: tuple[list[str], FloatArray, np.ndarray] | None = None,
+                      *, full_search: bool = False) -> Refinement:
+        """Refine over this process's sampled customers and the other workers' ``others``
+        = (keys, vectors, segments): this process's are moved at once, the others' come
+        back as relabels for their owners (see :meth:`adopt`). Raises ``RuntimeError``
+        before seeding."""
+        if self._learner.clustering is None:
+            raise RuntimeError("the model is not seeded yet")
+        return self._learner.refine(force_restart=False, full_search=full_search,
+                                    extra=others)
+
+    def adopt(self, version: int, centroids: FloatArray, rate: float,
+              relabels: dict[str, tuple[int, int]]) -> list[Assignment]:
+        """Take another worker's refinement or seeding (see ``Learner.adopt``)."""
+        self._dim = self._dim or int(np.asarray(centroids).shape[1])
+        return self._learner.adopt(version, np.asarray(centroids, dtype=np.float64), rate,
+                                   relabels)
 
     # ------------------------------------------------------------------- River API
 
@@ -367,31 +451,27 @@ class CustomerKMeans(base.Clusterer):
 
     def predict_one(self, x: dict[Any, Any]) -> int:
         """Nearest segment to ``x``; 0 before seeding (River's ``Clusterer`` API)."""
-        if self._learner.partition is None:
+        if self._learner.clustering is None:
             return 0
         return self.nearest(self._dict_to_vector(x, fix_names=False))
 
     # ------------------------------------------------------------------ persistence
 
     def to_state(self, with_vectors: bool = True) -> dict[str, Any]:
-        """JSON-serialisable snapshot: params, statistics, reservoir, buffer, RNG state.
-
-        With ``with_vectors=False`` the reservoir's vectors and segments are left out (a
-        light checkpoint, small enough to write with every batch); :meth:`from_state`
-        then needs a ``lookup`` that returns them from the caller's store.
+        """JSON-serialisable snapshot: params, statistics, sample, buffer, RNG state.
 
         ``CustomerKMeans.from_state(model.to_state())`` behaves exactly like ``model`` on
         any subsequent input (floats survive JSON exactly: Python writes the shortest
-        repr that round-trips).
+        repr that round-trips). With ``with_vectors=False`` the sample is left out: the
+        caller keeps it (a store writes it per partition, see ``take_sample_changes``)
+        and gives it back with :meth:`own_sample`.
         """
         return kmeans_state.state_of(self, with_vectors)
 
     @classmethod
-    def from_state(
-        cls, state: dict[str, Any], lookup: VectorLookup | None = None
-    ) -> CustomerKMeans:
-        """Restore a model from :meth:`to_state` output (``lookup``: see there)."""
-        return kmeans_state.restore(cls, state, lookup)
+    def from_state(cls, state: dict[str, Any], lookup: Any = None) -> CustomerKMeans:
+        """Restore a model from :meth:`to_state` output."""
+        return kmeans_state.restore(cls, state)
 
     # ------------------------------------------------------------------- internals
 
@@ -418,13 +498,14 @@ def _one_by_one(
     x: np.ndarray,
     previous: Sequence[np.ndarray | None],
     previous_segments: Sequence[int | None],
+    partitions: Sequence[str],
 ) -> list[Assignment]:
     """``update_customers`` one customer at a time (warm-up, single rows, inconsistent
     input), through ``update_customer`` only."""
     latest: dict[str, Assignment] = {}
     for i, key in enumerate(keys):
         # A seeding or refinement earlier in this batch may have (re)assigned this
-        # customer, and a newcomer since then may have evicted it from the reservoir:
+        # customer, and the sample may have dropped it since (thinned):
         # the caller's ``previous`` is then stale (a warm-up customer would even count
         # as new, twice). Pass what the model last reported instead, as the caller
         # would have stored it between two single calls.
@@ -433,6 +514,7 @@ def _one_by_one(
             (previous[i], previous_segments[i]) if known is None
             else (known.vector, known.segment)
         )
-        for assignment in model.update_customer(key, x[i], prev_x, prev_segment):
+        for assignment in model.update_customer(key, x[i], prev_x, prev_segment,
+                                                partitions[i]):
             latest[assignment.key] = assignment
     return list(latest.values())

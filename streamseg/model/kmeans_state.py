@@ -1,9 +1,11 @@
 """Persistence of :class:`~streamseg.model.customer_kmeans.CustomerKMeans`.
 
 The state is a JSON-serialisable dict: parameters, counters, the warm-up buffer, the
-random generator, the per-segment statistics and the reservoir. Its keys and their
-order are a stored format (checkpoints written by earlier runs must load), so they
-change only with :data:`STATE_FORMAT`.
+random generator, the per-segment statistics of the customers the model owns, and the
+sample (unless the caller keeps it, see ``CustomerKMeans.take_sample_changes``). The
+statistics of other workers' customers are not in it: they belong to those workers.
+Its keys and their order are a stored format, so they change only with
+:data:`STATE_FORMAT`.
 
 These functions read and write the model's internals: they are its persistence, kept
 apart from the learning code.
@@ -14,7 +16,7 @@ apart from the learning code.
 >>> for key, v in [("a", [0.0]), ("b", [4.0]), ("a", [1.0])]:
 ...     _ = model.update_customer(key, np.array(v), None, None)
 >>> state = json.loads(json.dumps(state_of(model, with_vectors=True)))
->>> list(state)[:4], state["counts"]
+>>> list(state)[:4], state["parts"][""]["counts"]
 (['kind', 'format', 'params', 'names'], [1, 1])
 >>> restore(CustomerKMeans, state).centroids.tolist() == model.centroids.tolist()
 True
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamseg.model.partition import Partition
-from streamseg.model.reservoir import Reservoir, VectorLookup
+from streamseg.model.clustering import Clustering
 from streamseg.model.rng import rng_from_state, rng_to_state
+from streamseg.model.sample import Sample
 from streamseg.model.stats import ClusterStats
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["STATE_FORMAT", "STATE_KIND", "restore", "state_of"]
 
 STATE_KIND = "customer-kmeans"
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
@@ -47,8 +49,8 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
         list(model.feature_names) if model.feature_names is not None else None
     )
     learner = model._learner
-    part = learner.partition
-    stats = None if part is None else part.stats
+    part = learner.clustering
+    sample = None if part is None else part.sample
     return {
         "kind": STATE_KIND,
         "format": STATE_FORMAT,
@@ -63,19 +65,25 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
         "rng": rng_to_state(learner.rng),
         "buffer": {
             "keys": list(learner.buffer),
-            "vectors": [v.tolist() for v in learner.buffer.values()],
+            "partitions": [row[0] for row in learner.buffer.values()],
+            "vectors": [row[1].tolist() for row in learner.buffer.values()],
         },
         "centroids": None if part is None else part.centroids.tolist(),
-        "sums": None if stats is None else stats.sums.tolist(),
-        "sqsums": None if stats is None else stats.sqsums.tolist(),
-        "counts": None if stats is None else stats.counts.tolist(),
-        "reservoir": None if part is None else part.reservoir.to_state(with_vectors),
+        "parts": None if part is None else {
+            name: {"sums": stats.sums.tolist(), "sqsums": stats.sqsums.tolist(),
+                   "counts": stats.counts.tolist()}
+            for name, stats in part.parts.items()},
+        "sample": None if sample is None else {
+            "capacity": sample.capacity,
+            "rate": sample.rate,
+            "rows": [[key, sample.partitions[i], sample.vectors[i].tolist(),
+                      int(sample.segments[i])] for i, key in enumerate(sample.keys)]
+            if with_vectors else None,
+        },
     }
 
 
-def restore(
-    cls: type[CustomerKMeans], state: dict[str, Any], lookup: VectorLookup | None = None
-) -> CustomerKMeans:
+def restore(cls: type[CustomerKMeans], state: dict[str, Any]) -> CustomerKMeans:
     """A ``cls`` model restored from :func:`state_of` output; see ``from_state``."""
     if state.get("kind") != STATE_KIND:
         raise ValueError(f"not a {STATE_KIND} state: kind={state.get('kind')!r}")
@@ -94,20 +102,26 @@ def restore(
     learner.refinements = int(state.get("refinements", 0))
     model._n_anonymous = int(state["n_anonymous"])
     learner.rng = rng_from_state(state["rng"])
+    buffer = state["buffer"]
     learner.buffer = {
-        str(k): np.asarray(v, dtype=np.float64)
-        for k, v in zip(state["buffer"]["keys"], state["buffer"]["vectors"], strict=True)
+        str(k): (str(p), np.asarray(v, dtype=np.float64))
+        for k, p, v in zip(buffer["keys"], buffer["partitions"], buffer["vectors"],
+                           strict=True)
     }
-    if state["counts"] is not None:
+    if state["parts"] is not None:
         dim = model._dim or 0
         k = model.n_clusters
-        stats = ClusterStats(
-            np.asarray(state["sums"], dtype=np.float64).reshape(k, dim),
-            np.asarray(state["sqsums"], dtype=np.float64).reshape(k),
-            np.asarray(state["counts"], dtype=np.int64).reshape(k),
-        )
+        parts = {
+            str(name): ClusterStats(
+                np.asarray(part["sums"], dtype=np.float64).reshape(k, dim),
+                np.asarray(part["sqsums"], dtype=np.float64).reshape(k),
+                np.asarray(part["counts"], dtype=np.int64).reshape(k))
+            for name, part in state["parts"].items()
+        }
         centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
-        learner.partition = Partition(
-            stats, centroids, Reservoir.from_state(state["reservoir"], dim, lookup)
-        )
+        kept = state["sample"]
+        sample = Sample(int(kept["capacity"]), dim, float(kept["rate"]))
+        for key, partition, vector, segment in kept["rows"] or ():
+            sample.load(str(partition), [(str(key), vector, int(segment))])
+        learner.clustering = Clustering(parts, centroids, sample)
     return model

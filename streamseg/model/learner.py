@@ -4,38 +4,44 @@
    key) and get no segment.
 2. **Seeding.** When the buffer is full (or on ``flush``, if it holds at least
    ``n_clusters`` customers) the best of ``n_init`` k-means++ + Lloyd runs over it gives
-   the segments, and every buffered customer gets an assignment.
-3. **Online.** Each update moves the customer in the :class:`~.partition.Partition`.
-4. **Refinement.** Every ``refine_every`` updates, :func:`~.refinement.refine` runs and
-   the reservoir customers it moved are reported too.
+   the segments, and every buffered customer gets an assignment. A model that learns
+   only part of the customers (several workers) can instead be seeded with centroids
+   another one found (:meth:`Learner.adopt`).
+3. **Online.** Each update moves the customer in the :class:`~.clustering.Clustering`.
+4. **Refinement.** Every ``refine_every`` updates (or when the caller says so),
+   :func:`~.refinement.refine` runs over the sample -- this process's rows, and the rows
+   of other workers' customers it is given -- and the customers it moved are reported:
+   this process's as assignments (applied), the others' as relabels for their owners.
 
-:class:`Learner` holds what changes while the model learns (buffer, partition, random
+:class:`Learner` holds what changes while the model learns (buffer, clustering, random
 generator, counters); :class:`Params` what does not.
 
 >>> params = Params(n_clusters=2, warmup=3, reservoir_size=10, refine_every=0,
 ...                 lloyd_iterations=10, n_init=1, hysteresis=0.0)
 >>> learner = Learner(params, seed=0)
->>> [learner.learn(k, np.array([v]), None, None) for k, v in [("a", 0.0), ("b", 9.0)]]
+>>> [learner.learn(k, "p", np.array([v]), None, None) for k, v in [("a", 0.0), ("b", 9.0)]]
 [[], []]
->>> out = learner.learn("c", np.array([10.0]), None, None)
+>>> out = learner.learn("c", "p", np.array([10.0]), None, None)
 >>> [(a.key, a.by_model_update) for a in out], learner.version
 ([('a', True), ('b', True), ('c', False)], 1)
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamseg.model.base import Assignment
-from streamseg.model.batch import best_kmeans
-from streamseg.model.partition import Partition
+from streamseg.model.batch import best_kmeans, squared_distances
+from streamseg.model.clustering import Clustering
 from streamseg.model.refinement import refine
+from streamseg.model.sample import UNASSIGNED, Sample
 from streamseg.model.stats import FloatArray
 
-__all__ = ["Learner", "Params"]
+__all__ = ["Learner", "Params", "Refinement", "vector_check"]
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,35 @@ class Params:
             raise ValueError(f"hysteresis must be in [0, 1), got {self.hysteresis}")
 
 
+@dataclass(slots=True)
+class Refinement:
+    """What a refinement moved: this process's customers (applied) and the others'."""
+
+    #: This process's sampled customers whose segment changed (``by_model_update``).
+    moved: list[Assignment] = field(default_factory=list)
+    #: Other workers' sampled customers whose segment should change: key -> (segment,
+    #: :func:`vector_check` of the vector the refinement saw).
+    relabels: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def vector_check(vector: FloatArray) -> int:
+    """A checksum of a vector, to tell whether a customer moved since a refinement saw it.
+
+    >>> vector_check(np.array([1.0, 2.0])) == vector_check(np.array([1.0, 2.0]))
+    True
+    """
+    return zlib.crc32(np.ascontiguousarray(vector, dtype=np.float64).tobytes())
+
+
 class Learner:
     """Warm-up buffer, seeding, online updates and the refinement schedule."""
 
     def __init__(self, params: Params, seed: int) -> None:
         self.params = params
         self.rng = np.random.default_rng(seed)
-        self.buffer: dict[str, FloatArray] = {}
-        self.partition: Partition | None = None
+        #: Warm-up: key -> (partition, latest vector).
+        self.buffer: dict[str, tuple[str, FloatArray]] = {}
+        self.clustering: Clustering | None = None
         #: 0 before seeding; incremented at seeding and at each refinement or re-seed.
         self.version = 0
         self.n_updates = 0
@@ -94,20 +121,21 @@ class Learner:
     def learn(
         self,
         key: str,
+        partition: str,
         x: FloatArray,
         previous: np.ndarray | None,
         previous_segment: int | None,
     ) -> list[Assignment]:
         """``CustomerKMeans.update_customer`` for a checked vector ``x``."""
         self.n_updates += 1
-        if self.partition is None:
+        if self.clustering is None:
             # Warm-up: customers have no segment yet, so previous values are moot.
-            self.buffer[key] = x.copy()
+            self.buffer[key] = (partition, x.copy())
             if len(self.buffer) >= self.params.warmup:
                 return self.seed(current_key=key)
             return []
-        segment = self.partition.place_one(
-            key, x, previous, previous_segment, self.params.hysteresis, self.rng
+        segment = self.clustering.place_one(
+            key, partition, x, previous, previous_segment, self.params.hysteresis
         )
         self.updates_since_refine += 1
         return self._refine_if_due([Assignment(key, segment, x, False)])
@@ -115,15 +143,16 @@ class Learner:
     def learn_many(
         self,
         keys: Sequence[str],
+        partitions: Sequence[str],
         x: FloatArray,
         previous: Sequence[np.ndarray | None],
         previous_segments: Sequence[int | None],
     ) -> list[Assignment] | None:
         """The vectorised mini-batch update of a seeded model (``None``: see
-        :meth:`Partition.place_many`; nothing changed, go one customer at a time)."""
-        assert self.partition is not None
-        segments = self.partition.place_many(
-            keys, x, previous, previous_segments, self.params.hysteresis, self.rng
+        :meth:`Clustering.place_many`; nothing changed, go one customer at a time)."""
+        assert self.clustering is not None
+        segments = self.clustering.place_many(
+            keys, partitions, x, previous, previous_segments, self.params.hysteresis
         )
         if segments is None:
             return None
@@ -134,12 +163,12 @@ class Learner:
 
     def flush(self) -> list[Assignment]:
         """``CustomerKMeans.flush``: seed early, or refine with a complete search."""
-        if self.partition is None:
+        if self.clustering is None:
             if len(self.buffer) >= self.params.n_clusters:
                 return self.seed(current_key=None)
             return []
         if self.params.refine_every > 0 and self.updates_since_refine > 0:
-            return self.refine(force_restart=False, full_search=True)
+            return self.refine(force_restart=False, full_search=True).moved
         return []
 
     def seed(self, current_key: str | None) -> list[Assignment]:
@@ -147,10 +176,11 @@ class Learner:
         except ``current_key``'s)."""
         p = self.params
         keys = list(self.buffer)
-        x = np.stack(list(self.buffer.values()))
+        partitions = [self.buffer[key][0] for key in keys]
+        x = np.stack([self.buffer[key][1] for key in keys])
         labels, _ = best_kmeans(x, p.n_clusters, p.n_init, p.lloyd_iterations, self.rng)
-        self.partition = Partition.seeded(keys, x, labels, p.n_clusters, p.reservoir_size,
-                                          self.rng)
+        self.clustering = Clustering.seeded(keys, partitions, x, labels, p.n_clusters,
+                                            p.reservoir_size)
         self.buffer = {}
         self.updates_since_refine = 0
         self.version += 1
@@ -158,24 +188,84 @@ class Learner:
             Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
         ]
 
-    def refine(self, *, force_restart: bool, full_search: bool = False) -> list[Assignment]:
-        """Refine now (see :func:`~.refinement.refine`); the reservoir customers it moved."""
-        part = self.partition
-        assert part is not None
-        x, old_labels = part.sample()
+    def refine(self, *, force_restart: bool, full_search: bool = False,
+               extra: tuple[list[str], FloatArray, np.ndarray] | None = None) -> Refinement:
+        """Refine now (see :func:`~.refinement.refine`) over this process's sampled
+        customers and ``extra`` = (keys, vectors, segments) of other workers' sampled
+        customers; this process's are moved at once, the others' returned as relabels."""
+        clustering = self.clustering
+        assert clustering is not None
+        own_x, own_labels = clustering.sample.rows()
+        own_rows = np.flatnonzero(own_labels >= 0)  # warm-up rows count nowhere yet
+        x, labels = own_x[own_rows], own_labels[own_rows]
+        if extra is not None and len(extra[0]):
+            x = np.vstack([x, extra[1]])
+            labels = np.concatenate([labels, np.asarray(extra[2], dtype=np.int64)])
         self.refinements += 1
+        self.updates_since_refine = 0
+        self.version += 1
+        if len(x) == 0:
+            return Refinement()
         p = self.params
-        labels, stats, centroids = refine(
-            x, old_labels, part.stats, part.centroids,
+        new_labels, _, _ = refine(
+            x, labels, clustering.total(), clustering.centroids,
             lloyd_iterations=p.lloyd_iterations, hysteresis=p.hysteresis, n_init=p.n_init,
             rng=self.rng, force_restart=force_restart, full_search=full_search,
         )
-        part.adopt(labels, stats, centroids)
-        self.updates_since_refine = 0
-        self.version += 1
-        changed = np.flatnonzero(labels != old_labels)
-        keys = part.reservoir.keys
-        return [Assignment(keys[i], int(labels[i]), x[i].copy(), True) for i in changed]
+        out = Refinement()
+        keys = clustering.sample.keys
+        for row, slot in enumerate(own_rows.tolist()):
+            old, new = int(labels[row]), int(new_labels[row])
+            if new != old:
+                clustering.move(clustering.sample.partitions[slot], x[row], old, new)
+                clustering.sample.set_segment(slot, new)
+                out.moved.append(Assignment(keys[slot], new, x[row].copy(), True))
+        if extra is not None:
+            for j, key in enumerate(extra[0]):
+                row = len(own_rows) + j
+                if new_labels[row] != labels[row]:
+                    out.relabels[key] = (int(new_labels[row]), vector_check(x[row]))
+        return out
+
+    def adopt(self, version: int, centroids: FloatArray, rate: float,
+              relabels: dict[str, tuple[int, int]]) -> list[Assignment]:
+        """Take another worker's refinement (or seeding) of the shared model: its
+        version, its sample rate, and the new segments of this process's sampled
+        customers it moved -- those whose vector is still the one it saw. A model still
+        warming up is seeded with ``centroids`` and assigns its buffer. Returns the
+        assignments of the customers moved (all by model update)."""
+        out: list[Assignment] = []
+        if self.clustering is None:
+            k, dim = centroids.shape
+            self.clustering = Clustering({}, centroids.copy(),
+                                         Sample(self.params.reservoir_size, dim, rate))
+            keys = list(self.buffer)
+            if keys:
+                partitions = [self.buffer[key][0] for key in keys]
+                x = np.stack([self.buffer[key][1] for key in keys])
+                labels = squared_distances(x, centroids).argmin(axis=1)
+                for i, key in enumerate(keys):
+                    self.clustering.move(partitions[i], x[i], UNASSIGNED, int(labels[i]))
+                    self.clustering.sample.offer(key, partitions[i], x[i], int(labels[i]))
+                    out.append(Assignment(key, int(labels[i]), x[i], True))
+            self.buffer = {}
+        clustering = self.clustering
+        sample = clustering.sample
+        for key, (segment, check) in relabels.items():
+            slot = sample.index.get(key)
+            if slot is None or sample.segments[slot] < 0:
+                continue
+            x = sample.vectors[slot]
+            old = int(sample.segments[slot])
+            if old == segment or vector_check(x) != check:
+                continue  # moved by its own update since the refinement saw it
+            clustering.move(sample.partitions[slot], x, old, segment)
+            sample.set_segment(slot, segment)
+            out.append(Assignment(key, segment, x.copy(), True))
+        if rate < sample.rate:
+            sample.thin(rate)
+        self.version = max(self.version, version)
+        return out
 
     def _refine_if_due(self, out: list[Assignment]) -> list[Assignment]:
         """``out``, then what a due refinement moved; a customer of ``out`` that it moved
@@ -184,7 +274,7 @@ class Learner:
         if not (p.refine_every > 0 and self.updates_since_refine >= p.refine_every):
             return out
         position = {a.key: i for i, a in enumerate(out)}
-        for moved in self.refine(force_restart=False):
+        for moved in self.refine(force_restart=False).moved:
             row = position.get(moved.key)
             if row is None:
                 out.append(moved)

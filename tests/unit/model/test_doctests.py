@@ -11,21 +11,21 @@ from streamseg.bench import measures as quality
 from streamseg.model import base as model_base
 from streamseg.model import (
     batch,
+    clustering,
     hysteresis,
     kmeans_state,
     learner,
-    partition,
     refinement,
-    reservoir,
     river_kmeans,
     rng,
+    sample,
     stats,
 )
 from streamseg.model import customer_kmeans as ck
 
 MODULES = [
     model_pkg, model_base, ck, river_kmeans, quality,
-    batch, hysteresis, kmeans_state, learner, partition, refinement, reservoir, rng, stats,
+    batch, hysteresis, kmeans_state, learner, clustering, refinement, sample, rng, stats,
 ]
 
 

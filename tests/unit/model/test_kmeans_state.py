@@ -35,20 +35,19 @@ def test_state_round_trip_behaves_identically(cut: int) -> None:
 
 
 def test_state_keeps_the_random_generator() -> None:
-    """Without the RNG state, a restored model would sample/restart differently."""
+    """Without the RNG state, a restored model would search restarts differently."""
     events, _ = blobs(seed=8, n_per_blob=80)
     model = CustomerKMeans(n_clusters=5, warmup=100, reservoir_size=120, refine_every=50)
-    store = drive_without_flush(model, events[:1000])
+    drive_without_flush(model, events[:1000])
     state = json.loads(json.dumps(model.to_state()))
+    restored = CustomerKMeans.from_state(state)
+    assert restored._learner.rng.random() == model._learner.rng.random()
     state["rng"] = rng_to_state(np.random.default_rng(12345))
     tampered = CustomerKMeans.from_state(state)
-    rest = events[1000:]
-    drive(model, rest, dict(store))
-    drive(tampered, rest, dict(store))
-    assert model.to_state()["reservoir"]["keys"] != tampered.to_state()["reservoir"]["keys"]
+    assert tampered._learner.rng.random() != model._learner.rng.random()
 
 
-def test_large_reservoir_grows_and_round_trips() -> None:
+def test_a_large_sample_grows_and_round_trips() -> None:
     rng = np.random.default_rng(0)
     model = CustomerKMeans(n_clusters=3, warmup=10, reservoir_size=100_000, refine_every=0)
     events = [(f"k{i}", v) for i, v in enumerate(rng.normal(size=(1500, 2)))]
@@ -70,7 +69,7 @@ def test_from_state_rejects_other_kinds() -> None:
 STATE_KEYS = [
     "kind", "format", "params", "names", "dim", "version", "n_updates",
     "updates_since_refine", "refinements", "n_anonymous", "rng", "buffer", "centroids",
-    "sums", "sqsums", "counts", "reservoir",
+    "parts", "sample",
 ]
 
 
@@ -85,22 +84,19 @@ def test_the_stored_format_keeps_its_keys_and_their_order() -> None:
         "n_clusters", "warmup", "reservoir_size", "refine_every", "lloyd_iterations",
         "n_init", "hysteresis", "seed", "feature_names",
     ]
-    assert list(state["reservoir"]) == ["capacity", "n_seen", "keys", "vectors", "segments"]
-    assert list(state["buffer"]) == ["keys", "vectors"]
+    assert list(state["sample"]) == ["capacity", "rate", "rows"]
+    assert list(state["buffer"]) == ["keys", "partitions", "vectors"]
 
 
-def test_a_light_checkpoint_restores_through_the_lookup() -> None:
+def test_without_vectors_the_sample_is_left_to_the_caller() -> None:
     events, _ = blobs(seed=10, n_per_blob=40)
     model = CustomerKMeans(n_clusters=5, warmup=60, reservoir_size=80, refine_every=50)
     store = drive_without_flush(model, events[:600])
     light = json.loads(json.dumps(model.to_state(with_vectors=False)))
-    assert light["reservoir"]["vectors"] is None
-    with pytest.raises(ValueError, match="lookup"):
-        CustomerKMeans.from_state(light)
-
-    def lookup(keys: list[str]) -> dict[str, tuple[list[float], int]]:
-        return {k: (store[k][0].tolist(), store[k][1]) for k in keys}
-
-    restored = CustomerKMeans.from_state(light, lookup)
+    assert light["sample"]["rows"] is None
+    restored = CustomerKMeans.from_state(light)
+    assert restored.n_sampled == 0
+    rows = json.loads(json.dumps(model.to_state()))["sample"]["rows"]
+    restored.own_sample("", [(key, vector, segment) for key, _, vector, segment in rows])
     assert restored.to_state() == json.loads(json.dumps(model.to_state()))
     replay_pair(model, restored, events[600:], store)

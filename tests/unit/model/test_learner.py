@@ -95,9 +95,9 @@ def test_refinement_runs_every_refine_every_updates() -> None:
     learner = Learner(_params(refine_every=5), seed=0)
     rng = np.random.default_rng(0)
     for i in range(10):
-        learner.learn(f"w{i}", rng.normal(size=2), None, None)
+        learner.learn(f"w{i}", "p", rng.normal(size=2), None, None)
     assert learner.version == 1 and learner.refinements == 0
     for i in range(14):
-        learner.learn(f"n{i}", rng.normal(size=2), None, None)
+        learner.learn(f"n{i}", "p", rng.normal(size=2), None, None)
     assert learner.refinements == 2 and learner.updates_since_refine == 4
     assert learner.version == 3 and learner.n_updates == 24
