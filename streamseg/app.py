@@ -29,6 +29,8 @@ from typing import Any
 from streamseg.config import ConfigError, Settings
 from streamseg.core.events import RawRecord
 from streamseg.engine import BatchOutcome, SegmentationEngine
+from streamseg.engine.checkpoint import is_legacy
+from streamseg.engine.refiner import Refiner
 from streamseg.engine.reseed import reseed_in_progress
 from streamseg.engine.stored_settings import (
     check_partition_counts,
@@ -51,6 +53,11 @@ from streamseg.store import FencedError, Store, open_store
 log = logging.getLogger(__name__)
 
 __all__ = ["Application", "RunSummary"]
+
+#: Sweeps (each followed by a refinement) at the end of a finite stream at most: enough
+#: for the segments to settle (a pass moves fewer customers each time), bounded for
+#: the rare case that hysteresis keeps a few going back and forth.
+MAX_SWEEP_PASSES = 20
 
 class Application:
     """streamseg's stream, assembled from :class:`~streamseg.config.Settings`.
@@ -99,12 +106,22 @@ class Application:
             log.warning("applying changed settings to the existing store: %s",
                         ", ".join(changed))
         self.settings_record = settings_record(settings)
-        # The lease before the input: a second worker on this store stops here, before
-        # it joins the consumer group (LeaseHeld names the holder).
+        #: Several workers share the model (see streamseg.engine.shared): a Kafka source
+        #: (a consumer group spreads its partitions) and a model that can be shared.
+        self.shared = (source_uri.startswith("kafka://")
+                       and settings.model.kind == "customer-kmeans")
+        self.worker = settings.pipeline.worker_id or worker_id()
         self.lease: LeaseKeeper | None = LeaseKeeper(
-            self.store, self._lease_store, settings.pipeline.worker_id or worker_id(),
-            settings.pipeline.lease_ttl_s)
-        self.lease.acquire()
+            self.store, self._lease_store, self.worker, settings.pipeline.lease_ttl_s)
+        if self.shared:
+            # The lease makes this worker the refiner, if nobody else is.
+            self.lease.try_acquire()
+        else:
+            # The lease before the input: a second worker on this store stops here,
+            # before it joins the consumer group (LeaseHeld names the holder).
+            self.lease.acquire()
+        if is_legacy(self.store.load_model()):
+            self._upgrade()
         self.source = open_source(source_uri, csv_mapping=csv_mapping, settings=kafka)
         self.partition_counts = self.source.partition_counts()
         check_partition_counts(meta.get("partition_counts"), self.partition_counts,
@@ -115,6 +132,10 @@ class Application:
         self.commit = BatchCommit(self.store, self.source, self.changes, self.dead_letters)
         self.commit.lease = self.lease.token
         self.ownership = Ownership(self.store, self.source, self.commit)
+        self.refiner = Refiner(settings.model.refine_interval_s, settings.model.refine_every,
+                               settings.model.warmup)
+        self._viewed_at = -float("inf")
+        self._lease_tried_at = time.monotonic()
         self.engine = self._new_engine()
         self._stop = threading.Event()
         self.gc_policy = GarbagePolicy()
@@ -127,6 +148,7 @@ class Application:
         self.history = SizeHistory(list(meta.get("size_history") or []),
                                    settings.pipeline.history_every_days)
         self.metrics = Metrics()
+        self.metrics.worker_info.labels(worker=self.worker).set(1)
         self.observer = Observer(self.metrics, self.store, self.source,
                                  self.engine.model.version)
         if settings.metrics.enabled:
@@ -135,7 +157,24 @@ class Application:
             )
 
     def _new_engine(self) -> SegmentationEngine:
-        return SegmentationEngine(self.settings, self.store)
+        engine = SegmentationEngine(self.settings, self.store, shared=self.shared)
+        engine.refiner = self._holds_lease()
+        return engine
+
+    def _holds_lease(self) -> bool:
+        return self.lease is not None and self.lease.token is not None and not self.lease.lost
+
+    def _upgrade(self) -> None:
+        """A store written before the model was kept per partition: move it there, once,
+        holding the lease (no worker of the previous version may run meanwhile)."""
+        from streamseg.engine.upgrade import upgrade_store
+
+        if not self._holds_lease():
+            raise ConfigError(
+                f"{self.settings.store.uri} was written by an earlier version of streamseg "
+                "and must be upgraded by one worker alone: stop every worker of this "
+                "store, then start one")
+        upgrade_store(self.settings, self.store, self.lease.token if self.lease else None)
 
     def _lease_store(self) -> Store:
         """The renewing thread's store: its own connection, but for an in-process store."""
@@ -178,10 +217,13 @@ class Application:
                     self._check_lease()
                     if self.source.finite:  # a whole file is this worker's from the start
                         self.ownership.follow(self.engine, [])
+                    if self.shared:
+                        self._share()
                     records = self.source.poll(
                         self.settings.source.batch_size, self.settings.source.poll_timeout_s
                     )
                     records = self.ownership.follow(self.engine, records)
+                    self.engine.behind = self.source.behind()
                     if records:
                         self._process(records)
                         advance()
@@ -194,7 +236,9 @@ class Application:
                     failures = 0
                     self._failing = False
                 except FencedError as error:
-                    if error.lease and not (self.lease and self.lease.regain()):
+                    if error.lease and self.shared:
+                        self._demote()
+                    elif error.lease and not (self.lease and self.lease.regain()):
                         raise LeaseLost(
                             f"this worker ({self.lease.holder if self.lease else '?'}) lost "
                             f"the model lease of {self.settings.store.uri}: {error}; "
@@ -221,8 +265,8 @@ class Application:
         else:
             try:
                 self.commit.settle()
-                self.commit.write_final(self.engine.model_checkpoint(),
-                                        self._meta(force_history=True), self.engine.partitions)
+                self.commit.write_final(self._checkpoint(), self._meta(force_history=True),
+                                        self.engine.partitions)
             except Exception:  # noqa: BLE001 - the store keeps the last batch written
                 log.exception("could not settle the last batch; the next run republishes "
                               "its changes from the outbox")
@@ -238,35 +282,91 @@ class Application:
 
     def _idle(self) -> None:
         """Nothing arrived: let the last batch's commit go out now, and re-score idle
-        customers (time still moves on for customers who stopped buying)."""
+        customers (time still moves on for customers who stopped buying); a shared
+        model's sweep takes a step too."""
         self.commit.settle()
         self._deliver(self.engine.rescore_batch(self.settings.pipeline.max_rescore_per_batch),
                       {})
+        if self.shared:
+            self._deliver(self.engine.sweep_batch(self.settings.model.sweep_page), {})
         self.observer.refresh(self.engine, self.is_ready)
 
     def _finish(self) -> None:
         """End of input: seed a model still warming up, catch up on idle customers, then
-        refine once more over what the catch-up moved.
+        refine once more over what the catch-up moved, and sweep (every customer at its
+        nearest centroid again, :mod:`streamseg.engine.sweep`) and refine until a sweep
+        moves nobody.
 
-        The run ends at a fixed point: nobody is due, and the model has no update it has
-        not refined over, so a run with no new events and no time passed changes nothing.
+        The run ends at a fixed point: nobody is due, nobody is away from the segment the
+        sweep would give them, and the model has no update it has not refined over, so a
+        run with no new events and no time passed changes nothing.
         """
-        self._deliver(self.engine.finish(), {})
+        engine = self.engine
+        self._deliver(engine.finish(), {})
         limit = max(1, self.settings.pipeline.max_rescore_per_batch)
         while not self._stop.is_set():
-            outcome = self.engine.rescore_batch(limit)
+            outcome = engine.rescore_batch(limit)
             if not outcome.states:
                 break
             self._deliver(outcome, {})
-        if not self._stop.is_set():
-            self._deliver(self.engine.finish(), {})
+        if self._stop.is_set():
+            return
+        self._deliver(engine.finish(), {})
+        page = self.settings.model.sweep_page
+        for _ in range(MAX_SWEEP_PASSES if page > 0 else 0):
+            while not self._stop.is_set() and engine.sweep_pending():
+                self._deliver(engine.sweep_batch(page), {})
+            if self._stop.is_set():
+                return
+            refined = engine.finish()
+            self._deliver(refined, {})
+            if engine.sweep.moved == 0 and not refined.states:
+                break
+
+    def _share(self) -> None:
+        """A worker of a shared model, every ``pipeline.view_refresh_s``: the lease
+        (refiner or not), the other partitions' shares and the refiner's last version,
+        then the refinement when due, and a step of the sweep."""
+        now = time.monotonic()
+        if now - self._viewed_at < self.settings.pipeline.view_refresh_s:
+            return
+        self._viewed_at = now
+        engine = self.engine
+        if engine.refiner and self.lease is not None and self.lease.lost:
+            self._demote()
+        elif (not engine.refiner and self.lease is not None
+              and now - self._lease_tried_at >= self.settings.pipeline.lease_ttl_s / 3):
+            self._lease_tried_at = now
+            if self.lease.try_acquire():
+                engine.adopt_published(force=True)  # the latest version before its own
+                engine.refiner = True
+                self.commit.lease = self.lease.token
+                log.info("this worker (%s) refines the shared model now", self.worker)
+        engine.refresh_view()
+        self._deliver(engine.take_pending(), {})
+        if engine.refiner and self.refiner.due(engine):
+            self._deliver(engine.refine_shared(self.refiner), {})
+        self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
+        self.metrics.refiner.set(1 if engine.refiner else 0)
+
+    def _demote(self) -> None:
+        """The refiner lost the lease (paused past its time to live): another worker
+        refines now; this one goes on as one of the others."""
+        log.warning("this worker (%s) lost the model lease; another worker refines the "
+                    "shared model now", self.worker)
+        if self.lease is not None:
+            self.lease.reset()
+        self.commit.lease = None
+        self.engine.refiner = False
+        self._lease_tried_at = time.monotonic()
+        self.metrics.refiner.set(0)
 
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""
         if not (outcome.states or outcome.rejected or positions):
             return  # an idle tick with nothing due: nothing to write
         self.commit.commit(outcome, positions, self.engine.partitions,
-                           self.engine.model_checkpoint(), self._meta())
+                           self._checkpoint(), self._meta())
         self.metrics.count_batch(outcome)
         self._totals.add(outcome)
         self.observer.refresh(self.engine, self.is_ready)
@@ -295,7 +395,7 @@ class Application:
         """The engine's in-memory model may hold half a batch: rebuild it from the last
         consistent write, and go back to the positions stored with it."""
         if self.lease is not None:
-            self.commit.lease = self.lease.token  # taken again after it lapsed, maybe
+            self.commit.lease = self.lease.token if self._holds_lease() else None
         self.engine = self._new_engine()
         fenced = self.ownership.reload(self.engine)
         if fenced:
@@ -312,7 +412,7 @@ class Application:
         self._reload()
 
     def _check_lease(self) -> None:
-        if self.lease is not None and self.lease.lost:
+        if self.lease is not None and self.lease.lost and not self.shared:
             raise LeaseLost(f"this worker ({self.lease.holder}) lost the model lease of "
                             f"{self.settings.store.uri}: another worker holds it now")
 
@@ -321,10 +421,18 @@ class Application:
         (self.metrics.store_errors if kind == "store" else self.metrics.broker_errors).inc()
 
     # -- metadata and metrics --------------------------------------------------------
+    def _checkpoint(self) -> dict[str, Any] | None:
+        """The model checkpoint, from the worker that holds the lease only."""
+        return self.engine.model_checkpoint() if self.engine.refiner else None
+
     def _meta(self, force_history: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "settings": self.settings_record,
             "partition_counts": self.partition_counts,
+        }
+        if not self.engine.refiner:
+            return meta  # what describes the whole model is the refiner's to write
+        meta |= {
             "watermark": self.engine.watermark,
             "model_version": self.engine.model.version,
             "segments": self.engine.segment_summaries(),

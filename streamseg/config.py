@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -177,6 +177,20 @@ class ModelSettings(_Section):
     refine_every: int = Field(
         1000, ge=1, description="Customer updates between Lloyd refinements of the centroids."
     )
+    refine_interval_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="With a Kafka source: wall-clock seconds at least between two "
+        "refinements (and refine_every updates over all workers), run by the worker that "
+        "holds the model lease. A finite source (a file) refines by count alone, so that "
+        "replaying it gives the same segments.",
+    )
+    sweep_page: int = Field(
+        500, ge=0,
+        description="Customers re-placed per step of the sweep that follows each new model "
+        "version: every customer stored is put at its nearest centroid (with hysteresis), "
+        "not only the sampled ones. Steps run when idle and at each view refresh, and "
+        "at the end of a finite stream until nobody moves (0: no sweep).",
+    )
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
     n_init: int = Field(
         10, ge=1, description="k-means++ runs when seeding and at the end of a finite stream; "
@@ -188,6 +202,13 @@ class ModelSettings(_Section):
         "customer changes segment (against flapping).",
     )
     seed: int = Field(42, description="Random seed: same input and seed, same segments.")
+
+    #: Settings of how the pipeline drives the model, not parameters of the model.
+    PIPELINE_ONLY: ClassVar[frozenset[str]] = frozenset({"kind", "refine_interval_s", "sweep_page"})
+
+    def params(self) -> dict[str, Any]:
+        """The model's constructor parameters (``build_model(kind, **params())``)."""
+        return self.model_dump(exclude=set(self.PIPELINE_ONLY))
 
     @model_validator(mode="after")
     def _at_least_k(self) -> ModelSettings:
@@ -233,12 +254,20 @@ class PipelineSettings(_Section):
     lease_ttl_s: float = Field(
         15.0, ge=1.0, le=600.0,
         description="Seconds the model lease lives without a renewal (renewed every third "
-        "of it). One worker at a time holds a store's model: a second one stops at start "
-        "while the lease lives; a worker paused longer than this loses it, and its writes "
-        "are refused.",
+        "of it). One worker at a time holds a store's model lease: with a Kafka source "
+        "and customer-kmeans it refines for everyone and the others take it over when it "
+        "lapses; otherwise (a file, river-kmeans) a second worker stops at start while it "
+        "lives. A worker paused longer than this loses it, and its writes under it are "
+        "refused.",
     )
     worker_id: str | None = Field(
         None, description="This worker's name in the lease and logs; default host:pid.",
+    )
+    view_refresh_s: float = Field(
+        0.2, gt=0, le=60,
+        description="With a Kafka source: seconds between two reads of the other "
+        "partitions' share of the model (statistics, standardiser, clock) and of the "
+        "refiner's last version. Workers score with the same model up to this delay.",
     )
     dedupe_window: int = Field(
         8, ge=0, le=64,

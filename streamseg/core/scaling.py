@@ -89,6 +89,30 @@ class OnlineStandardizer:
         self.mean = mean_a
         self.n = n_a
 
+    def merge(self, other: OnlineStandardizer) -> None:
+        """Add the customers ``other`` holds (Chan et al.): the statistics of two
+        disjoint groups of customers, as if one standardiser had learnt both.
+
+        >>> a, b, both = OnlineStandardizer(1), OnlineStandardizer(1), OnlineStandardizer(1)
+        >>> for x in (1.0, 2.0): a.learn_one(np.array([x])); both.learn_one(np.array([x]))
+        >>> for x in (4.0, 9.0): b.learn_one(np.array([x])); both.learn_one(np.array([x]))
+        >>> a.merge(b); (a.n, a.mean.tolist(), a.m2.tolist()) == (4, [4.0], [38.0])
+        True
+        """
+        if other.n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.m2 = other.n, other.mean.copy(), other.m2.copy()
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.n / n)
+        self.m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
+        self.n = n
+
+    def copy(self) -> OnlineStandardizer:
+        return OnlineStandardizer.from_state(self.to_state())
+
     def transform_many(self, x: np.ndarray) -> np.ndarray:
         std = self.std
         constant = std <= 1e-12

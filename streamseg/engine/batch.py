@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from streamseg.core.events import ChangeReason, DeadLetter, SegmentChange
 from streamseg.core.state import CustomerState
+from streamseg.store import SampleRow
 
 __all__ = ["Batch", "BatchOutcome"]
 
@@ -23,6 +24,8 @@ class BatchOutcome:
     #: Records of partitions this worker does not own (moved away mid-batch): left to
     #: their new owner, not applied.
     foreign: int = 0
+    #: Per partition, the model's sample rows that changed (see ``PartitionWrite``).
+    sample: dict[str, dict[str, SampleRow | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

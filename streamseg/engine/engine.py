@@ -1,8 +1,8 @@
 """The segmentation engine: events in, customer states and segment changes out.
 
-The engine holds no I/O of its own besides reading customer states from the
-:class:`~streamseg.store.Store`; writing them, publishing changes and committing offsets
-are the pipeline's job. One batch, top to bottom:
+The engine holds no I/O of its own besides reading from the
+:class:`~streamseg.store.Store`; writing, publishing changes and committing offsets are
+the pipeline's job. One batch, top to bottom:
 
 1. parse each record into a :class:`~streamseg.core.events.TransactionEvent`, or reject it
    (:mod:`.intake`);
@@ -12,10 +12,14 @@ are the pipeline's job. One batch, top to bottom:
    (standardise, assign to a segment) and note a change if the segment moved
    (:mod:`.changes`);
 4. re-score customers whose features went stale while they were idle (:mod:`.timer`);
-5. return the touched states, the changes and the rejects (:mod:`.batch`).
+5. return the touched states, the changes, the rejects, and each written partition's
+   share of the model and changed sample rows (:mod:`.batch`).
 
-What the engine has learnt (model, standardiser, clock, names) is restored from and
-written as the model checkpoint (:mod:`.checkpoint`).
+The model is shared by every worker of a store (:mod:`.shared`): each partition's share
+is the engine's to keep while it owns the partition; the other partitions' shares and
+the refiner's last version are read every ``pipeline.view_refresh_s``
+(:meth:`SegmentationEngine.refresh_view`). Between versions, the re-assignment sweep
+puts stored customers at their nearest centroid again (:mod:`.sweep`).
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ import numpy as np
 
 from streamseg.config import Settings
 from streamseg.core.events import ChangeReason, RawRecord
-from streamseg.core.features import VECTOR_FIELDS, CustomerFeatures
+from streamseg.core.features import SCALE_FLOOR, VECTOR_FIELDS, CustomerFeatures
 from streamseg.core.naming import SegmentNamer, centroid_units
+from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.batch import Batch, BatchOutcome
 from streamseg.engine.cache import StateCache
 from streamseg.engine.changes import segment_change
 from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
+from streamseg.engine.refiner import Refiner
+from streamseg.engine.shared import Share, Shares
+from streamseg.engine.sweep import Sweep
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
-from streamseg.model import Assignment
+from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
 
 __all__ = ["SegmentationEngine"]
@@ -70,45 +78,137 @@ class SegmentationEngine:
         settings: Settings,
         store: Store,
         wall_clock: Callable[[], float] = time.time,
+        *,
+        shared: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
         self._wall_clock = wall_clock
-        restored = restore_model(store.load_model(), settings, store)
+        restored = restore_model(store.load_model(), settings)
         self.model = restored.model
-        self.scaler = restored.scaler
-        self.watermark: float | None = restored.watermark
-        #: Segment id -> name; refreshed from the centroids before each batch.
-        self.segment_names: dict[int, str] = restored.segment_names
+        #: Segment id -> name: derived by the refiner, published for the others.
+        self.segment_names: dict[int, str] = restored.names
+        #: What the refiner last published: the other owners' moves, and the customer
+        #: scorings counted at that refinement (see :mod:`.refiner`).
+        self.relabels: dict[str, tuple[int, int]] = restored.relabels
+        self.refined_at = restored.refined_at
+        #: Several workers may share the model (a Kafka source): the model neither seeds
+        #: nor refines on its own; the refiner does (:mod:`.refiner`).
+        self.shared = shared
+        if shared and isinstance(self.model, CustomerKMeans):
+            self.model.auto_refine = False
+        #: Whether this worker derives names and publishes the model (it holds the lease).
+        self.refiner = not shared
         self.namer = SegmentNamer(settings.naming.rules, settings.naming.stickiness)
         self.intake = Intake(settings.pseudonym_key())
         #: The states this engine last wrote (see :mod:`streamseg.engine.cache`).
         self.cache = StateCache(settings.pipeline.state_cache_size, store.forget_cached)
         self.timer = InactivityTimer(store)
-        #: The partitions this worker owns, as it will write them: epoch, positions, and
-        #: the absolute sizes and customer count its batches maintain.
+        self.shares = Shares(len(VECTOR_FIELDS), SCALE_FLOOR)
+        #: Partitions whose consumer has records waiting (set by the pipeline each poll).
+        self.behind: set[str] = set()
+        #: The partitions this worker owns, as it will write them: epoch, positions, the
+        #: absolute sizes and customer count its batches maintain, and its model share.
         self.partitions: dict[str, Partition] = {}
+        self.sweep = Sweep()
+        # Assignments made outside a batch (taking a partition, adopting a version):
+        # applied, written and announced by the next batch.
+        self._pending: list[Assignment] = []
+        self._published_stamp: str | None = None
+        self.refresh_view()
 
     # -- ownership --------------------------------------------------------------------
     def own(self, partition: Partition) -> None:
         """This worker now owns ``partition`` (as taken in the store)."""
+        dim = len(VECTOR_FIELDS)
+        share = Share.from_json(partition.model, dim, SCALE_FLOOR)
+        if share.stats is not None and not self.model.ready:
+            self.adopt_published(force=True)  # seeded meanwhile: the stats need centroids
         self.partitions[partition.name] = partition
+        self.shares.own(partition.name, share)
+        if isinstance(self.model, CustomerKMeans):
+            rows = self.store.read_sample([partition.name]).get(partition.name, {})
+            self._pending += self.model.own(
+                partition.name, share.stats,
+                [(cid, vector, segment) for cid, (segment, vector) in sorted(rows.items())])
+            self.sync_others()
         self.cache.forget_partitions({partition.name})  # written by others meanwhile?
         self.timer.ask_again()
+        self.sweep.forget([partition.name])
 
     def release(self, names: Iterable[str]) -> None:
-        """This worker no longer owns ``names``: forget them and their customers."""
+        """This worker no longer owns ``names``: forget them and their customers. Their
+        shares count among the others' (as last known here) until the next refresh."""
         names = set(names)
+        kept = dict(self.shares.others)
         for name in names:
+            if name not in self.partitions:
+                continue
+            kept[name] = self._share(name)
             self.partitions.pop(name, None)
+            self.shares.release(name)
+            if isinstance(self.model, CustomerKMeans):
+                self.model.disown(name)
+        self.shares.set_others(kept)
+        self.sync_others()
         self.cache.forget_partitions(names)
+        self.sweep.forget(names)
+
+    # -- the view of the shared model -------------------------------------------------
+    def refresh_view(self) -> None:
+        """Read the other partitions' shares, and adopt the refiner's last version."""
+        names = [n for n in self.store.partition_names() if n not in self.partitions]
+        dim = len(VECTOR_FIELDS)
+        shares = {name: Share.from_json(part.model, dim, SCALE_FLOOR)
+                  for name, part in self.store.read_partitions(names).items()}
+        self.shares.set_others(shares)
+        self.sync_others()
+        if not self.refiner:
+            self.adopt_published()
+
+    def sync_others(self) -> None:
+        """Give the model the other partitions' statistics, as last read."""
+        if isinstance(self.model, CustomerKMeans) and self.model.ready:
+            stats = self.shares.others_stats
+            if stats is not None:
+                self.model.set_others(stats)
+
+    def adopt_published(self, force: bool = False) -> None:
+        """Take the version the refiner last published: its centroids, names and the
+        moves of this worker's sampled customers (applied by the next batch)."""
+        stamp = self.store.model_stamp()
+        if stamp == self._published_stamp and not force:
+            return
+        self._published_stamp = stamp
+        restored = restore_model(self.store.load_model(), self.settings)
+        self.segment_names = restored.names
+        self.relabels, self.refined_at = restored.relabels, restored.refined_at
+        published = restored.model
+        if not isinstance(self.model, CustomerKMeans) or not published.ready:
+            return
+        assert isinstance(published, CustomerKMeans)
+        if published.version > self.model.version or not self.model.ready:
+            self._pending += self.model.adopt(published.version, published.centroids,
+                                              published.sample_rate, restored.relabels)
+            self.sync_others()
 
     # -- the clock ------------------------------------------------------------------
+    @property
+    def watermark(self) -> float | None:
+        """The event-time watermark: the latest event time over every partition."""
+        return self.shares.watermark()
+
     def now(self) -> float:
         """The service clock: the event-time watermark, or wall-clock time."""
         if self.settings.pipeline.clock == "wall":
             return self._wall_clock()
-        return self.watermark if self.watermark is not None else 0.0
+        watermark = self.watermark
+        return watermark if watermark is not None else 0.0
+
+    @property
+    def scaler(self) -> OnlineStandardizer:
+        """The standardiser of every customer (this worker's view)."""
+        return self.shares.view()
 
     # -- one batch -------------------------------------------------------------------
     def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
@@ -146,8 +246,7 @@ class SegmentationEngine:
                     else [id_hash]
             batch.touched[state.customer_id] = state
             outcome.applied += 1
-            if self.watermark is None or event.epoch > self.watermark:
-                self.watermark = event.epoch
+            self.shares.advance(record.partition, event.epoch)
             if state.features.has_purchases:
                 batch.to_score[state.customer_id] = (state, "behaviour")
         self._rescore_due(batch, self.settings.pipeline.max_rescore_per_batch)
@@ -155,7 +254,7 @@ class SegmentationEngine:
         return self._end(batch)
 
     def finish(self) -> BatchOutcome:
-        """End of a finite stream: seed a model still warming up."""
+        """End of a finite stream: seed a model still warming up, or refine."""
         batch = self._begin()
         self._apply_assignments(batch, self.model.flush())
         return self._end(batch)
@@ -167,9 +266,64 @@ class SegmentationEngine:
         self._score_all(batch)
         return self._end(batch)
 
-    def _begin(self) -> Batch:
+    def sweep_pending(self) -> bool:
+        """Whether a pass of the re-assignment sweep is due or in progress."""
+        model = self.model
+        return (isinstance(model, CustomerKMeans) and model.ready
+                and self.sweep.pending(model.version))
+
+    def sweep_batch(self, limit: int) -> BatchOutcome:
+        """One page of the re-assignment sweep (:mod:`.sweep`): stored customers put at
+        their nearest centroid again; an empty outcome when no pass is due."""
+        batch = self._begin()
+        model = self.model
+        if limit <= 0 or not self.sweep_pending():
+            return self._end(batch)
+        assert isinstance(model, CustomerKMeans)
+        self.sweep.begin_if_needed(model.version, self.partitions)
+        partition = self.sweep.next_partition()
+        if partition is None:
+            self.sweep.advance("", "")
+            return self._end(batch)
+        ids, cursor = self.store.customers_page(partition, self.sweep.cursors[partition], limit)
+        self.sweep.advance(partition, cursor)
+        self._load(batch, ids)
+        rows = [state for cid in ids if (state := batch.state(cid)) is not None
+                and state.partition == partition and state.vector is not None
+                and state.segment is not None and cid not in self._pending_keys()]
+        if rows:
+            moved = model.replace([s.customer_id for s in rows],
+                                  np.array([s.vector for s in rows], dtype=np.float64),
+                                  [int(s.segment) for s in rows],  # type: ignore[arg-type]
+                                  [partition] * len(rows))
+            self.sweep.moved += len(moved)
+            self.shares.scored(partition, len(moved))
+            self._apply_assignments(batch, moved)
+        return self._end(batch)
+
+    def refine_shared(self, refiner: Refiner) -> BatchOutcome:
+        """The refiner's seeding or refinement of the shared model (:mod:`.refiner`),
+        as a batch: its own customers' moves, and what it publishes."""
+        batch = self._begin()
+        self._apply_assignments(batch, refiner.run(self))
         self.refresh_segment_names()
-        return Batch()
+        return self._end(batch)
+
+    def take_pending(self) -> BatchOutcome:
+        """A batch of the assignments made outside one (taking a partition, adopting)."""
+        return self._end(self._begin())
+
+    def _pending_keys(self) -> set[str]:
+        return {a.key for a in self._pending}
+
+    def _begin(self) -> Batch:
+        if self.refiner:
+            self.refresh_segment_names()
+        batch = Batch()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._apply_assignments(batch, pending)
+        return batch
 
     def _end(self, batch: Batch) -> BatchOutcome:
         outcome = batch.finish()
@@ -179,8 +333,26 @@ class SegmentationEngine:
         written = {s.customer_id for s in outcome.states}
         outcome.changes = [c for c in outcome.changes if c.data.customer_id in written]
         self._count_into_partitions(batch, outcome.states)
+        if isinstance(self.model, CustomerKMeans):
+            outcome.sample = {name: rows for name, rows in self.model.take_sample_changes().items()
+                              if name in self.partitions}
+        touched = {s.partition for s in outcome.states} | set(outcome.sample)
+        for name in touched:
+            if name is not None and name in self.partitions:
+                self.partitions[name].model = self._share(name).to_json()
         self.cache.put_many(outcome.states)
         return outcome
+
+    def _share(self, name: str) -> Share:
+        stats = None
+        if isinstance(self.model, CustomerKMeans):
+            stats = self.model.partition_stats().get(name)
+            if stats is None and self.model.ready:
+                stats = self.model.empty_stats()
+        share = self.shares.share(name, stats)
+        if isinstance(self.model, CustomerKMeans):
+            share.buffered = self.model.buffered_in(name)
+        return share
 
     def _count_into_partitions(self, batch: Batch, states: Sequence[CustomerState]) -> None:
         """Move each written customer's count from its segment before the batch to its
@@ -224,9 +396,9 @@ class SegmentationEngine:
         ]
 
     def model_checkpoint(self) -> dict[str, Any]:
-        """The model checkpoint, written with every batch (see :mod:`.checkpoint`)."""
-        return model_checkpoint(self.settings.model.kind, self.model, self.scaler,
-                                self.watermark, self.segment_names)
+        """The model checkpoint this worker publishes (see :mod:`.checkpoint`)."""
+        return model_checkpoint(self.settings.model.kind, self.model, self.segment_names,
+                                self.relabels, self.refined_at)
 
     # -- steps -----------------------------------------------------------------------
     def _load(self, batch: Batch, customer_ids: Iterable[str]) -> None:
@@ -256,7 +428,8 @@ class SegmentationEngine:
         A customer is scored once per batch, however many events they had in it: the
         features took every event; the vector, standardisation and model step are done
         for all marked customers together (vectorised), which is what keeps the cost per
-        event low.
+        event low. Each customer's partition's standardiser unlearns its old raw vector
+        and learns the new one; all are standardised with the view over every partition.
         """
         if not batch.to_score:
             return
@@ -264,25 +437,31 @@ class SegmentationEngine:
         clock = self.now()
         states = [state for state, _ in batch.to_score.values()]
         raws = np.empty((len(states), len(VECTOR_FIELDS)))
-        old_raws: list[np.ndarray] = []
+        rows_of: dict[str, list[int]] = {}
         for row, state in enumerate(states):
             self._note_scored_raw(state)
-            if state.scored_raw is not None:
-                old_raws.append(state.scored_raw)
             now = max(clock, state.features.reference_time or 0.0)
             snapshot = features.snapshot(state.features, now)
             raws[row] = snapshot.raw_vector()
             state.updated_at = now
             state.next_rescore_at = next_rescore_at(now, snapshot.recency_days, features)
-        if old_raws:
-            self.scaler.revert_many(np.asarray(old_raws))
-        self.scaler.learn_many(raws)
+            rows_of.setdefault(state.partition or LOCAL_PARTITION, []).append(row)
+        for name, rows in rows_of.items():
+            scaler = self.shares.scaler_of(name)
+            old_raws = [states[row].scored_raw for row in rows
+                        if states[row].scored_raw is not None]
+            if old_raws:
+                scaler.revert_many(np.asarray(old_raws))
+            scaler.learn_many(raws[rows] if len(rows_of) > 1 else raws)
+            self.shares.scored(name, len(rows))
         vectors = self.scaler.transform_many(raws).astype(np.float32).astype(np.float64)
         assignments = self.model.update_customers(
             [state.customer_id for state in states],
             vectors,
             [state.vector_array() for state in states],
             [state.segment for state in states],
+            **({"partitions": [state.partition or LOCAL_PARTITION for state in states]}
+               if isinstance(self.model, CustomerKMeans) else {}),
         )
         for row, state in enumerate(states):
             state.vector = vectors[row].tolist()
@@ -329,8 +508,13 @@ class SegmentationEngine:
     def _rescore_due(self, batch: Batch, limit: int) -> None:
         if limit <= 0 or self.watermark is None:
             return
-        due = [cid for cid in self.timer.due(self.partitions, self.now(), limit)
-               if cid not in batch.touched]
+        until: dict[str, float | None]
+        if self.settings.pipeline.clock == "wall":
+            until = {name: self.now() for name in self.partitions}
+        else:
+            until = {name: self.shares.inactivity_clock(name, self.behind)
+                     for name in self.partitions}
+        due = [cid for cid in self.timer.due(until, limit) if cid not in batch.touched]
         # The cache is right for them too: it forgets a partition's customers whenever
         # the partition moves, and only this worker writes the partitions it owns.
         self._load(batch, due)
@@ -344,7 +528,7 @@ class SegmentationEngine:
     def _assign(self, state: CustomerState, assignment: Assignment, reason: ChangeReason,
                 outcome: BatchOutcome) -> None:
         previous = state.segment
-        if not self.segment_names:
+        if not self.segment_names and self.refiner:
             self.refresh_segment_names()  # the model was seeded during this batch
         state.vector = np.asarray(assignment.vector).tolist()
         state.model_version = self.model.version

@@ -39,6 +39,7 @@ from streamseg.core.state import CustomerState
 from streamseg.engine.batch import BatchOutcome
 from streamseg.engine.changes import segment_change
 from streamseg.engine.engine import SegmentationEngine, partition_of_applied
+from streamseg.engine.shared import Share, Shares
 from streamseg.engine.stored_settings import (
     check_stored_settings,
     record_from_checkpoint,
@@ -46,11 +47,11 @@ from streamseg.engine.stored_settings import (
 )
 from streamseg.engine.timer import next_rescore_at
 from streamseg.io import open_change_sink, open_dead_letter_sink
-from streamseg.model import Assignment, build_model
+from streamseg.model import Assignment, CustomerKMeans, build_model
 from streamseg.processing.commit import BatchCommit
 from streamseg.processing.history import SizeHistory
 from streamseg.processing.lease import worker_id
-from streamseg.store import Partition, Store, open_store
+from streamseg.store import LOCAL_PARTITION, Partition, Store, open_store
 
 __all__ = ["ReseedSummary", "reseed", "reseed_in_progress"]
 
@@ -108,18 +109,29 @@ class _Reseed:
         self.store = store
         self.meta = meta
         self.engine = SegmentationEngine(settings, store)
-        # A new model and standardiser: nothing of the old ones is kept.
-        params = settings.model.model_dump(exclude={"kind"})
+        # A new model and standardisers: nothing of the old ones is kept but each
+        # partition's clock and count of scorings.
+        params = settings.model.params()
         self.engine.model = build_model(settings.model.kind, **params)
-        self.engine.scaler = OnlineStandardizer(len(VECTOR_FIELDS), SCALE_FLOOR)
+        old = self.engine.shares.others
+        self.engine.shares = Shares(len(VECTOR_FIELDS), SCALE_FLOOR)
+        for name, share in old.items():
+            self.engine.shares.own(name, Share(OnlineStandardizer(len(VECTOR_FIELDS),
+                                                                  SCALE_FLOOR),
+                                               share.clock, None, share.updates))
         self.engine.segment_names = {}
+        self.engine.relabels = {}
 
     def run(self) -> ReseedSummary:
         self.all_states = list(self.store.iter_customers())
+        for state in self.all_states:
+            if state.partition is None:
+                state.partition = partition_of_applied(state)
         states = [s for s in self.all_states if s.features.has_purchases]
         before = {s.customer_id: (s.segment, s.segment_name) for s in states}
         vectors = self._vectors(states)
-        placed = self._fit([s.customer_id for s in states], vectors)
+        placed = self._fit([s.customer_id for s in states],
+                           [s.partition or LOCAL_PARTITION for s in states], vectors)
         engine = self.engine
         engine.refresh_segment_names()
         version = int(engine.model.version)
@@ -142,16 +154,22 @@ class _Reseed:
             raws[row] = snapshot.raw_vector()
             state.updated_at = now
             state.next_rescore_at = next_rescore_at(now, snapshot.recency_days, features)
+        rows_of: dict[str, list[int]] = {}
+        for row, state in enumerate(states):
+            rows_of.setdefault(state.partition or LOCAL_PARTITION, []).append(row)
+        for name, rows in sorted(rows_of.items()):
+            self.engine.shares.scaler_of(name).learn_many(raws[rows])
         scaler = self.engine.scaler
-        scaler.learn_many(raws)
         vectors: np.ndarray = scaler.transform_many(raws).astype(np.float32).astype(np.float64)
         return vectors
 
-    def _fit(self, keys: list[str], vectors: np.ndarray) -> dict[str, tuple[int, list[float]]]:
+    def _fit(self, keys: list[str], partitions: list[str],
+             vectors: np.ndarray) -> dict[str, tuple[int, list[float]]]:
         """The new model learns every customer; returns each one's (segment, vector)."""
         model = self.engine.model
+        assert isinstance(model, CustomerKMeans)
         hysteresis = self.settings.model.hysteresis
-        model.adjust(hysteresis=0.0)  # type: ignore[attr-defined]  # placing, not damping
+        model.adjust(hysteresis=0.0)  # placing, not damping
         order = np.random.default_rng(self.settings.model.seed).permutation(len(keys))
         placed: dict[str, tuple[int, list[float]]] = {}
 
@@ -165,7 +183,8 @@ class _Reseed:
                 ids = [keys[i] for i in chunk]
                 previous = [None if first else np.asarray(placed[c][1]) for c in ids]
                 segments = [None if first else placed[c][0] for c in ids]
-                take(model.update_customers(ids, vectors[chunk], previous, segments))
+                take(model.update_customers(ids, vectors[chunk], previous, segments,
+                                            [partitions[i] for i in chunk]))
 
         warmup = min(len(order), self.settings.model.warmup)
         # Warm-up customers one call, so that seeding sees all of them at once.
@@ -175,7 +194,7 @@ class _Reseed:
         for _ in range(PLACEMENT_PASSES):
             feed(order, first=False)
             take(model.flush())
-        model.adjust(hysteresis=hysteresis)  # type: ignore[attr-defined]
+        model.adjust(hysteresis=hysteresis)
         return placed
 
     def _write(self, states: list[CustomerState],
@@ -194,9 +213,14 @@ class _Reseed:
             partitions = self._partitions()
             for partition in partitions.values():
                 commit.republish(partition.outbox)
-            for start in range(0, len(states), CHUNK):
+            engine.partitions = partitions
+            for name, partition in partitions.items():
+                partition.model = engine._share(name).to_json()
+            sample = self._sample(partitions)
+            for start in range(0, max(1, len(states)), CHUNK):
                 chunk = states[start:start + CHUNK]
-                outcome = BatchOutcome(states=chunk, changes=self._changes(chunk, before))
+                outcome = BatchOutcome(states=chunk, changes=self._changes(chunk, before),
+                                       sample=sample if start == 0 else {})
                 published += len(outcome.changes)
                 commit.commit(outcome, {}, partitions, None, mark)
                 self.store.renew_lease(lease, settings.pipeline.lease_ttl_s)
@@ -224,6 +248,14 @@ class _Reseed:
         return ReseedSummary(customers=len(states), changes=published,
                              sizes=dict(sorted(sizes.items())))
 
+    def _sample(self, partitions: dict[str, Partition]) -> dict[str, dict[str, Any]]:
+        """Every partition's sample rows as the new model has them: the old model's rows
+        it does not have are deleted."""
+        new = self.engine.model.take_sample_changes()  # type: ignore[attr-defined]
+        old = self.store.read_sample(partitions)
+        return {name: {**dict.fromkeys(old.get(name, {})), **new.get(name, {})}
+                for name in partitions}
+
     def _partitions(self) -> dict[str, Partition]:
         """Every partition of the store, taken (a worker still running is fenced off),
         with its sizes and customer count as the reseed leaves them."""
@@ -233,13 +265,12 @@ class _Reseed:
             taken.sizes, taken.customers = {}, 0
             partitions[name] = taken
         for state in self.all_states:
-            if state.partition is None:
-                state.partition = partition_of_applied(state)
-            if state.partition not in partitions:
-                partitions[state.partition] = self.store.take_partition(state.partition)
-                partitions[state.partition].sizes = {}
-                partitions[state.partition].customers = 0
-            partition = partitions[state.partition]
+            name = state.partition or LOCAL_PARTITION
+            if name not in partitions:
+                partitions[name] = self.store.take_partition(name)
+                partitions[name].sizes = {}
+                partitions[name].customers = 0
+            partition = partitions[name]
             partition.customers += 1
             if state.segment is not None:
                 partition.sizes[state.segment] = partition.sizes.get(state.segment, 0) + 1

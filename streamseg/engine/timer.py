@@ -9,7 +9,7 @@ timer asks it who is due.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from streamseg.config import FeatureSettings
 from streamseg.core.features import SECONDS_PER_DAY
@@ -49,15 +49,22 @@ class InactivityTimer:
         self._checked_at: float | None = None
         self._backlog = False
 
-    def due(self, partitions: Iterable[str], now: float, limit: int) -> list[str]:
-        """Up to ``limit`` customers of ``partitions`` due at ``now`` (``[]`` when asked
-        too recently)."""
+    def due(self, until: Mapping[str, float | None], limit: int) -> list[str]:
+        """Up to ``limit`` customers due, of each partition of ``until`` at the time
+        given for it (``[]`` when asked too recently; a partition at None is skipped)."""
+        times = [at for at in until.values() if at is not None]
+        if not times:
+            return []
+        now = max(times)
         if (self._checked_at is not None and self._backlog is False
                 and 0 <= now - self._checked_at < RESCORE_CHECK_SECONDS):
             return []  # asked recently and nothing was left over: spare the store a query
         found: list[str] = []
-        for partition in sorted(partitions):
-            found += self._store.due_for_rescore(partition, now, limit - len(found))
+        for partition in sorted(until):
+            at = until[partition]
+            if at is None:
+                continue
+            found += self._store.due_for_rescore(partition, at, limit - len(found))
             if len(found) >= limit:
                 break
         self._checked_at = now

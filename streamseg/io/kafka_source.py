@@ -343,6 +343,19 @@ class KafkaSource(Source):
         with broker_errors(f"{self._name}: lag query failed"):
             return self._lag()
 
+    def behind(self) -> set[str]:
+        """Assigned partitions whose high watermark (from the last fetch response) is
+        past this consumer's position; one not fetched yet counts as behind. No
+        request. Call it from the thread that polls."""
+        names: set[str] = set()
+        with broker_errors(f"{self._name}: position query failed"):
+            for partition in list(self._consumer.assignment() or ()):
+                end = self._consumer.highwater(partition)
+                position = self._consumer.position(partition, timeout_ms=REQUEST_TIMEOUT_MS)
+                if end is None or position is None or position < end:
+                    names.add(stream_key(partition.topic, partition.partition))
+        return names
+
     def _lag(self) -> dict[tuple[str, int], int]:
         assigned = list(self._consumer.assignment() or ())
         if not assigned:

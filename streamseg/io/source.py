@@ -81,6 +81,12 @@ class Source(ABC):
         failed batch, whose records must then come again (a source that cannot rewind
         keeps them)."""
 
+    def behind(self) -> set[str]:
+        """Partitions with records waiting that this worker has not polled yet (their
+        idle customers are not re-scored past their own clock meanwhile; see
+        :mod:`streamseg.engine.shared`). A source read in order has none."""
+        return set()
+
     def written(self, positions: dict[str, int]) -> None:  # noqa: B027 - optional
         """The batch that ends at ``positions`` is in the store (a source that cannot
         rewind may forget what it kept to hand out again)."""

@@ -214,6 +214,14 @@ class CustomerKMeans(base.Clusterer):
         """Number of distinct customers waiting in the warm-up buffer."""
         return len(self._learner.buffer)
 
+    def buffered_in(self, partition: str) -> int:
+        """Customers of ``partition`` waiting in the warm-up buffer."""
+        return sum(1 for row in self._learner.buffer.values() if row[0] == partition)
+
+    def empty_stats(self) -> ClusterStats:
+        """Statistics of no customer, shaped as this model's (zeros)."""
+        return ClusterStats.zeros(self.n_clusters, self._dim or 0)
+
     @property
     def n_sampled(self) -> int:
         """Number of customers in the sample (of this process's partitions)."""
@@ -304,6 +312,28 @@ class CustomerKMeans(base.Clusterer):
             return _one_by_one(self, keys, x, previous, previous_segments, partitions)
         return out
 
+    def replace(self, keys: Sequence[str], vectors: np.ndarray, segments: Sequence[int],
+                partitions: Sequence[str] | None = None) -> list[Assignment]:
+        """Put customers at their nearest segment again, at their unchanged ``vectors``
+        (stored with ``segments``), with the hysteresis rule: the re-assignment sweep
+        after a refinement, for customers outside the sample. Returns the assignments
+        of those that moved (``by_model_update=True``); keys must be distinct. Raises
+        ``RuntimeError`` before seeding.
+
+        >>> model = CustomerKMeans(n_clusters=2, warmup=4, seed=1)
+        >>> for key, v in [("a", 0.0), ("b", 1.0), ("c", 9.0), ("d", 10.0)]:
+        ...     _ = model.update_customer(key, np.array([v]), None, None)
+        >>> model.replace(["a"], np.array([[0.0]]), [model.nearest(np.array([0.0]))])
+        []
+        """
+        if self._learner.clustering is None:
+            raise RuntimeError("the model is not seeded yet")
+        x = np.asarray(vectors, dtype=np.float64)
+        names = list(partitions) if partitions is not None else [DEFAULT_PARTITION] * len(keys)
+        if not len(keys):
+            return []
+        return self._learner.replace(list(keys), names, x, [int(s) for s in segments])
+
     #: Parameters :meth:`adjust` may change on a model that has learnt: they set how it
     #: learns from now on, not what it has learnt.
     ADJUSTABLE = ("warmup", "refine_every", "lloyd_iterations", "n_init", "hysteresis")
@@ -386,6 +416,17 @@ class CustomerKMeans(base.Clusterer):
         if self._learner.clustering is not None:
             self._learner.clustering.set_others(others)
 
+    @property
+    def auto_refine(self) -> bool:
+        """Whether the model refines itself every ``refine_every`` updates and seeds
+        itself when its warm-up buffer is full (True). A model shared by several workers
+        leaves both to the caller (:meth:`seed_shared`, :meth:`refine_shared`)."""
+        return self._learner.auto_refine
+
+    @auto_refine.setter
+    def auto_refine(self, value: bool) -> None:
+        self._learner.auto_refine = bool(value)
+
     def partition_stats(self) -> dict[str, ClusterStats]:
         """Per data partition this process owns, its customers' statistics (what the
         partition's owner stores with it)."""
@@ -393,34 +434,77 @@ class CustomerKMeans(base.Clusterer):
         return {} if part is None else {name: s.copy() for name, s in part.parts.items()}
 
     def own(self, partition: str, stats: ClusterStats | None,
-            rows: list[tuple[str, list[float], int]]) -> None:
+            rows: list[tuple[str, list[float], int]]) -> list[Assignment]:
         """A data partition this process now owns, as stored: its statistics and its
-        sampled customers."""
-        part = self._learner.clustering
+        sampled customers (segment -1: still in the warm-up buffer).
+
+        Buffered customers of a model seeded meanwhile (their owner stopped before it
+        adopted the seeding) are assigned now: their assignments are returned.
+        """
+        learner = self._learner
+        waiting = [(key, np.asarray(v, dtype=np.float64)) for key, v, seg in rows if seg < 0]
+        assigned = [(key, v, seg) for key, v, seg in rows if seg >= 0]
+        part = learner.clustering
         if part is None:
-            return
+            for key, x in waiting:
+                learner.buffer[key] = (partition, x)
+                if self._dim is None:
+                    self._dim = int(x.shape[0])
+            return []
         if stats is not None:
             part.set_part(partition, stats)
-        part.sample.load(partition, rows)
-
-    def own_sample(self, partition: str, rows: list[tuple[str, list[float], int]]) -> None:
-        """The sampled customers of a partition this process owns, as stored."""
-        if self._learner.clustering is not None:
-            self._learner.clustering.sample.load(partition, rows)
+        part.sample.load(partition, assigned)
+        out = []
+        for key, x in waiting:
+            segment = part.place_one(key, partition, x, None, None, hysteresis=0.0)
+            learner.buffer_changed.setdefault(partition, set()).add(key)
+            out.append(Assignment(key, segment, x, True))
+        return out
 
     def disown(self, partition: str) -> None:
         """Forget a data partition another worker owns now (its statistics, its sampled
         and its warm-up customers)."""
-        if self._learner.clustering is not None:
-            self._learner.clustering.drop_part(partition)
-        self._learner.buffer = {key: row for key, row in self._learner.buffer.items()
-                                if row[0] != partition}
+        learner = self._learner
+        if learner.clustering is not None:
+            learner.clustering.drop_part(partition)
+        learner.buffer = {key: row for key, row in learner.buffer.items()
+                          if row[0] != partition}
+        learner.buffer_changed.pop(partition, None)
 
     def take_sample_changes(self) -> dict[str, dict[str, tuple[int, list[float]] | None]]:
-        """Per partition, the sampled customers changed since the last call (key ->
-        (segment, vector), None for one that left the sample), for the store."""
-        part = self._learner.clustering
-        return {} if part is None else part.sample.take_changes()
+        """Per partition, the sample rows changed since the last call: key -> (segment,
+        vector), None for a customer that left the sample; warm-up customers are rows
+        with segment -1. What a store keeps with each partition."""
+        learner = self._learner
+        part = learner.clustering
+        changes = {} if part is None else part.sample.take_changes()
+        for partition, keys in learner.buffer_changed.items():
+            rows = changes.setdefault(partition, {})
+            for key in keys:
+                if key in rows:
+                    continue
+                if key in learner.buffer:
+                    rows[key] = (-1, learner.buffer[key][1].tolist())
+                elif part is not None and key in part.sample.index:
+                    slot = part.sample.index[key]
+                    rows[key] = (int(part.sample.segments[slot]),
+                                 part.sample.vectors[slot].tolist())
+                else:
+                    rows[key] = None
+        learner.buffer_changed = {}
+        return changes
+
+    def seed_shared(self, others: FloatArray) -> list[Assignment]:
+        """Seed over this process's buffered customers and ``others`` (the vectors other
+        workers hold in their buffers): the buffered customers' assignments. Their
+        owners assign theirs when they adopt the centroids (:meth:`adopt`)."""
+        if self._learner.clustering is not None:
+            raise RuntimeError("the model is seeded already")
+        if self.n_buffered + len(others) < self.n_clusters:
+            raise ValueError(f"seeding needs at least {self.n_clusters} customers")
+        if self._dim is None and len(others):
+            self._dim = int(others.shape[1])
+        return self._learner.seed(current_key=None, extra=others)
 
     def refine_shared(self, others: tuple[list[str], FloatArray, np.ndarray] | None = None,
                       *, full_search: bool = False) -> Refinement:
@@ -462,9 +546,10 @@ class CustomerKMeans(base.Clusterer):
 
         ``CustomerKMeans.from_state(model.to_state())`` behaves exactly like ``model`` on
         any subsequent input (floats survive JSON exactly: Python writes the shortest
-        repr that round-trips). With ``with_vectors=False`` the sample is left out: the
-        caller keeps it (a store writes it per partition, see ``take_sample_changes``)
-        and gives it back with :meth:`own_sample`.
+        repr that round-trips). With ``with_vectors=False`` the statistics, the warm-up
+        buffer and the sample are left out: the caller keeps them per data partition (a
+        store writes them with each partition, see :meth:`partition_stats` and
+        :meth:`take_sample_changes`) and gives them back with :meth:`own`.
         """
         return kmeans_state.state_of(self, with_vectors)
 

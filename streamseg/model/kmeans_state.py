@@ -1,9 +1,11 @@
 """Persistence of :class:`~streamseg.model.customer_kmeans.CustomerKMeans`.
 
-The state is a JSON-serialisable dict: parameters, counters, the warm-up buffer, the
-random generator, the per-segment statistics of the customers the model owns, and the
-sample (unless the caller keeps it, see ``CustomerKMeans.take_sample_changes``). The
-statistics of other workers' customers are not in it: they belong to those workers.
+The state is a JSON-serialisable dict: parameters, counters, the random generator, the
+centroids, and -- unless the caller keeps them per data partition (a *light* state,
+``with_vectors=False``; see ``CustomerKMeans.partition_stats`` and
+``take_sample_changes``) -- the per-segment statistics of the customers the model owns,
+the warm-up buffer and the sample. The statistics of other workers' customers are never
+in it: they belong to those workers.
 Its keys and their order are a stored format, so they change only with
 :data:`STATE_FORMAT`.
 
@@ -67,9 +69,9 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
             "keys": list(learner.buffer),
             "partitions": [row[0] for row in learner.buffer.values()],
             "vectors": [row[1].tolist() for row in learner.buffer.values()],
-        },
+        } if with_vectors else None,
         "centroids": None if part is None else part.centroids.tolist(),
-        "parts": None if part is None else {
+        "parts": None if part is None or not with_vectors else {
             name: {"sums": stats.sums.tolist(), "sqsums": stats.sqsums.tolist(),
                    "counts": stats.counts.tolist()}
             for name, stats in part.parts.items()},
@@ -102,13 +104,13 @@ def restore(cls: type[CustomerKMeans], state: dict[str, Any]) -> CustomerKMeans:
     learner.refinements = int(state.get("refinements", 0))
     model._n_anonymous = int(state["n_anonymous"])
     learner.rng = rng_from_state(state["rng"])
-    buffer = state["buffer"]
+    buffer = state["buffer"] or {"keys": [], "partitions": [], "vectors": []}
     learner.buffer = {
         str(k): (str(p), np.asarray(v, dtype=np.float64))
         for k, p, v in zip(buffer["keys"], buffer["partitions"], buffer["vectors"],
                            strict=True)
     }
-    if state["parts"] is not None:
+    if state["centroids"] is not None:
         dim = model._dim or 0
         k = model.n_clusters
         parts = {
@@ -116,7 +118,7 @@ def restore(cls: type[CustomerKMeans], state: dict[str, Any]) -> CustomerKMeans:
                 np.asarray(part["sums"], dtype=np.float64).reshape(k, dim),
                 np.asarray(part["sqsums"], dtype=np.float64).reshape(k),
                 np.asarray(part["counts"], dtype=np.int64).reshape(k))
-            for name, part in state["parts"].items()
+            for name, part in (state["parts"] or {}).items()
         }
         centroids = np.asarray(state["centroids"], dtype=np.float64).reshape(k, dim)
         kept = state["sample"]

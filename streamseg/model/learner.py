@@ -39,7 +39,7 @@ from streamseg.model.batch import best_kmeans, squared_distances
 from streamseg.model.clustering import Clustering
 from streamseg.model.refinement import refine
 from streamseg.model.sample import UNASSIGNED, Sample
-from streamseg.model.stats import FloatArray
+from streamseg.model.stats import ClusterStats, FloatArray
 
 __all__ = ["Learner", "Params", "Refinement", "vector_check"]
 
@@ -111,6 +111,12 @@ class Learner:
         self.rng = np.random.default_rng(seed)
         #: Warm-up: key -> (partition, latest vector).
         self.buffer: dict[str, tuple[str, FloatArray]] = {}
+        #: Partition -> buffered customers whose row changed since the sample's changes
+        #: were last taken (a store keeps the buffer with the sample, segment -1).
+        self.buffer_changed: dict[str, set[str]] = {}
+        #: Refine every ``refine_every`` updates on its own. A model shared by several
+        #: workers is refined by the caller instead (:meth:`refine` with ``extra``).
+        self.auto_refine = True
         self.clustering: Clustering | None = None
         #: 0 before seeding; incremented at seeding and at each refinement or re-seed.
         self.version = 0
@@ -131,7 +137,8 @@ class Learner:
         if self.clustering is None:
             # Warm-up: customers have no segment yet, so previous values are moot.
             self.buffer[key] = (partition, x.copy())
-            if len(self.buffer) >= self.params.warmup:
+            self.buffer_changed.setdefault(partition, set()).add(key)
+            if self.auto_refine and len(self.buffer) >= self.params.warmup:
                 return self.seed(current_key=key)
             return []
         segment = self.clustering.place_one(
@@ -161,6 +168,27 @@ class Learner:
         out = [Assignment(key, int(segments[i]), x[i], False) for i, key in enumerate(keys)]
         return self._refine_if_due(out)
 
+    def replace(self, keys: Sequence[str], partitions: Sequence[str], x: FloatArray,
+                segments: Sequence[int]) -> list[Assignment]:
+        """``CustomerKMeans.replace``: customers put at their nearest segment again, at
+        unchanged vectors; the assignments of those that moved (by model update)."""
+        clustering = self.clustering
+        assert clustering is not None
+        hysteresis = self.params.hysteresis
+        placed = clustering.place_many(keys, partitions, x, list(x), list(segments),
+                                       hysteresis)
+        if placed is None:  # the records disagree with the sums: one at a time
+            placed = np.array([clustering.place_one(key, partitions[i], x[i], x[i],
+                                                    segments[i], hysteresis)
+                               for i, key in enumerate(keys)], dtype=np.int64)
+        moved = [Assignment(key, int(placed[i]), x[i], True)
+                 for i, key in enumerate(keys) if int(placed[i]) != int(segments[i])]
+        # Moves are updates the next refinement should see; customers left in place
+        # are not (a sweep that moves nobody must not call for another refinement).
+        self.n_updates += len(moved)
+        self.updates_since_refine += len(moved)
+        return moved
+
     def flush(self) -> list[Assignment]:
         """``CustomerKMeans.flush``: seed early, or refine with a complete search."""
         if self.clustering is None:
@@ -171,22 +199,41 @@ class Learner:
             return self.refine(force_restart=False, full_search=True).moved
         return []
 
-    def seed(self, current_key: str | None) -> list[Assignment]:
-        """Seed from the buffer; every buffered customer's assignment (by model update,
-        except ``current_key``'s)."""
+    def seed(self, current_key: str | None,
+             extra: FloatArray | None = None) -> list[Assignment]:
+        """Seed from the buffer, and from ``extra`` vectors (other workers' buffered
+        customers: they count in the seeding, their owners assign them when they adopt);
+        every buffered customer's assignment (by model update, except ``current_key``'s).
+        """
         p = self.params
         keys = list(self.buffer)
         partitions = [self.buffer[key][0] for key in keys]
-        x = np.stack([self.buffer[key][1] for key in keys])
-        labels, _ = best_kmeans(x, p.n_clusters, p.n_init, p.lloyd_iterations, self.rng)
-        self.clustering = Clustering.seeded(keys, partitions, x, labels, p.n_clusters,
+        if keys:
+            x = np.stack([self.buffer[key][1] for key in keys])
+        else:  # only other workers' customers (the caller checks there are enough)
+            x = np.empty((0, 0 if extra is None else extra.shape[1]))
+        everyone = x if extra is None or not len(extra) else np.vstack([x, extra])
+        labels, _ = best_kmeans(everyone, p.n_clusters, p.n_init, p.lloyd_iterations,
+                                self.rng)
+        own = labels[:len(keys)]
+        self.clustering = Clustering.seeded(keys, partitions, x, own, p.n_clusters,
                                             p.reservoir_size)
-        self.buffer = {}
+        if len(everyone) > len(keys):
+            # The centroids of everyone seeded, not of this process's share alone (they
+            # become means of the stored sums as the other owners assign theirs).
+            self.clustering.centroids = ClusterStats.of(
+                everyone, labels, p.n_clusters).centroids(self.clustering.centroids)
+        self._buffer_emptied()
         self.updates_since_refine = 0
         self.version += 1
         return [
-            Assignment(key, int(labels[i]), x[i], key != current_key) for i, key in enumerate(keys)
+            Assignment(key, int(own[i]), x[i], key != current_key) for i, key in enumerate(keys)
         ]
+
+    def _buffer_emptied(self) -> None:
+        for key, (partition, _) in self.buffer.items():
+            self.buffer_changed.setdefault(partition, set()).add(key)
+        self.buffer = {}
 
     def refine(self, *, force_restart: bool, full_search: bool = False,
                extra: tuple[list[str], FloatArray, np.ndarray] | None = None) -> Refinement:
@@ -248,7 +295,7 @@ class Learner:
                     self.clustering.move(partitions[i], x[i], UNASSIGNED, int(labels[i]))
                     self.clustering.sample.offer(key, partitions[i], x[i], int(labels[i]))
                     out.append(Assignment(key, int(labels[i]), x[i], True))
-            self.buffer = {}
+            self._buffer_emptied()
         clustering = self.clustering
         sample = clustering.sample
         for key, (segment, check) in relabels.items():
@@ -271,7 +318,8 @@ class Learner:
         """``out``, then what a due refinement moved; a customer of ``out`` that it moved
         is reported once, with its final segment, as its own update's assignment."""
         p = self.params
-        if not (p.refine_every > 0 and self.updates_since_refine >= p.refine_every):
+        if not (self.auto_refine and p.refine_every > 0
+                and self.updates_since_refine >= p.refine_every):
             return out
         position = {a.key: i for i, a in enumerate(out)}
         for moved in self.refine(force_restart=False).moved:

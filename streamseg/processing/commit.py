@@ -100,14 +100,16 @@ class BatchCommit:
             moved.setdefault(name, {})[stream] = position
         # A partition whose stored outbox still holds changes of an earlier batch (now
         # acknowledged: step 2 comes first) is written too, to empty it.
-        names = set(states) | set(moved) | {n for n, p in partitions.items() if p.outbox}
+        names = (set(states) | set(moved) | set(outcome.sample)
+                 | {n for n, p in partitions.items() if p.outbox})
         parts = []
         for name in sorted(names):
             owned = partitions[name]
             parts.append(PartitionWrite(
                 Partition(name, owned.epoch, moved.get(name, {}), dict(owned.sizes),
-                          owned.customers, outboxes.get(name, [])),
+                          owned.customers, outboxes.get(name, []), owned.model),
                 states.get(name, []),
+                outcome.sample.get(name, {}),
             ))
         return BatchWrite(parts, model_checkpoint, meta, self.lease)
 
@@ -136,13 +138,13 @@ class BatchCommit:
             self.changes.publish([SegmentChange.model_validate_json(item) for item in outbox])
             self.changes.flush()
 
-    def write_final(self, model_checkpoint: dict[str, Any], meta: dict[str, Any],
+    def write_final(self, model_checkpoint: dict[str, Any] | None, meta: dict[str, Any],
                     partitions: dict[str, Partition] | None = None) -> None:
         """At the end of a run, once the last batch is settled: the model and metadata
         once more, and the outboxes of ``partitions`` emptied (their changes are
         acknowledged; a restart need not publish them again)."""
         parts = [PartitionWrite(Partition(name, owned.epoch, {}, dict(owned.sizes),
-                                          owned.customers, []))
+                                          owned.customers, [], owned.model))
                  for name, owned in sorted((partitions or {}).items()) if owned.outbox]
         self.store.write_batch(BatchWrite(parts, model_checkpoint, meta, self.lease))
         for part in parts:

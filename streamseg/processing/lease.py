@@ -1,12 +1,21 @@
-"""The store's model lease: one worker at a time holds the model of a store.
+"""The store's model lease: one worker at a time publishes the model of a store.
 
-A worker takes the lease before it joins the input (a second worker on the same store
-stops at start, naming the holder) and keeps it by renewing it from a thread of its own
-every third of its time to live, so a slow batch does not lose it while a stopped
-process (paused, partitioned away) does. Every batch the worker writes carries the
-lease's token, and the store refuses the write once another worker holds the lease: a
-worker that wakes up after its lease expired cannot overwrite the model. When a renewal
-finds the lease gone, :attr:`LeaseKeeper.lost` tells the loop to stop.
+A worker keeps the lease by renewing it from a thread of its own every third of its
+time to live, so a slow batch does not lose it while a stopped process (paused,
+partitioned away) does. Every batch that writes the model carries the lease's token,
+and the store refuses the write once another worker holds the lease: a worker that
+wakes up after its lease expired cannot overwrite the model.
+
+Two ways to hold it:
+
+* **exclusive** (:meth:`LeaseKeeper.acquire`): a model only one worker can run (a file
+  read whole, ``river-kmeans``). The worker takes the lease before it joins the input;
+  a second worker on the same store stops at start, naming the holder. When a renewal
+  finds the lease gone, :attr:`LeaseKeeper.lost` tells the loop to stop.
+* **passed on** (:meth:`LeaseKeeper.try_acquire`): a model several workers share. The
+  holder is the refiner; the others try to take the lease now and then, and one of them
+  does when the refiner stops or stalls. A refiner that finds it lost goes on as one of
+  the others (:meth:`LeaseKeeper.reset`).
 """
 
 from __future__ import annotations
@@ -98,6 +107,35 @@ class LeaseKeeper:
                                         name="streamseg-lease")
         self._thread.start()
         return self.token
+
+    def try_acquire(self) -> bool:
+        """Take the lease if nobody holds it (or this worker's own name does), and start
+        renewing it; False when another worker holds it. For a lease that passes from
+        worker to worker (the refiner of a shared model): never waits, never raises."""
+        if self.token is not None and not self.lost:
+            return True
+        try:
+            token = self._store.acquire_lease(self.holder, self.ttl_s, replace_own=True)
+        except LeaseHeld:
+            return False
+        self.reset()
+        with self._lock:
+            self.token = token
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._renew_until_stopped, daemon=True,
+                                        name="streamseg-lease")
+        self._thread.start()
+        return True
+
+    def reset(self) -> None:
+        """Forget a lost lease (stop renewing), so that :meth:`try_acquire` may take it
+        again later."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.ttl_s)
+        self._thread = None
+        self.token = None
+        self._lost.clear()
 
     def _renew_until_stopped(self) -> None:
         store = self._renewal_store()

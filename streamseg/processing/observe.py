@@ -57,7 +57,7 @@ class Observer:
         if now - self._last_refresh < GAUGES_EVERY_SECONDS:
             return
         self._last_refresh = now
-        metrics.set_segment_sizes(self.store.segment_sizes())
+        metrics.set_partition_sizes(engine.partitions)
         lag = getattr(self.source, "lag", None)
         if callable(lag):
             for (topic, partition), behind in lag().items():

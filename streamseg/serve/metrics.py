@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 
 if TYPE_CHECKING:
     from streamseg.engine import BatchOutcome
+    from streamseg.store import Partition
 
 # Latency buckets in seconds, from a millisecond to half a minute.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -55,6 +56,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._size_series: set[tuple[str, str]] = set()
+        self._customer_series: set[str] = set()
         self.events_consumed = Counter(
             "streamseg_events_consumed_total", "Records read from the source.", registry=r)
         self.events_processed = Counter(
@@ -84,8 +87,20 @@ class Metrics:
             "streamseg_consumer_lag_records", "Records not yet consumed, per partition.",
             ["topic", "partition"], registry=r)
         self.segment_size = Gauge(
-            "streamseg_segment_size_customers", "Customers currently in each segment.",
-            ["segment"], registry=r)
+            "streamseg_segment_size_customers",
+            "Customers currently in each segment, per partition, exported by the "
+            "partition's owner: sum by (segment) over workers for the totals.",
+            ["segment", "partition"], registry=r)
+        self.customers = Gauge(
+            "streamseg_customers", "Customers stored, per partition, exported by the "
+            "partition's owner: sum over workers for the total.",
+            ["partition"], registry=r)
+        self.refiner = Gauge(
+            "streamseg_refiner", "1 while this worker holds the model lease (it refines "
+            "and publishes the shared model); else 0.", registry=r)
+        self.worker_info = Gauge(
+            "streamseg_worker_info", "Always 1: the worker's name (pipeline.worker_id), as "
+            "in the logs and the lease.", ["worker"], registry=r)
         self.model_updates = Counter(
             "streamseg_model_updates_total", "Refinements or re-seeds of the centroids.",
             registry=r)
@@ -124,9 +139,25 @@ class Metrics:
                 to_segment=str(data.to_segment), reason=data.reason,
             ).inc()
 
-    def set_segment_sizes(self, sizes: dict[int, int]) -> None:
-        for segment, size in sizes.items():
-            self.segment_size.labels(segment=str(segment)).set(size)
+    def set_partition_sizes(self, partitions: dict[str, Partition]) -> None:
+        """The sizes and customer counts of the partitions this worker owns; the series
+        of partitions it no longer owns are removed (their new owner exports them)."""
+        sizes = {(str(segment), name): n for name, part in partitions.items()
+                 for segment, n in part.sizes.items()}
+        for labels in self._size_series - set(sizes):
+            if labels[1] in partitions:
+                self.segment_size.labels(*labels).set(0)  # an emptied segment
+                sizes[labels] = 0
+            else:
+                self.segment_size.remove(*labels)
+        for labels, n in sizes.items():
+            self.segment_size.labels(*labels).set(n)
+        self._size_series = set(sizes)
+        for name in self._customer_series - set(partitions):
+            self.customers.remove(name)
+        for name, part in partitions.items():
+            self.customers.labels(partition=name).set(part.customers)
+        self._customer_series = set(partitions)
 
 
 class _QuietHandler(WSGIRequestHandler):

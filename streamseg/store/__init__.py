@@ -16,6 +16,7 @@ from streamseg.store.base import (
     LeaseHeld,
     Partition,
     PartitionWrite,
+    SampleRow,
     Store,
 )
 from streamseg.store.memory import MemoryStore
@@ -31,6 +32,7 @@ __all__ = [
     "Partition",
     "PartitionWrite",
     "SQLiteStore",
+    "SampleRow",
     "Store",
     "open_store",
 ]

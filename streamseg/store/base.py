@@ -34,8 +34,13 @@ from typing import Any
 
 from streamseg.core.state import LOCAL_PARTITION, CustomerState
 
+#: A sampled customer's row: (segment, model-space vector); segment -1 = not assigned
+#: yet (the model is warming up).
+SampleRow = tuple[int, list[float]]
+
 __all__ = [
     "LOCAL_PARTITION",
+    "SampleRow",
     "BatchWrite",
     "FencedError",
     "LeaseHeld",
@@ -61,6 +66,10 @@ class Partition:
     #: The change events (CloudEvents JSON) of its last batch: published after the write
     #: and again by the next owner or after a restart (the transactional outbox).
     outbox: list[str] = field(default_factory=list)
+    #: Its share of the shared model (JSON-ready; see :mod:`streamseg.engine.shared`):
+    #: its customers' per-segment sums, the standardiser's count, mean and M2, its clock.
+    #: None in a write: unchanged.
+    model: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -74,6 +83,9 @@ class PartitionWrite:
 
     partition: Partition
     states: list[CustomerState] = field(default_factory=list)
+    #: Rows of the model's sample of this partition's customers that changed: customer
+    #: -> (segment, vector), or None for a customer that left the sample.
+    sample: dict[str, SampleRow | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -143,6 +155,29 @@ class Store(ABC):
     def partition_names(self) -> list[str]:
         """Every partition written so far."""
 
+    def read_partitions(self, names: Iterable[str] | None = None) -> dict[str, Partition]:
+        """Several partitions (default: all) as one consistent read, without outboxes."""
+        return {name: self.read_partition(name)
+                for name in (self.partition_names() if names is None else names)}
+
+    @abstractmethod
+    def read_sample(self, names: Iterable[str]) -> dict[str, dict[str, SampleRow]]:
+        """The sample rows of the partitions ``names``: partition -> customer -> row."""
+
+    def snapshot(self, names: Iterable[str]) -> tuple[dict[str, Partition],
+                                                      dict[str, dict[str, SampleRow]]]:
+        """Partitions and their sample rows read together, so that each partition's
+        model share and its rows describe the same write (what a refinement reads)."""
+        names = list(names)
+        return self.read_partitions(names), self.read_sample(names)
+
+    @abstractmethod
+    def customers_page(self, partition: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        """About ``limit`` customers of ``partition`` after ``cursor`` ('' = from the
+        start), and the cursor to go on from ('' once the partition is done). A pass
+        from '' to '' lists every customer stored in the partition when it started and
+        not moved since (the re-assignment sweep)."""
+
     # -- the batch --------------------------------------------------------------------
     @abstractmethod
     def write_batch(self, write: BatchWrite) -> None:
@@ -158,6 +193,11 @@ class Store(ABC):
     @abstractmethod
     def load_model(self) -> dict[str, Any] | None:
         """The last model checkpoint written, or None."""
+
+    def model_stamp(self) -> Any:
+        """The ``stamp`` part of the model checkpoint: it changes whenever the model's
+        version or names do, so that a worker can tell cheaply whether to read the rest."""
+        return (self.load_model() or {}).get("stamp")
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:

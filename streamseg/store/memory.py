@@ -10,7 +10,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from streamseg.core.state import CustomerState
-from streamseg.store.base import BatchWrite, FencedError, LeaseHeld, Partition, Store
+from streamseg.store.base import (
+    BatchWrite,
+    FencedError,
+    LeaseHeld,
+    Partition,
+    SampleRow,
+    Store,
+)
 
 
 class MemoryStore(Store):
@@ -32,6 +39,7 @@ class MemoryStore(Store):
         # Per partition, a lazy heap of (due time, customer); stale entries are skipped.
         self._due: dict[str, list[tuple[float, str]]] = {}
         self._partitions: dict[str, Partition] = {}
+        self._samples: dict[str, dict[str, SampleRow]] = {}
         self._model: dict[str, Any] | None = None
         self._meta: dict[str, Any] = {}
         self._lease: tuple[str, float] | None = None  # (token, expires at)
@@ -61,6 +69,14 @@ class MemoryStore(Store):
     def partition_names(self) -> list[str]:
         return sorted(self._partitions)
 
+    def read_sample(self, names: Iterable[str]) -> dict[str, dict[str, SampleRow]]:
+        return {name: copy.deepcopy(self._samples.get(name, {})) for name in names}
+
+    def customers_page(self, partition: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        ids = sorted(cid for cid, data in self._customers.items()
+                     if data.get("partition") == partition and cid > cursor)[:limit]
+        return ids, (ids[-1] if len(ids) == limit else "")
+
     # -- the batch --------------------------------------------------------------------
     def write_batch(self, write: BatchWrite) -> None:
         stale = [part.partition.name for part in write.partitions
@@ -76,6 +92,14 @@ class MemoryStore(Store):
             stored.sizes = dict(new.sizes)
             stored.customers = new.customers
             stored.outbox = list(new.outbox)
+            if new.model is not None:
+                stored.model = copy.deepcopy(new.model)
+            sample = self._samples.setdefault(new.name, {})
+            for cid, row in part.sample.items():
+                if row is None:
+                    sample.pop(cid, None)
+                else:
+                    sample[cid] = (int(row[0]), [float(v) for v in row[1]])
             due = self._due.setdefault(new.name, [])
             for state in part.states:
                 self._customers[state.customer_id] = copy.deepcopy(state.to_dict())

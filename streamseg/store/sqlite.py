@@ -28,6 +28,7 @@ from streamseg.store.base import (
     FencedError,
     LeaseHeld,
     Partition,
+    SampleRow,
     Store,
 )
 
@@ -44,7 +45,15 @@ CREATE TABLE IF NOT EXISTS partitions (
     positions TEXT NOT NULL,
     sizes TEXT NOT NULL,
     customers INTEGER NOT NULL,
-    outbox TEXT NOT NULL
+    outbox TEXT NOT NULL,
+    model TEXT
+);
+CREATE TABLE IF NOT EXISTS sample (
+    partition TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    segment INTEGER NOT NULL,
+    vector TEXT NOT NULL,
+    PRIMARY KEY (partition, customer_id)
 );
 CREATE TABLE IF NOT EXISTS model (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,7 +98,11 @@ class SQLiteStore(Store):
         self._upgrade()
 
     def _upgrade(self) -> None:
-        """Bring a file of an earlier version to this one (partitions), once."""
+        """Bring a file of an earlier version to this one (partitions, then the model's
+        share per partition), once."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(partitions)")}
+        if "model" not in columns:  # (ALTER TABLE ... ADD COLUMN is atomic on its own)
+            self._db.execute("ALTER TABLE partitions ADD COLUMN model TEXT")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(customers)")}
         if "partition" in columns:
             return
@@ -113,7 +126,7 @@ class SQLiteStore(Store):
             if count or positions:
                 sizes = dict(db.execute("SELECT segment, COUNT(*) FROM customers "
                                         "WHERE segment IS NOT NULL GROUP BY segment"))
-                db.execute("INSERT OR REPLACE INTO partitions VALUES (?, 0, ?, ?, ?, ?)",
+                db.execute("INSERT OR REPLACE INTO partitions VALUES (?, 0, ?, ?, ?, ?, NULL)",
                            (LOCAL_PARTITION, json.dumps(positions), _sizes_json(sizes), count,
                             json.dumps(outbox)))
             db.execute("COMMIT")
@@ -148,7 +161,8 @@ class SQLiteStore(Store):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT OR IGNORE INTO partitions VALUES (?, 0, '{}', '{}', 0, '[]')",
+            db.execute("INSERT OR IGNORE INTO partitions VALUES "
+                       "(?, 0, '{}', '{}', 0, '[]', NULL)",
                        (name,))
             db.execute("UPDATE partitions SET epoch = epoch + 1 WHERE name = ?", (name,))
             partition = self.read_partition(name)
@@ -159,14 +173,38 @@ class SQLiteStore(Store):
         return partition
 
     def read_partition(self, name: str) -> Partition:
-        row = self._db.execute("SELECT epoch, positions, sizes, customers, outbox "
+        row = self._db.execute("SELECT epoch, positions, sizes, customers, outbox, model "
                                "FROM partitions WHERE name = ?", (name,)).fetchone()
         if row is None:
             return Partition(name)
-        epoch, positions, sizes, customers, outbox = row
+        epoch, positions, sizes, customers, outbox, model = row
         return Partition(name, int(epoch), json.loads(positions),
                          {int(k): int(v) for k, v in json.loads(sizes).items()},
-                         int(customers), json.loads(outbox))
+                         int(customers), json.loads(outbox),
+                         None if model is None else json.loads(model))
+
+    def read_sample(self, names: Iterable[str]) -> dict[str, dict[str, SampleRow]]:
+        rows: dict[str, dict[str, SampleRow]] = {}
+        for name in names:
+            rows[name] = {cid: (int(segment), json.loads(vector)) for cid, segment, vector
+                          in self._db.execute("SELECT customer_id, segment, vector FROM sample"
+                                              " WHERE partition = ?", (name,))}
+        return rows
+
+    def snapshot(self, names: Iterable[str]) -> tuple[dict[str, Partition],
+                                                      dict[str, dict[str, SampleRow]]]:
+        names = list(names)
+        self._db.execute("BEGIN")  # one read transaction: one instant of the file
+        try:
+            return self.read_partitions(names), self.read_sample(names)
+        finally:
+            self._db.execute("COMMIT")
+
+    def customers_page(self, partition: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        ids = [cid for (cid,) in self._db.execute(
+            "SELECT customer_id FROM customers WHERE partition = ? AND customer_id > ? "
+            "ORDER BY customer_id LIMIT ?", (partition, cursor, limit))]
+        return ids, (ids[-1] if len(ids) == limit else "")
 
     def partition_names(self) -> list[str]:
         return [name for (name,) in self._db.execute("SELECT name FROM partitions ORDER BY name")]
@@ -195,6 +233,15 @@ class SQLiteStore(Store):
                            "outbox = ? WHERE name = ?",
                            (json.dumps(positions), _sizes_json(new.sizes), new.customers,
                             json.dumps(new.outbox), new.name))
+                if new.model is not None:
+                    db.execute("UPDATE partitions SET model = ? WHERE name = ?",
+                               (json.dumps(new.model), new.name))
+                db.executemany("DELETE FROM sample WHERE partition = ? AND customer_id = ?",
+                               [(new.name, cid) for cid, row in part.sample.items()
+                                if row is None])
+                db.executemany("INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)",
+                               [(new.name, cid, int(row[0]), json.dumps(list(row[1])))
+                                for cid, row in part.sample.items() if row is not None])
             if write.model_checkpoint is not None:
                 db.execute("INSERT OR REPLACE INTO model (id, state) VALUES (1, ?)",
                            (json.dumps(write.model_checkpoint),))

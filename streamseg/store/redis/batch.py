@@ -9,7 +9,8 @@ What a batch writes, per partition ``i`` of it: its customers' fields in their b
 hashes (and the deletion of chunks a longer earlier state left), ``ZADD LT`` of the due
 groups of its customers to ``{p}:due:{i}``, its hash ``{p}:part:{i}`` (customer count,
 sizes replaced: ``s:`` fields of segments it no longer has are deleted; positions
-merged), its outbox replaced; and for the whole batch the changed model parts and the
+merged; its share of the model, when given), its outbox replaced, its changed sample
+rows in ``{p}:sample:{i}``; and for the whole batch the changed model parts and the
 metadata.
 """
 
@@ -21,10 +22,11 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from streamseg.store.base import BatchWrite, Partition
+from streamseg.store.base import BatchWrite, Partition, SampleRow
 from streamseg.store.redis.codec import _pack_public, _pack_state
 from streamseg.store.redis.keys import (
     F_COUNT,
+    F_MODEL,
     POSITION_FIELD,
     SIZE_FIELD,
     Keys,
@@ -34,6 +36,7 @@ from streamseg.store.redis.keys import (
     bucket_of,
     group_size,
 )
+from streamseg.store.redis.partitions import encode_sample_row
 
 # Arguments per command at most: Lua's unpack() takes a few thousand values.
 _MAX_ARGS = 1000
@@ -142,6 +145,7 @@ def encode_batch(write: BatchWrite, keys: Keys, buckets: int, partition_ids: dic
                 group = str(bucket // per_group)
                 due[group] = min(due.get(group, math.inf), float(state.next_rescore_at))
         _partition_commands(commands, keys, partition_id, part.partition, due)
+        _sample_commands(commands, keys.sample(partition_id), part.sample)
     for bucket, fields in records.items():
         commands.add("HSET", keys.bucket(bucket), _flat(fields.items()), step=2)
     for bucket, names_to_delete in stale.items():
@@ -166,6 +170,8 @@ def _partition_commands(commands: Commands, keys: Keys, partition_id: int,
         fields += [f"{SIZE_FIELD}{int(segment)}", str(int(count))]
     for stream, position in partition.positions.items():
         fields += [f"{POSITION_FIELD}{stream}", str(int(position))]
+    if partition.model is not None:
+        fields += [F_MODEL, json.dumps(partition.model)]
     commands.add("HDELPREFIX", part_key, [SIZE_FIELD])
     commands.add("HSET", part_key, fields, step=2)
     outbox = keys.outbox(partition_id)
@@ -176,3 +182,13 @@ def _partition_commands(commands: Commands, keys: Keys, partition_id: int,
         commands.add("ZADD", keys.due(partition_id),
                      _flat((_bound(at), group) for group, at in due.items()),
                      head=["LT"], step=2)
+
+
+def _sample_commands(commands: Commands, key: str, rows: dict[str, SampleRow | None]) -> None:
+    """The partition's changed sample rows: set, or deleted (None)."""
+    gone = [cid for cid, row in rows.items() if row is None]
+    kept = [(cid, encode_sample_row(row)) for cid, row in rows.items() if row is not None]
+    if gone:
+        commands.add("HDEL", key, gone)
+    if kept:
+        commands.add("HSET", key, _flat(kept), step=2)

@@ -57,3 +57,28 @@ def due_customers(client: redis.Redis, keys: Keys, scan: Script, buckets: int,
         found = [(float(reply[i + 1]), _text(reply[i])) for i in range(0, len(reply), 2)]
         best = heapq.nsmallest(limit, best + found)  # ties: by id, as the other stores
     return [cid for _, cid in best]
+
+
+#: A due-scan cutoff later than any real time: lists every customer of the groups.
+_EVERYONE = "1e308"
+
+
+def partition_page(client: redis.Redis, keys: Keys, scan: Script, buckets: int,
+                   partition_id: int, cursor: str, limit: int) -> tuple[list[str], str]:
+    """The partition's customers in the groups of its due index after group ``cursor``
+    ('' = from the first), group by group until about ``limit``; and the last group read
+    ('' when none is left). Every scored customer is in its partition's index."""
+    stored = cast("list[bytes]", client.zrange(keys.due(partition_id), 0, -1))
+    members = sorted(int(member) for member in stored)
+    after = int(cursor) if cursor else -1
+    found: list[str] = []
+    last = ""
+    for group in (member for member in members if member > after):
+        bucket_keys = [keys.bucket(bucket) for bucket in group_buckets(group, buckets)]
+        reply = scan([keys.due(partition_id), *bucket_keys],
+                     [_EVERYONE, str(partition_id), str(group), str(len(bucket_keys))])
+        found += [_text(reply[i]) for i in range(0, len(reply), 2)]
+        last = str(group)
+        if len(found) >= limit:
+            return found, last if group != members[-1] else ""
+    return found, ""

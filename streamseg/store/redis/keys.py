@@ -57,8 +57,14 @@ key                     type    content                                      wri
                                 ``n`` (its customers); ``s:<segment>`` ->    owner (rest) /
                                 its customers in that segment; ``pos:<       all,
                                 stream>`` -> next position of a source       SegmentReader
-                                stream. All absolute values, written by      (``s:``)
+                                stream; ``m`` -> its share of the model      (``s:``)
+                                (JSON: per-segment sums, standardiser,
+                                clock). All absolute values, written by
                                 the owner's batch with its customers.
+``{p}:sample:{i}``      HASH    the model's sample of the partition's        owner /
+                                customers: ``<id>`` -> ``segment|x1,x2,..``  owner, the
+                                (exact float text; segment -1 = warming      refiner
+                                up), changed with the customers
 ``{p}:outbox:{i}``      LIST    the change events (CloudEvents JSON) of the  owner /
                                 partition's last batch, replaced by its      owner, next
                                 every batch                                  owner
@@ -131,6 +137,7 @@ _CHUNKS_READ = 3
 F_NAME = "name"
 F_EPOCH = "epoch"
 F_COUNT = "n"
+F_MODEL = "m"  # the partition's share of the model, JSON
 SIZE_FIELD = "s:"  # + segment
 POSITION_FIELD = "pos:"  # + source stream
 
@@ -161,6 +168,9 @@ class Keys:
 
     def due(self, partition_id: int) -> str:
         return f"{self.prefix}:due:{partition_id}"
+
+    def sample(self, partition_id: int) -> str:
+        return f"{self.prefix}:sample:{partition_id}"
 
     @property
     def buckets_pattern(self) -> str:

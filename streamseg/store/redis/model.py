@@ -63,6 +63,13 @@ class ModelParts:
             return None
         return {_text(name): json.loads(value) for name, value in parts.items()}
 
+    def part(self, name: str) -> Any:
+        """One part of the checkpoint (None if absent)."""
+        if self.legacy:
+            return (self.load() or {}).get(name)
+        value = self._redis.hget(self._key, name)
+        return None if value is None else json.loads(value)
+
     def forget(self) -> None:
         self._written.clear()
         self._token = None

@@ -9,16 +9,18 @@ far (name -> id). Ids are never reused, so this store keeps what it has read of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
 
-from streamseg.store.base import Partition
+from streamseg.store.base import Partition, SampleRow
 from streamseg.store.redis.connection import _text
 from streamseg.store.redis.keys import (
     F_COUNT,
     F_EPOCH,
+    F_MODEL,
     POSITION_FIELD,
     SIZE_FIELD,
     Keys,
@@ -35,7 +37,7 @@ def decode_partition(name: str, table: dict[Any, Any], outbox: Sequence[Any] = (
     ...                                b"s:4": b"3", b"s:0": b"2",
     ...                                b"pos:kafka:t:0": b"41"}, [b"change"])
     Partition(name='kafka:t:0', epoch=3, positions={'kafka:t:0': 41}, sizes={0: 2, 4: 3}, \
-customers=5, outbox=['change'])
+customers=5, outbox=['change'], model=None)
     """
     partition = Partition(name, outbox=[_text(item) for item in outbox])
     for raw, value in table.items():
@@ -44,12 +46,28 @@ customers=5, outbox=['change'])
             partition.epoch = int(value)
         elif field == F_COUNT:
             partition.customers = int(value)
+        elif field == F_MODEL:
+            partition.model = json.loads(value)
         elif field.startswith(SIZE_FIELD):
             partition.sizes[int(field.removeprefix(SIZE_FIELD))] = int(value)
         elif field.startswith(POSITION_FIELD):
             partition.positions[field.removeprefix(POSITION_FIELD)] = int(value)
     partition.sizes = dict(sorted(partition.sizes.items()))
     return partition
+
+
+def encode_sample_row(row: SampleRow) -> str:
+    """A sample row as stored: ``segment|x1,x2,...`` (exact float text).
+
+    >>> encode_sample_row((2, [0.5, -1.25])), decode_sample_row(b"2|0.5,-1.25")
+    ('2|0.5,-1.25', (2, [0.5, -1.25]))
+    """
+    return f"{int(row[0])}|" + ",".join(repr(float(v)) for v in row[1])
+
+
+def decode_sample_row(value: bytes | str) -> SampleRow:
+    segment, _, vector = _text(value).partition("|")
+    return int(segment), [float(v) for v in vector.split(",")] if vector else []
 
 
 class Partitions:
@@ -92,6 +110,24 @@ class Partitions:
         if partition_id is None:
             return Partition(name)
         return self.read_all({name: partition_id})[0]
+
+    def snapshot(self, names: Iterable[str]) -> tuple[dict[str, Partition],
+                                                      dict[str, dict[str, SampleRow]]]:
+        """The partitions ``names`` and their sample rows, read in one ``MULTI``."""
+        ids = {name: pid for name in names if (pid := self.id_of(name)) is not None}
+        order = sorted(ids)
+        pipe = self._redis.pipeline(transaction=True)
+        for name in order:
+            pipe.hgetall(self._keys.part(ids[name]))
+            pipe.hgetall(self._keys.sample(ids[name]))
+        replies = pipe.execute() if order else []
+        partitions = {name: Partition(name) for name in names}
+        samples: dict[str, dict[str, SampleRow]] = {name: {} for name in names}
+        for index, name in enumerate(order):
+            partitions[name] = decode_partition(name, replies[2 * index])
+            samples[name] = {_text(cid): decode_sample_row(value)
+                             for cid, value in replies[2 * index + 1].items()}
+        return partitions, samples
 
     def read_all(self, ids: dict[str, int] | None = None, outboxes: bool = True
                  ) -> list[Partition]:

@@ -53,11 +53,18 @@ import redis
 from pydantic import SecretStr
 
 from streamseg.core.features import CustomerFeatures
-from streamseg.store.base import BatchWrite, CustomerState, FencedError, Partition, Store
+from streamseg.store.base import (
+    BatchWrite,
+    CustomerState,
+    FencedError,
+    Partition,
+    SampleRow,
+    Store,
+)
 from streamseg.store.redis.batch import encode_batch
 from streamseg.store.redis.codec import _state_partition, _unpack_public, _unpack_state
 from streamseg.store.redis.connection import _connect, _raw, _split_options, _text
-from streamseg.store.redis.due import due_customers
+from streamseg.store.redis.due import due_customers, partition_page
 from streamseg.store.redis.keys import (
     DEFAULT_BUCKETS,
     LAYOUT_V1,
@@ -205,6 +212,34 @@ class RedisStore(Store):
     def partition_names(self) -> list[str]:
         return sorted(self._partitions.ids())
 
+    def read_partitions(self, names: Iterable[str] | None = None) -> dict[str, Partition]:
+        """One ``MULTI``: the partitions describe one instant."""
+        ids = self._partitions.ids()
+        if names is not None:
+            wanted = list(names)
+            found = {name: ids[name] for name in wanted if name in ids}
+            read = {part.name: part for part in self._partitions.read_all(found, False)}
+            return {name: read.get(name, Partition(name)) for name in wanted}
+        return {part.name: part for part in self._partitions.read_all(ids, False)}
+
+    def read_sample(self, names: Iterable[str]) -> dict[str, dict[str, SampleRow]]:
+        return self._partitions.snapshot(names)[1]
+
+    def snapshot(self, names: Iterable[str]) -> tuple[dict[str, Partition],
+                                                      dict[str, dict[str, SampleRow]]]:
+        """One ``MULTI`` over the partitions' hashes and sample rows."""
+        return self._partitions.snapshot(names)
+
+    def customers_page(self, partition: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        """The partition's customers in the next groups of buckets of its due index
+        (whole groups: about ``limit``, at least one group); the cursor is the last
+        group read."""
+        partition_id = self._partitions.id_of(partition)
+        if partition_id is None:
+            return [], ""
+        return partition_page(self._redis, self._keys, self._due_scan, self.buckets,
+                              partition_id, cursor, limit)
+
     # -- the batch write --------------------------------------------------------------
     def write_batch(self, write: BatchWrite) -> None:
         """The whole batch in one call of the fenced-write script (see the module
@@ -253,6 +288,9 @@ class RedisStore(Store):
     # -- the model and metadata -------------------------------------------------------
     def load_model(self) -> dict[str, Any] | None:
         return self._model.load()
+
+    def model_stamp(self) -> Any:
+        return self._model.part("stamp")
 
     def meta(self) -> dict[str, Any]:
         table = self._redis.hgetall(self._keys.meta)

@@ -1,67 +1,66 @@
-"""The model checkpoint: its parts, and a restore that reads vectors from the store."""
+"""The model checkpoint: what the lease holder publishes, without any partition's share."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pytest
 
 from streamseg.config import load_settings
-from streamseg.core.features import CustomerFeatures
-from streamseg.core.scaling import OnlineStandardizer
-from streamseg.core.state import CustomerState
-from streamseg.engine.checkpoint import model_checkpoint, restore_model
-from streamseg.model import build_model
-from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
+from streamseg.engine.checkpoint import is_legacy, model_checkpoint, restore_model
+from streamseg.model import CustomerKMeans, build_model
 
 
-def _seeded() -> tuple[object, MemoryStore]:
-    model = build_model("customer-kmeans", n_clusters=2, warmup=4)
-    store = MemoryStore()
-    assignments = []
+def _seeded() -> CustomerKMeans:
+    model = build_model("customer-kmeans", n_clusters=2, warmup=4, hysteresis=0.0)
+    assert isinstance(model, CustomerKMeans)
     for i, x in enumerate([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]]):
-        assignments += model.update_customer(f"c{i}", np.array(x), None, None)
-    states = [CustomerState(a.key, CustomerFeatures.empty(), segment=a.segment,
-                            vector=a.vector.tolist(), partition="local") for a in assignments]
-    store.write_batch(BatchWrite([PartitionWrite(store.take_partition("local"), states)]))
-    return model, store
+        model.update_customer(f"c{i}", np.array(x), None, None, partition="p0")
+    return model
 
 
-def test_the_reservoir_ids_are_a_part_of_their_own_and_vectors_stay_out() -> None:
-    model, _ = _seeded()
-    checkpoint = model_checkpoint("customer-kmeans", model, OnlineStandardizer(2), 5.0,
-                                  {0: "VIP"})  # type: ignore[arg-type]
-    assert list(checkpoint) == ["kind", "model", "reservoir_keys", "scaler", "watermark",
-                                "names"]
-    assert sorted(checkpoint["reservoir_keys"]) == ["c0", "c1", "c2", "c3"]
-    assert "keys" not in checkpoint["model"]["reservoir"]
-    assert checkpoint["model"]["reservoir"]["vectors"] is None
-    assert checkpoint["names"] == {"0": "VIP"}
+def test_the_checkpoint_leaves_statistics_buffer_and_sample_to_the_partitions() -> None:
+    model = _seeded()
+    checkpoint = model_checkpoint("customer-kmeans", model, {0: "VIP"}, {"c9": (1, 7)}, 12)
+    assert list(checkpoint) == ["kind", "format", "stamp", "model", "names", "relabels",
+                                "refined_at"]
+    light = checkpoint["model"]
+    assert light["parts"] is None and light["buffer"] is None
+    assert light["sample"]["rows"] is None and light["centroids"] is not None
+    assert checkpoint["names"] == {"0": "VIP"} and checkpoint["relabels"] == {"c9": [1, 7]}
     json.dumps(checkpoint)  # JSON-ready
 
 
-def test_restore_reads_the_sampled_vectors_from_the_store() -> None:
-    model, store = _seeded()
+def test_the_stamp_changes_with_the_version_and_the_names() -> None:
+    model = _seeded()
+    first = model_checkpoint("customer-kmeans", model, {0: "VIP"})["stamp"]
+    assert model_checkpoint("customer-kmeans", model, {0: "VIP"})["stamp"] == first
+    assert model_checkpoint("customer-kmeans", model, {0: "Loyal"})["stamp"] != first
+    model.refine()
+    assert model_checkpoint("customer-kmeans", model, {0: "VIP"})["stamp"] != first
+
+
+def test_restored_with_the_partitions_shares_the_model_is_whole_again() -> None:
+    model = _seeded()
     settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4,
                                                   "hysteresis": 0.0}})
-    checkpoint = model_checkpoint("customer-kmeans", model, OnlineStandardizer(2), 5.0, {})  # type: ignore[arg-type]
-    restored = restore_model(checkpoint, settings, store)
-    assert restored.model.to_state() == model.to_state()  # type: ignore[attr-defined]
-    assert restored.watermark == 5.0
+    checkpoint = json.loads(json.dumps(model_checkpoint("customer-kmeans", model, {1: "A"})))
+    restored = restore_model(checkpoint, settings)
+    assert restored.names == {1: "A"}
+    copy = restored.model
+    assert isinstance(copy, CustomerKMeans) and copy.ready and copy.partition_stats() == {}
+    rows = json.loads(json.dumps(model.to_state()))["sample"]["rows"]
+    copy.own("p0", model.partition_stats()["p0"],
+             [(key, vector, segment) for key, _, vector, segment in rows])
+    assert copy.to_state() == json.loads(json.dumps(model.to_state()))
 
 
-def test_a_checkpoint_of_another_kind_is_not_restored() -> None:
-    model, store = _seeded()
-    settings = load_settings(overrides={"model": {"kind": "river-kmeans"}})
-    checkpoint = model_checkpoint("customer-kmeans", model, OnlineStandardizer(2), 5.0, {})  # type: ignore[arg-type]
-    restored = restore_model(checkpoint, settings, store)
-    assert restored.watermark is None and not restored.model.ready
-
-
-def test_a_store_that_lost_sampled_customers_cannot_restore() -> None:
-    model, _ = _seeded()
+def test_a_checkpoint_of_another_kind_or_a_legacy_one_is_not_restored() -> None:
+    model = _seeded()
+    river = load_settings(overrides={"model": {"kind": "river-kmeans"}})
+    checkpoint = model_checkpoint("customer-kmeans", model, {})
+    assert not restore_model(checkpoint, river).model.ready
+    legacy = {"kind": "customer-kmeans", "model": {}, "scaler": {}, "watermark": 5.0}
+    assert is_legacy(legacy) and not is_legacy(checkpoint)
     settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4}})
-    checkpoint = model_checkpoint("customer-kmeans", model, OnlineStandardizer(2), 5.0, {})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="sampled customers"):
-        restore_model(checkpoint, settings, MemoryStore())
+    assert not restore_model(legacy, settings).model.ready

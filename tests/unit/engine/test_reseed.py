@@ -26,6 +26,17 @@ def _stored(settings: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
         store.close()
 
 
+def _shared_sums(settings: Any) -> tuple[list[int], np.ndarray]:
+    """The model's counts and sums per segment: the sum of the partitions' shares."""
+    store = open_store(settings.store)
+    try:
+        shares = [p.model["stats"] for p in store.read_partitions().values()]
+    finally:
+        store.close()
+    counts = np.sum([share["counts"] for share in shares], axis=0)
+    return counts.tolist(), np.sum([share["sums"] for share in shares], axis=0)
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
     path = tmp_path / "events.jsonl"
@@ -45,8 +56,11 @@ def test_reseed_moves_every_customer_to_the_new_k_and_the_store_agrees(
     assert set(segments) == {0, 1, 2, 3}
     assert summary.customers == len(segments) == len(before)
     assert meta["settings"]["model.n_clusters"] == 4 and not meta.get("reseed")
-    counts = checkpoint["model"]["counts"]
+    counts, sums = _shared_sums(settings)
     assert counts == [segments.count(k) for k in range(4)], "model and store disagree"
+    for k in range(4):
+        vectors = [s.vector for s in states.values() if s.segment == k]
+        np.testing.assert_allclose(sums[k], np.sum(vectors, axis=0), atol=1e-9)
     changes = [json.loads(line)["data"] for line in
                (tmp_path / "changes.jsonl").read_text().splitlines()]
     assert summary.changes > 0

@@ -88,15 +88,16 @@ def test_the_stored_format_keeps_its_keys_and_their_order() -> None:
     assert list(state["buffer"]) == ["keys", "partitions", "vectors"]
 
 
-def test_without_vectors_the_sample_is_left_to_the_caller() -> None:
+def test_without_vectors_statistics_and_sample_are_left_to_the_caller() -> None:
     events, _ = blobs(seed=10, n_per_blob=40)
     model = CustomerKMeans(n_clusters=5, warmup=60, reservoir_size=80, refine_every=50)
     store = drive_without_flush(model, events[:600])
     light = json.loads(json.dumps(model.to_state(with_vectors=False)))
-    assert light["sample"]["rows"] is None
+    assert light["sample"]["rows"] is None and light["parts"] is None
     restored = CustomerKMeans.from_state(light)
-    assert restored.n_sampled == 0
+    assert restored.n_sampled == 0 and restored.partition_stats() == {}
     rows = json.loads(json.dumps(model.to_state()))["sample"]["rows"]
-    restored.own_sample("", [(key, vector, segment) for key, _, vector, segment in rows])
+    assert not restored.own("", model.partition_stats()[""],
+                            [(key, vector, segment) for key, _, vector, segment in rows])
     assert restored.to_state() == json.loads(json.dumps(model.to_state()))
     replay_pair(model, restored, events[600:], store)
