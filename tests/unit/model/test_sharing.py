@@ -46,7 +46,7 @@ def test_two_workers_make_one_segmentation() -> None:
         result = refiner.refine_shared((keys, x, segments))
         for a in result.moved:
             store[a.key] = (a.vector, a.segment)
-        for key, (segment, check) in result.relabels.items():
+        for key, (_segment, check) in result.relabels.items():
             assert check == vector_check(store[key][0])  # the vector it saw
         for a in other.adopt(refiner.version, refiner.centroids, refiner.sample_rate,
                              result.relabels):
