@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -30,9 +31,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.core.events import CHANGE_EVENT_TYPE
 from tests._ops import (
+    ALERTS,
     PROMETHEUS_SERIES,
     Query,
     alert_queries,
+    alert_rules,
     dashboard_queries,
     metric_names,
     run_promtool,
@@ -197,6 +200,71 @@ def test_every_metric_and_label_of_the_dashboard_and_alerts_is_exported(live: Li
                                             for n in metric_names(query.expr)))
         unknown = _label_names(query.expr) - known
         assert not unknown, f"{query.where}: labels {unknown} not exported: {query.expr}"
+
+
+def test_a_real_prometheus_loads_the_rules_and_answers_every_dashboard_query(
+        live: Live, tmp_path: Path) -> None:
+    """Debian's prometheus server (the package that brings promtool) scrapes the live
+    service every second with config/alerts.yml loaded: every rule evaluates without
+    error and none fires on a healthy service; every dashboard query returns series."""
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: scripts/test installs Debian's `prometheus` "
+                    "package", pytrace=False)
+    port = free_port()
+    (tmp_path / "alerts.yml").write_text(ALERTS.read_text())
+    (tmp_path / "prometheus.yml").write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [{"job_name": "streamseg", "static_configs": [
+            {"targets": [f"127.0.0.1:{live.service.metrics_port}"]}]}],
+    }))
+    log = (tmp_path / "prometheus.log").open("wb")
+    server = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def api(path: str) -> Any:
+        url = f"http://127.0.0.1:{port}/api/v1/{path}"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            body = json.load(reply)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(expr: str) -> list[Any]:
+        result: list[Any] = api("query?" + urllib.parse.urlencode({"query": expr}))["result"]
+        return result
+
+    def scraped_enough() -> bool:
+        if server.poll() is not None:
+            pytest.fail(f"prometheus exited: {(tmp_path / 'prometheus.log').read_text()}")
+        with contextlib.suppress(OSError, ValueError):
+            # rate() over the dashboard's 1m needs two scrapes; the rules' 5m windows too.
+            return bool(query('count_over_time(up{job="streamseg"}[1m]) >= 5'))
+        return False
+
+    try:
+        wait_until(scraped_enough, "prometheus to scrape the service five times",
+                   services=[live.service])
+        assert [s["value"][1] for s in query('up{job="streamseg"}')] == ["1"]
+        rules = [rule for group in api("rules")["groups"] for rule in group["rules"]]
+        assert {rule["name"] for rule in rules} == {r["alert"] for r in alert_rules()}
+        for rule in rules:
+            assert rule["health"] == "ok", rule
+            assert rule["state"] == "inactive", rule  # a healthy service raises nothing
+        empty = [f"{q.where}: {q.expr}" for q in dashboard_queries() if not query(q.expr)]
+        assert not empty, "queries without a series on a live service:\n" + "\n".join(empty)
+    finally:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(30)
+        if server.poll() is None:
+            server.kill()
+            server.wait(30)
+        log.close()
 
 
 # -- CloudEvents ---------------------------------------------------------------------------
