@@ -48,7 +48,9 @@ class SourceSettings(_Section):
     )
     batch_size: int = Field(500, ge=1, le=100_000, description="Records per pipeline batch.")
     poll_timeout_s: float = Field(
-        0.5, gt=0, description="How long one poll waits for records on an unbounded source."
+        0.5, gt=0,
+        description="How long one poll waits for records on Kafka, or on stdin while it stays "
+        "open: a batch not full by then is processed as it is.",
     )
 
 
