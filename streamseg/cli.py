@@ -86,6 +86,8 @@ def run(
         source={"uri": source}, store={"uri": store},
         sinks={"changes": sink, "dead_letter": dead_letter},
     ))
+    if settings.api.enabled:
+        _check_api_exposure(settings)  # before anything is opened or consumed
     from streamseg.app import Application
     from streamseg.core.profiles import format_table, profile_segments
     from streamseg.processing.lease import LeaseLost
@@ -287,9 +289,21 @@ def api(
 ) -> None:
     """Serve the read API (GET /customers/{id}, /segments, /healthz, /readyz, /docs)."""
     settings = _settings(config, _nested(store={"uri": store}, api={"host": host, "port": port}))
+    _check_api_exposure(settings)
     from streamseg.serve.api import serve_api
 
     serve_api(settings, settings.api.host, settings.api.port)
+
+
+def _check_api_exposure(settings: Settings) -> None:
+    """Stop with a clear error when the API would serve beyond loopback without tokens."""
+    from streamseg.serve.auth import ApiExposedError, check_exposure
+
+    try:
+        check_exposure(settings.api.host, protected=bool(settings.api.token_list()))
+    except ApiExposedError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -21,6 +21,7 @@ from streamseg.core.features import CustomerFeatures, FeatureSnapshot
 from streamseg.core.naming import DEFAULT_RULES, NameRule
 from streamseg.core.privacy import pseudonymise
 from streamseg.io.file import CsvMapping
+from streamseg.serve.auth import MIN_TOKEN_LENGTH, parse_tokens
 
 #: Where the bundled real sample lives; ``source.uri: sample:cdnow`` points here.
 SAMPLE_PATH = Path(__file__).parent / "data" / "cdnow_sample.csv"
@@ -47,7 +48,9 @@ class SourceSettings(_Section):
     )
     batch_size: int = Field(500, ge=1, le=100_000, description="Records per pipeline batch.")
     poll_timeout_s: float = Field(
-        0.5, gt=0, description="How long one poll waits for records on an unbounded source."
+        0.5, gt=0,
+        description="How long one poll waits for records on Kafka, or on stdin while it stays "
+        "open: a batch not full by then is processed as it is.",
     )
 
 
@@ -294,6 +297,27 @@ class ApiSettings(_Section):
     enabled: bool = Field(False, description="Also serve the read API inside `streamseg run`.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you need more.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the read API.")
+    tokens: SecretStr | None = Field(
+        None,
+        description="Bearer tokens of the read API, comma-separated (set via "
+        "STREAMSEG_API__TOKENS; each at least 16 characters; never logged). When set, "
+        "/customers and /segments need `Authorization: Bearer <token>` (/healthz, /readyz "
+        "and the OpenAPI docs stay open); required unless api.host is a loopback address.",
+    )
+
+    @model_validator(mode="after")
+    def _tokens_long_enough(self) -> ApiSettings:
+        if self.tokens is not None and not parse_tokens(self.tokens):
+            raise ValueError("api.tokens is set but holds no token")
+        short = sum(len(t) < MIN_TOKEN_LENGTH for t in parse_tokens(self.tokens))
+        if short:  # never echo a token, not even a bad one
+            raise ValueError(f"api.tokens: {short} token(s) shorter than {MIN_TOKEN_LENGTH} "
+                             "characters")
+        return self
+
+    def token_list(self) -> list[str]:
+        """The configured tokens (revealed only here, for the API's verifier)."""
+        return parse_tokens(self.tokens)
 
 
 class Settings(BaseSettings):

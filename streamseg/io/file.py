@@ -13,13 +13,22 @@ Neither can rewind the way a Kafka consumer can, and both must when a batch fail
   that failed had in fact been applied (a reply lost after the store applied it), its
   events are recognised by their event ids, the last ``pipeline.dedupe_window`` of each
   customer.
+
+stdin may also be a pipe that stays open with nothing more to read for a while. A poll
+there returns the records that arrived within its timeout (:class:`_PipeLines`) rather
+than wait for a whole batch or the end of the input: the last lines written are applied
+now, and the loop gets back to its stop flag between polls, so SIGTERM ends the run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import select
 import sys
+import time
+from collections import deque
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +64,66 @@ class CsvMapping(BaseModel):
     delimiter: str = Field(",", description="Field separator.")
 
 
+class _PipeLines:
+    """Lines of a file descriptor (stdin), waiting for one no longer than a deadline.
+
+    A buffered ``readline`` blocks until a whole line is there, and the signal handler
+    that sets the stop flag cannot end that wait (the read is resumed after it). Here
+    ``select`` says when the descriptor has bytes, ``os.read`` takes what is there
+    without waiting for more, and the start of a line waits in ``_partial`` for its end.
+    Lines end at ``\n``, as JSON Lines asks (a ``\r`` before it goes with it in
+    :meth:`FileSource.poll`; a lone ``\r``, which JSON allows as whitespace, ends no
+    line); the bytes are decoded a whole line at a time, so a character split across
+    reads is decoded whole.
+    """
+
+    #: Bytes per read: a pipe's default capacity on Linux.
+    CHUNK = 64 * 1024
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lines: deque[bytes] = deque()
+        self._partial = bytearray()
+        self.eof = False
+
+    def readline(self, deadline: float) -> str | None:
+        """The next line with its ``\n`` (the last one maybe without), or None when
+        none is complete by ``deadline`` (``time.monotonic()``), or at the end."""
+        while not self._lines and not self.eof:
+            wait = max(0.0, deadline - time.monotonic())
+            # A regular file (``< file``) always selects as readable, and /dev/null too.
+            readable, _, _ = select.select([self._fd], [], [], wait)
+            if not readable:
+                return None
+            self._take(os.read(self._fd, self.CHUNK))
+        if self._lines:
+            return self._lines.popleft().decode("utf-8", errors="replace")
+        return None
+
+    def _take(self, chunk: bytes) -> None:
+        if not chunk:
+            self.eof = True
+            if self._partial:  # a last line without a newline is a line
+                self._lines.append(bytes(self._partial))
+                self._partial.clear()
+            return
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._partial += chunk[start:end + 1]
+            self._lines.append(bytes(self._partial))
+            self._partial.clear()
+            start = end + 1
+        self._partial += chunk[start:]
+
+
+def _descriptor(stream: IO[str]) -> int | None:
+    """The file descriptor of ``stream``, or None for an in-memory stream (tests)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
 class FileSource(Source):
     """Reads a ``.jsonl`` or ``.csv`` file, or ``-`` for JSON Lines on stdin.
 
@@ -74,9 +143,14 @@ class FileSource(Source):
         self.key = "stdin" if self.is_stdin else f"file:{Path(path).resolve()}"
         self._name = "stdin" if self.is_stdin else Path(path).name
         self._stream = "" if self.is_stdin else self.key
+        self._pipe: _PipeLines | None = None
         if self.is_stdin:
-            self._handle: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8",
-                                                     errors="replace")
+            fd = _descriptor(sys.stdin)
+            if fd is not None:
+                self._pipe = _PipeLines(fd)
+            else:  # an in-memory stdin never waits: a plain readline does
+                self._handle: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8",
+                                                         errors="replace")
             self._size: int | None = None
         else:
             if not Path(path).is_file():
@@ -141,11 +215,19 @@ class FileSource(Source):
         """The records handed out so far are in the store: stdin may forget them."""
         self._unwritten.clear()
 
-    def _read_line(self) -> str | None:
-        line = self._handle.readline()
-        if not line:
-            self._done = True
-            return None
+    def _read_line(self, deadline: float = 0.0) -> str | None:
+        """The next physical line ("" if blank), or None at the end or, on a pipe, when
+        none is complete by ``deadline`` (a file never waits: it is ignored)."""
+        if self._pipe is not None:
+            line = self._pipe.readline(deadline)
+            if line is None:
+                self._done = self._pipe.eof
+                return None
+        else:
+            line = self._handle.readline()
+            if not line:
+                self._done = True
+                return None
         self._line += 1
         if line.strip():
             self._consumed += 1
@@ -157,8 +239,9 @@ class FileSource(Source):
         del self._replay[:max_records]
         if self.is_stdin:
             self._unwritten += records
+        deadline = time.monotonic() + timeout
         while len(records) < max_records:
-            line = self._read_line()
+            line = self._read_line(deadline)
             if line is None:
                 break
             if not line:

@@ -5,8 +5,11 @@ Every sink writes ``SinkRecord.text``; Kafka also sends the key and headers.
 Segment changes (:func:`change_record`)
     text = the CloudEvents JSON (``SegmentChange.to_json()``), key = the customer id
     (all changes of one customer land in one Kafka partition, in order; a compacted
-    topic keeps each customer's latest segment), headers ``ce_type``, ``ce_id`` and
-    ``content-type: application/cloudevents+json``.
+    topic keeps each customer's latest segment), one header ``content-type:
+    application/cloudevents+json``. Structured mode, and nothing that says otherwise:
+    in the CloudEvents Kafka protocol binding ``ce_*`` headers mean binary mode, so a
+    consumer that detects the mode (the CloudEvents SDK's ``from_kafka``) would read the
+    event's attributes from the headers and fail on those that are only in the body.
 
 Dead letters (:func:`dead_letter_record`)
     text = ``DeadLetter.to_json()`` (reason, origin, time, the payload as text; of a
@@ -18,7 +21,7 @@ Dead letters (:func:`dead_letter_record`)
 
 from __future__ import annotations
 
-from streamseg.core.events import CHANGE_EVENT_TYPE, DeadLetter, SegmentChange
+from streamseg.core.events import DeadLetter, SegmentChange
 from streamseg.io.sink import SinkRecord
 
 __all__ = ["MAX_REASON_HEADER_BYTES", "change_record", "dead_letter_record"]
@@ -26,20 +29,16 @@ __all__ = ["MAX_REASON_HEADER_BYTES", "change_record", "dead_letter_record"]
 #: Longest ``reason`` header of a dead letter, in bytes (the value keeps it all).
 MAX_REASON_HEADER_BYTES = 1024
 
-_CE_TYPE = CHANGE_EVENT_TYPE.encode()
 _CLOUDEVENTS_JSON = b"application/cloudevents+json"
 
 
 def change_record(change: SegmentChange) -> SinkRecord:
-    """A segment change as a keyed CloudEvents record."""
+    """A segment change as a keyed, structured-mode CloudEvents record."""
     return SinkRecord(
         change.to_json(),
         change.subject.encode("utf-8"),
-        [
-            ("ce_type", _CE_TYPE),
-            ("ce_id", change.id.encode("utf-8")),
-            ("content-type", _CLOUDEVENTS_JSON),
-        ],
+        # No ce_* header besides: it would make the record binary mode (module docstring).
+        [("content-type", _CLOUDEVENTS_JSON)],
     )
 
 

@@ -12,8 +12,9 @@ Each record's value is the formatter's text in UTF-8, with its key and headers
 Segment changes (:func:`~streamseg.io.formats.change_record`)
     value = the CloudEvents JSON (``SegmentChange.to_json()``), key = the customer id
     (all changes of one customer land in one partition, in order; a compacted topic
-    keeps each customer's latest segment), headers ``ce_type``, ``ce_id`` and
-    ``content-type: application/cloudevents+json``.
+    keeps each customer's latest segment), one header ``content-type:
+    application/cloudevents+json`` (structured mode; no ``ce_*`` header, which would
+    say binary mode).
 
 Dead letters (:func:`~streamseg.io.formats.dead_letter_record`)
     value = ``DeadLetter.to_json()`` (reason, origin, time, the payload as text; of a

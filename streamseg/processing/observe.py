@@ -28,6 +28,8 @@ class Observer:
         self.source = source
         self._model_version = model_version
         self._last_refresh = 0.0
+        #: The (topic, partition) labels of the lag series this worker exports now.
+        self._lag_series: set[tuple[str, str]] = set()
         #: When a list, every event's produce-to-written latency (seconds) is appended
         #: too, for benchmarks that want exact percentiles rather than histogram buckets.
         self.latency_samples: list[float] | None = None
@@ -60,6 +62,21 @@ class Observer:
         metrics.set_partition_sizes(engine.partitions)
         lag = getattr(self.source, "lag", None)
         if callable(lag):
-            for (topic, partition), behind in lag().items():
-                metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
+            self._set_lag(lag())
         is_ready()
+
+    def _set_lag(self, lags: dict[tuple[str, int], int]) -> None:
+        """Export the lag of the partitions assigned now, and only theirs.
+
+        A partition that moved to another worker is reported by that worker; a series
+        left here would keep its last value forever, and the alerts, which take the
+        ``max by (topic, partition)`` over workers, would see it behind for good.
+        """
+        gauge = self.metrics.consumer_lag
+        series = {(topic, str(partition)): behind
+                  for (topic, partition), behind in lags.items()}
+        for topic, partition in self._lag_series - series.keys():
+            gauge.remove(topic, partition)  # labels in the gauge's order: topic, partition
+        for (topic, partition), behind in series.items():
+            gauge.labels(topic=topic, partition=partition).set(behind)
+        self._lag_series = set(series)

@@ -14,6 +14,13 @@ Endpoints (OpenAPI spec at ``/openapi.json``, interactive docs at ``/docs``):
 ``GET /readyz``
     The store answers ``ping()``: 200, else 503.
 
+Authentication (:mod:`streamseg.serve.auth`)
+    With ``api.tokens`` set, ``/customers`` and ``/segments`` need ``Authorization:
+    Bearer <token>`` (401 with ``WWW-Authenticate: Bearer`` otherwise) and the OpenAPI
+    spec declares the scheme; ``/healthz``, ``/readyz``, the spec and the docs stay open.
+    Without tokens the API is open, and then it may only listen on loopback:
+    :func:`serve_api` and :func:`start_api_in_thread` refuse any other address.
+
 The API only reads. It runs next to a pipeline that writes (``streamseg run``), in the
 same process or another; what it serves is as fresh as the last batch written.
 
@@ -51,8 +58,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -63,6 +71,7 @@ from pydantic import (
 
 import streamseg
 from streamseg.config import Settings
+from streamseg.serve.auth import TOKENS_ENV, TokenVerifier, check_exposure
 from streamseg.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -79,7 +88,7 @@ __all__ = [
     "start_api_in_thread",
 ]
 
-#: Loopback by default: the API has no authentication, so exposing it is a decision.
+#: Loopback by default: beyond it the API needs bearer tokens (``api.tokens``).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
@@ -279,6 +288,35 @@ def _timestamp(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
 
 
+# -- authentication ---------------------------------------------------------------------
+#: The OpenAPI name of the bearer scheme.
+SECURITY_SCHEME = "bearerAuth"
+
+
+def _bearer_dependency(verifier: TokenVerifier) -> Callable[..., None]:
+    """A FastAPI dependency that lets a request through only with a valid bearer token.
+
+    Declared through ``HTTPBearer`` so that the OpenAPI spec names the scheme. The
+    presented token is never logged nor echoed in the error.
+    """
+    scheme = HTTPBearer(
+        auto_error=False, scheme_name=SECURITY_SCHEME,
+        description=f"One of the tokens of api.tokens ({TOKENS_ENV}).",
+    )
+
+    def require_token(
+        credentials: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
+    ) -> None:
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token",
+                                headers={"WWW-Authenticate": 'Bearer realm="streamseg"'})
+        if not verifier.accepts(credentials.credentials):
+            raise HTTPException(401, "invalid bearer token", headers={
+                "WWW-Authenticate": 'Bearer realm="streamseg", error="invalid_token"'})
+
+    return require_token
+
+
 # -- the application --------------------------------------------------------------------
 def create_app(
     settings: Settings,
@@ -301,6 +339,14 @@ def create_app(
     >>> sorted(p for p in app.openapi()["paths"])
     ['/customers/{customer_id}', '/healthz', '/readyz', '/segments']
     """
+    verifier = TokenVerifier(settings.api.token_list())
+    # Declared only when enforced: an open API's spec must not claim a scheme it ignores.
+    guarded: dict[str, Any] = {}
+    unauthorised: dict[int | str, dict[str, Any]] = {}
+    if verifier:
+        guarded = {"dependencies": [Depends(_bearer_dependency(verifier))]}
+        unauthorised = {401: {"model": ErrorBody,
+                              "description": "No bearer token, or not a valid one."}}
     owned = store is None
     if store is None:
         store = open_store(settings.store)
@@ -319,6 +365,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.reader = reader
+    #: Whether requests need a token (start_api_in_thread refuses to expose an open API).
+    app.state.auth_required = bool(verifier)
 
     def service_clock(meta: _Meta) -> float | None:
         if settings.pipeline.clock == "wall":
@@ -329,9 +377,11 @@ def create_app(
     @app.get(
         "/customers/{customer_id:path}",
         response_model=CustomerResponse,
-        responses={404: {"model": ErrorBody, "description": "Unknown customer."},
+        responses={**unauthorised,
+                   404: {"model": ErrorBody, "description": "Unknown customer."},
                    503: {"model": ErrorBody, "description": "The store does not answer."}},
         summary="One customer's segment and features",
+        **guarded,
     )
     def get_customer(customer_id: str) -> CustomerResponse:
         key = _lookup_key(customer_id, settings)
@@ -361,8 +411,9 @@ def create_app(
         )
 
     @app.get("/segments", response_model=SegmentsResponse,
-             responses={503: {"model": ErrorBody, "description": "The store does not answer."}},
-             summary="Every segment's size, share and profile")
+             responses={**unauthorised,
+                        503: {"model": ErrorBody, "description": "The store does not answer."}},
+             summary="Every segment's size, share and profile", **guarded)
     def get_segments() -> SegmentsResponse:
         meta = reader.meta()
         segments = [meta.segments[k] for k in sorted(meta.segments)]
@@ -400,11 +451,13 @@ def serve_api(
 ) -> None:
     """Serve the API with uvicorn until interrupted (SIGINT/SIGTERM); blocks.
 
-    ``streamseg api`` calls this. Binds loopback unless told otherwise: the API has no
-    authentication of its own.
+    ``streamseg api`` calls this. Binds loopback unless told otherwise; any other address
+    needs ``api.tokens`` (:class:`~streamseg.serve.auth.ApiExposedError` otherwise, before
+    the store is opened).
     """
     import uvicorn
 
+    check_exposure(host, protected=bool(settings.api.token_list()))
     uvicorn.run(create_app(settings, store), host=host, port=port, log_level="info")
 
 
@@ -441,7 +494,8 @@ def start_api_in_thread(
     ``port=0`` binds an ephemeral port (see ``handle.port``). Used by the tests, and to
     run the API inside ``streamseg run``. The socket is bound here, in the caller's
     thread, so that "address in use" is raised to the caller rather than lost in the
-    server thread.
+    server thread. An app without tokens is refused on a non-loopback ``host``
+    (:class:`~streamseg.serve.auth.ApiExposedError`).
 
     >>> from streamseg.config import load_settings
     >>> from streamseg.store import MemoryStore
@@ -451,6 +505,7 @@ def start_api_in_thread(
     """
     import uvicorn
 
+    check_exposure(host, protected=bool(getattr(app.state, "auth_required", False)))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

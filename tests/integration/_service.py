@@ -83,7 +83,9 @@ class Service:
         self.log_path = self.workdir / "service-0.log"
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self) -> Service:
+    def start(self, *, stdin_pipe: bool = False) -> Service:
+        """Start it; with ``stdin_pipe``, its stdin is a pipe the test writes to
+        (``self.process.stdin``) and holds open as long as it likes."""
         assert not self.alive(), f"{self.name}: already running"
         self.starts += 1
         self.log_path = self.workdir / f"service-{self.starts}.log"
@@ -96,7 +98,7 @@ class Service:
                 [sys.executable, "-m", "streamseg.cli", "run", "--config",
                  str(self.config_path), "--no-progress", "-v"],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL, env=env,
             )
         return self
 
@@ -129,6 +131,9 @@ class Service:
         if self.alive():
             with contextlib.suppress(Exception):
                 self.kill()
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
 
     def hang_dump(self) -> str:
         """Abort a hung service so that faulthandler writes every thread's stack to its

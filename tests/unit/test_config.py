@@ -63,7 +63,8 @@ def test_production_yaml_and_container_files_agree() -> None:
     assert "COPY config /etc/streamseg" in dockerfile
     assert f"EXPOSE {production.metrics.port} {production.api.port}" in dockerfile
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert set(compose["services"]) == {"kafka", "redis", "streamseg", "prometheus"}
+    assert set(compose["services"]) == {"kafka", "redis", "streamseg", "prometheus",
+                                        "grafana"}
     scrape = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
     # Every worker is scraped: the service name resolves to one address per worker.
     discovery = scrape["scrape_configs"][0]["dns_sd_configs"][0]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from streamseg.core.events import RawRecord
 from streamseg.io import open_source
 from streamseg.io.file import CsvMapping, FileSource
 
@@ -138,6 +142,83 @@ def test_stdin_hands_out_again_what_was_not_written(monkeypatch: pytest.MonkeyPa
     assert again[:2] == failed
     assert [r.payload for r in again[2:]] == ['{"n": 4}', '{"n": 5}']
     assert source.exhausted
+    source.close()
+
+
+# -- stdin on a pipe that stays open ----------------------------------------------------
+#: Guard against a poll that blocks for good (the bug these tests catch), not a speed bar.
+HANG_GUARD_S = 30.0
+
+
+@pytest.fixture
+def stdin_pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """stdin is the read end of a real pipe; yields ``[write fd]`` (the test may close it
+    and set it to -1)."""
+    read, write = os.pipe()
+    handle = open(read, encoding="utf-8")  # noqa: SIM115 - closed below
+    monkeypatch.setattr(sys, "stdin", handle)
+    holder = [write]
+    yield holder
+    if holder[0] >= 0:
+        os.close(holder[0])  # also ends a poll the old code left blocked
+    handle.close()
+
+
+def _poll(source: FileSource, max_records: int, timeout: float) -> list[RawRecord]:
+    """``source.poll`` in a thread, failing the test if it does not return."""
+    result: list[list[RawRecord]] = []
+    thread = threading.Thread(target=lambda: result.append(source.poll(max_records, timeout)),
+                              daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD_S)
+    assert not thread.is_alive(), \
+        f"poll({max_records}, {timeout}) on an open pipe still blocked after {HANG_GUARD_S}s"
+    return result[0]
+
+
+def test_stdin_poll_returns_the_lines_that_arrived_while_the_pipe_stays_open(
+    stdin_pipe: list[int],
+) -> None:
+    source = FileSource("-")
+    # Three lines and the start of a fourth; the batch would take 500.
+    os.write(stdin_pipe[0], b'{"n": 0}\n\n{"n": 1}\r\n{"n": 2}\n{"n": ')
+    records = _poll(source, 500, 0.2)
+    assert [r.payload for r in records] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
+    assert [r.origin for r in records] == ["stdin:1", "stdin:3", "stdin:4"]
+    assert not source.exhausted
+    # Nothing more: an empty poll once the timeout is over, not a wait for more lines
+    # (the loop checks its stop flag between polls: SIGTERM ends the run).
+    assert _poll(source, 500, 0.2) == []
+    assert not source.exhausted
+    # The partial line is completed; a character split across writes is decoded whole.
+    os.write(stdin_pipe[0], b'3}\n{"c": "\xc3')
+    os.write(stdin_pipe[0], b'\xa9"}\n')
+    records = _poll(source, 500, 0.2)
+    assert [r.payload for r in records] == ['{"n": 3}', '{"c": "\u00e9"}']
+    assert [r.origin for r in records] == ["stdin:5", "stdin:6"]
+    # A full batch is returned as soon as it is there, the rest on the next poll.
+    os.write(stdin_pipe[0], b"".join(b'{"m": %d}\n' % i for i in range(5)))
+    assert [r.payload for r in _poll(source, 3, 0.2)] == ['{"m": 0}', '{"m": 1}', '{"m": 2}']
+    # The end of the pipe ends the source; a last line without a newline counts.
+    os.write(stdin_pipe[0], b'{"last": 1}')
+    os.close(stdin_pipe[0])
+    stdin_pipe[0] = -1
+    records = _poll(source, 500, 0.2)
+    assert [r.payload for r in records] == ['{"m": 3}', '{"m": 4}', '{"last": 1}']
+    assert [r.origin for r in records] == ["stdin:10", "stdin:11", "stdin:12"]
+    assert _poll(source, 500, 0.2) == [] and source.exhausted
+    source.close()
+
+
+def test_stdin_on_a_pipe_hands_out_again_what_was_not_written(stdin_pipe: list[int]) -> None:
+    source = FileSource("-")
+    os.write(stdin_pipe[0], b"".join(b'{"n": %d}\n' % i for i in range(4)))
+    first = _poll(source, 2, 0.2)
+    source.written({})
+    failed = _poll(source, 500, 0.2)  # this batch fails before it is written
+    source.seek({})
+    assert _poll(source, 500, 0.2) == failed
+    assert [r.payload for r in first + failed] == [f'{{"n": {i}}}' for i in range(4)]
     source.close()
 
 

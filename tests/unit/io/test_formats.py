@@ -28,11 +28,26 @@ def test_a_change_is_its_cloudevent_keyed_by_customer() -> None:
     assert record.text == change.to_json()
     assert json.loads(record.text)["subject"] == "kunde-ü"
     assert record.key == "kunde-ü".encode()
-    assert record.headers == [
-        ("ce_type", CHANGE_EVENT_TYPE.encode()),
-        ("ce_id", change.id.encode()),
-        ("content-type", b"application/cloudevents+json"),
-    ]
+    # Structured mode: content-type alone. A ``ce_*`` header would say binary mode
+    # (CloudEvents Kafka protocol binding, 3.2), so there is none.
+    assert record.headers == [("content-type", b"application/cloudevents+json")]
+
+
+def test_the_cloudevents_sdk_auto_detects_a_change_as_structured() -> None:
+    """The SDK's mode-detecting reader, as a consumer that does not know the mode uses
+    it, gets the event back whole (it reads any ``ce_*`` header as binary mode)."""
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
+    from cloudevents.core.v1.event import CloudEvent
+
+    change = _change("kunde-ü")
+    record = change_record(change)
+    event = from_kafka_event(KafkaMessage(headers=dict(record.headers), key=record.key,
+                                          value=record.text.encode("utf-8")))
+    assert isinstance(event, CloudEvent)
+    assert (event.get_id(), event.get_source(), event.get_type(), event.get_subject()) == (
+        change.id, "streamseg", CHANGE_EVENT_TYPE, "kunde-ü")
+    assert event.get_extension("partitionkey") == "kunde-ü"  # the Kafka key
+    assert event.get_data() == json.loads(change.to_json())["data"]
 
 
 def test_a_dead_letter_is_unkeyed_with_reason_and_origin_headers() -> None:
