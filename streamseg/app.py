@@ -288,7 +288,10 @@ class Application:
         self._deliver(self.engine.rescore_batch(self.settings.pipeline.max_rescore_per_batch),
                       {})
         if self.shared:
-            self._deliver(self.engine.sweep_batch(self.settings.model.sweep_page), {})
+            engine = self.engine
+            if engine.refiner and self.refiner.due(engine, idle=True):
+                self._deliver(engine.refine_shared(self.refiner, idle=True), {})
+            self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
         self.observer.refresh(self.engine, self.is_ready)
 
     def _finish(self) -> None:

@@ -24,6 +24,7 @@ puts stored customers at their nearest centroid again (:mod:`.sweep`).
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,8 @@ from streamseg.engine.sweep import Sweep
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SegmentationEngine"]
 
@@ -188,9 +191,12 @@ class SegmentationEngine:
             return
         assert isinstance(published, CustomerKMeans)
         if published.version > self.model.version or not self.model.ready:
-            self._pending += self.model.adopt(published.version, published.centroids,
-                                              published.sample_rate, restored.relabels)
+            moved = self.model.adopt(published.version, published.centroids,
+                                     published.sample_rate, restored.relabels)
+            self._pending += moved
             self.sync_others()
+            log.info("adopted version %d of the shared model: %d of this worker's "
+                     "customers moved", published.version, len(moved))
 
     # -- the clock ------------------------------------------------------------------
     @property
@@ -301,11 +307,11 @@ class SegmentationEngine:
             self._apply_assignments(batch, moved)
         return self._end(batch)
 
-    def refine_shared(self, refiner: Refiner) -> BatchOutcome:
+    def refine_shared(self, refiner: Refiner, idle: bool = False) -> BatchOutcome:
         """The refiner's seeding or refinement of the shared model (:mod:`.refiner`),
         as a batch: its own customers' moves, and what it publishes."""
         batch = self._begin()
-        self._apply_assignments(batch, refiner.run(self))
+        self._apply_assignments(batch, refiner.run(self, idle))
         self.refresh_segment_names()
         return self._end(batch)
 

@@ -6,6 +6,9 @@ over all partitions since the last refinement (or, before seeding, once the warm
 buffers of all partitions hold ``model.warmup`` customers), it runs
 :meth:`Refiner.run` inside one of its batches:
 
+When the input goes idle, the refiner refines with the complete restart search
+(``model.n_init`` candidates, as at the end of a finite stream), once per quiet spell.
+
 1. **Snapshot.** Read every other partition's share and sample rows in one consistent
    read (:meth:`~streamseg.store.Store.snapshot`; Redis: one ``MULTI``). Each owner
    writes a partition's share and its rows in the same atomic write, so each
@@ -48,6 +51,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamseg.engine.shared import Share
+from streamseg.faults import fail_point
 from streamseg.model import Assignment, CustomerKMeans
 
 if TYPE_CHECKING:
@@ -69,22 +73,27 @@ class Refiner:
         self._clock = clock
         self._last: float | None = None
 
-    def due(self, engine: SegmentationEngine) -> bool:
-        """Whether :meth:`run` should run now."""
+    def due(self, engine: SegmentationEngine, idle: bool = False) -> bool:
+        """Whether :meth:`run` should run now. ``idle``: the input has nothing new --
+        the stream's end for now, when any update not refined over is (a refinement
+        with the complete restart search, as at the end of a finite stream)."""
         model = engine.model
         if not isinstance(model, CustomerKMeans):
             return False
         if not model.ready:
+            # (not early when idle: a live stream idles between bursts, long before
+            # there is enough to seed from)
             return model.n_buffered + engine.shares.buffered() >= self.warmup
         if self._last is not None and self._clock() - self._last < self.interval_s:
             return False
-        return engine.shares.total_updates() - engine.refined_at >= self.refine_every
+        pending = engine.shares.total_updates() - engine.refined_at
+        return pending >= (1 if idle else self.refine_every)
 
-    def run(self, engine: SegmentationEngine) -> list[Assignment]:
+    def run(self, engine: SegmentationEngine, idle: bool = False) -> list[Assignment]:
         """Steps 1-4 of the module docstring; returns the refiner's own customers'
         assignments (the batch applies them). The published parts are left in
         ``engine`` (``relabels``, ``refined_at``, the model's version and centroids) for
-        the batch's checkpoint."""
+        the batch's checkpoint. ``idle``: refine with the complete restart search."""
         model = engine.model
         assert isinstance(model, CustomerKMeans)
         self._last = self._clock()
@@ -108,6 +117,7 @@ class Refiner:
                 return []
             buffered = model.n_buffered + len(waiting)
             moved = model.seed_shared(waiting)
+            fail_point("refiner.before_publish")
             engine.relabels = {}
             log.info("seeded the shared model over %d buffered customers", buffered)
             return moved
@@ -115,9 +125,13 @@ class Refiner:
         refinement = model.refine_shared(
             ([cid for cid, _, _ in assigned],
              np.array([vector for _, vector, _ in assigned], dtype=np.float64).reshape(-1, dim),
-             np.array([segment for _, _, segment in assigned], dtype=np.int64)))
+             np.array([segment for _, _, segment in assigned], dtype=np.int64)),
+            full_search=idle)
+        fail_point("refiner.before_publish")
         # 4. publish: the others' moves go out with the checkpoint
         engine.relabels = refinement.relabels
-        log.debug("refinement %d: %d own and %d other customers moved", model.version,
-                  len(refinement.moved), len(refinement.relabels))
+        log.info("refinement %d over %d sampled customers (%d of other workers): %d of "
+                 "this worker's and %d of the others' moved", model.version,
+                 model.n_sampled + len(assigned), len(assigned), len(refinement.moved),
+                 len(refinement.relabels))
         return refinement.moved

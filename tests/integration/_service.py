@@ -72,6 +72,8 @@ class Service:
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
+        #: Environment variables added to its own (a fail point, ...).
+        self.env: dict[str, str] = {}
         self.metrics_port = metrics_port
         if metrics_port is not None:
             config = {**config, "metrics": {"enabled": True, "host": "127.0.0.1",
@@ -93,6 +95,7 @@ class Service:
         # its config file, whatever the test runner's environment holds.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSEG_")}
         env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see hang_dump)
+        env.update(self.env)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamseg.cli", "run", "--config",
