@@ -48,6 +48,7 @@ from streamseg.engine.shared import Share, Shares
 from streamseg.engine.sweep import Sweep
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.model import Assignment, CustomerKMeans
+from streamseg.model.stats import ClusterStats
 from streamseg.store import LOCAL_PARTITION, Partition, Store
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,9 @@ class SegmentationEngine:
         """Give the model the other partitions' statistics, as last read."""
         if isinstance(self.model, CustomerKMeans) and self.model.ready:
             stats = self.shares.others_stats
-            if stats is not None:
-                self.model.set_others(stats)
+            if stats is None:  # no other partition has statistics (any more)
+                stats = ClusterStats.zeros(self.settings.model.n_clusters, len(VECTOR_FIELDS))
+            self.model.set_others(stats)
 
     def adopt_published(self, force: bool = False) -> None:
         """Take the version the refiner last published: its centroids, names and the

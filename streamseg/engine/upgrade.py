@@ -80,6 +80,7 @@ def upgrade_store(settings: Settings, store: Store, lease: str | None) -> None:
             part.scaler.learn_many(np.asarray(part.raws))
     names = {int(k): v for k, v in (checkpoint.get("names") or {}).items()}
     centroids = old_model.get("centroids")
+    rate = 1.0
     if isinstance(model, CustomerKMeans) and centroids is not None:
         every = [cid for part in parts.values() for cid, _, _ in part.rows]
         rate = _rate(every, settings.model.reservoir_size)
@@ -95,6 +96,10 @@ def upgrade_store(settings: Settings, store: Store, lease: str | None) -> None:
                          dtype=np.float64).reshape(-1, len(VECTOR_FIELDS))
             stats = ClusterStats.of(x, np.array([s for _, _, s in part.rows], dtype=np.int64), k)
             model.own(name, stats, part.rows)
+            # The model loads its sample as if read from the store: write it there.
+            for cid, vector, segment in part.rows:
+                if hash_of(cid) < rate:
+                    sample[cid] = (segment, vector)
         elif isinstance(model, CustomerKMeans):
             for cid, vector in part.waiting:
                 sample[cid] = (-1, vector)

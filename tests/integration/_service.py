@@ -402,8 +402,8 @@ def assert_model_matches_store(config_path: Path, store: Any, label: str = "") -
     the mean match. A model checkpoint that holds part of a batch whose states were never
     written (and that is then applied again) breaks both.
 
-    The sizes are exact only while the model's reservoir holds every customer
-    (``model.reservoir_size`` >= customers); beyond, they drift from the stored segments.
+    The sizes are exact whatever the population: each partition's share holds the sums
+    and counts of exactly its stored customers (:mod:`streamseg.engine.shared`).
     """
     from collections import Counter
 

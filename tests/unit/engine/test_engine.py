@@ -117,3 +117,30 @@ def test_records_of_a_partition_this_worker_does_not_own_are_left_alone() -> Non
     outcome = engine.process([foreign, _record(1, "b", 0)])
     assert (outcome.applied, outcome.foreign) == (1, 1)
     assert [s.customer_id for s in outcome.states] == ["b"]
+
+
+@pytest.mark.parametrize("partitions", [["local"], ["kafka:t:0", "kafka:t:1"]])
+def test_a_restarted_worker_that_takes_every_partition_counts_each_customer_once(
+    partitions: list[str],
+) -> None:
+    """At start the engine reads every stored share as another worker's; taking them all
+    must leave nothing counted twice (once as "others", once as its own)."""
+    store = MemoryStore()
+    settings = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4}})
+    first = SegmentationEngine(settings, store)
+    for name in partitions:
+        first.own(store.take_partition(name))
+    records = []
+    for i in range(12):
+        records.append(_record(i, f"c{i}", i, 10.0 + 100 * (i % 2)))
+        records[-1].partition = partitions[i % len(partitions)]
+    outcome = first.process(records)
+    store.write_batch(BatchWrite(
+        [PartitionWrite(first.partitions[name],
+                        [s for s in outcome.states if s.partition == name])
+         for name in partitions], model_checkpoint=first.model_checkpoint()))
+    again = SegmentationEngine(settings, store)
+    for name in partitions:
+        again.own(store.take_partition(name))
+    assert list(again.model.sizes) == list(first.model.sizes)
+    assert sum(again.model.sizes) == 12
