@@ -158,7 +158,8 @@ class Application:
 
     def _new_engine(self) -> SegmentationEngine:
         engine = SegmentationEngine(self.settings, self.store, shared=self.shared)
-        engine.refiner = self._holds_lease()
+        if self._holds_lease():
+            engine.lead()
         return engine
 
     def _holds_lease(self) -> bool:
@@ -342,7 +343,7 @@ class Application:
             self._lease_tried_at = now
             if self.lease.try_acquire():
                 engine.adopt_published(force=True)  # the latest version before its own
-                engine.refiner = True
+                engine.lead()
                 self.commit.lease = self.lease.token
                 log.info("this worker (%s) refines the shared model now", self.worker)
         engine.refresh_view()

@@ -45,6 +45,7 @@ from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.refiner import Refiner
 from streamseg.engine.shared import Share, Shares
+from streamseg.engine.stored_settings import apply_adjustable
 from streamseg.engine.sweep import Sweep
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.model import Assignment, CustomerKMeans
@@ -119,6 +120,7 @@ class SegmentationEngine:
         # applied, written and announced by the next batch.
         self._pending: list[Assignment] = []
         self._published_stamp: str | None = None
+        self._followed: dict[str, Any] = {}
         self.refresh_view()
 
     # -- ownership --------------------------------------------------------------------
@@ -185,7 +187,10 @@ class SegmentationEngine:
         if stamp == self._published_stamp and not force:
             return
         self._published_stamp = stamp
-        restored = restore_model(self.store.load_model(), self.settings)
+        checkpoint = self.store.load_model()
+        restored = restore_model(checkpoint, self.settings)
+        if not self.refiner:
+            self._follow_params(((checkpoint or {}).get("model") or {}).get("params") or {})
         self.segment_names = restored.names
         self.relabels, self.refined_at = restored.relabels, restored.refined_at
         published = restored.model
@@ -199,6 +204,34 @@ class SegmentationEngine:
             self.sync_others()
             log.info("adopted version %d of the shared model: %d of this worker's "
                      "customers moved", published.version, len(moved))
+
+    def _follow_params(self, published: dict[str, Any]) -> None:
+        """Score and learn with the adjustable parameters the refiner published, not
+        this worker's own: workers never mix two hysteresis values (say so once)."""
+        if not isinstance(self.model, CustomerKMeans):
+            return
+        adjust = {name: published[name] for name in CustomerKMeans.ADJUSTABLE
+                  if name in published and published[name] != getattr(self.model, name)}
+        if not adjust:
+            return
+        mine = {name: getattr(self.settings.model, name) for name in adjust}
+        if adjust != self._followed:
+            different = {n: v for n, v in adjust.items() if mine[n] != v}
+            if different:
+                log.warning(
+                    "this worker's settings differ from the shared model's: %s; it uses "
+                    "the model's, as every worker does. To change them, restart the worker "
+                    "that holds the model lease (streamseg_refiner 1) with the new values: "
+                    "the others adopt them", ", ".join(
+                        f"model.{n} is {mine[n]} here, {v} in the model"
+                        for n, v in sorted(different.items())))
+            self._followed = dict(adjust)
+        self.model.adjust(**adjust)
+
+    def lead(self) -> None:
+        """This worker refines now: the model learns with its own settings again."""
+        self.refiner = True
+        apply_adjustable(self.model, self.settings)
 
     # -- the clock ------------------------------------------------------------------
     @property

@@ -144,3 +144,21 @@ def test_a_restarted_worker_that_takes_every_partition_counts_each_customer_once
         again.own(store.take_partition(name))
     assert list(again.model.sizes) == list(first.model.sizes)
     assert sum(again.model.sizes) == 12
+
+
+def test_a_follower_uses_the_published_hysteresis_and_its_own_once_it_refines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Workers sharing a model never mix two hysteresis values: the refiner's win."""
+    store = MemoryStore()
+    refiner = _engine(store, hysteresis=0.2)
+    _write(refiner, store, refiner.process(
+        [_record(i, f"c{i}", i, 10.0 + 100 * (i % 2)) for i in range(8)]))
+    mine = load_settings(overrides={"model": {"n_clusters": 2, "warmup": 4,
+                                              "hysteresis": 0.05}})
+    with caplog.at_level("WARNING"):
+        follower = SegmentationEngine(mine, store, shared=True)
+    assert follower.model.hysteresis == 0.2
+    assert "model.hysteresis is 0.05 here, 0.2 in the model" in caplog.text
+    follower.lead()
+    assert follower.model.hysteresis == 0.05
