@@ -60,8 +60,8 @@ from streamseg.bench.redis_workload import Workload, generate_states
 from streamseg.bench.redis_writers import measure_writes
 from streamseg.store.redis import RedisStore
 
-__all__ = ["bytes_per", "measure_memory", "parse_counts", "parse_options", "private_redis", "run",
-           "table"]
+__all__ = ["bytes_per", "measure_memory", "parse_counts", "parse_options", "private_redis",
+           "reading", "run", "table"]
 
 GIB = 2**30
 
@@ -234,13 +234,38 @@ def run(customers: int = 100_000, seconds: float = 10.0, writers: tuple[int, ...
                                           buckets, sample_size, seed)
         result["memory"] = memory
         result["writes"] = [
-            measure_writes(redis_url, prefix, buckets, customers, w, b, seconds, mode == "replay",
-                           workload)
+            measure_writes(redis_url, prefix, buckets, customers, w, b, seconds,
+                           mode == "replay", workload)
             for mode in modes for b in batches for w in writers]
+        result["reading"] = reading(result["writes"])
     finally:
         RedisStore(client, prefix=prefix, buckets=buckets).delete_all()
         client.close()
     return result
+
+
+def reading(writes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the runs say of the limit: whether Redis's main thread reached a full core
+    (else the writers or the machine stopped first, and the writes/s measured are lower
+    bounds), the most writes/s measured, and per batch size the range of the writes/s
+    at which Redis would use a full core, from its CPU per write.
+
+    >>> reading([{"batch": 500, "writes_per_s": 9000, "redis_cpu_pct": 40.0,
+    ...           "redis_bound_writes_per_s": 70000},
+    ...          {"batch": 500, "writes_per_s": 30000, "redis_cpu_pct": 50.0,
+    ...           "redis_bound_writes_per_s": 90000}])
+    {'redis_saturated': False, 'redis_max_cpu_pct': 50.0, 'max_writes_per_s': 30000, \
+'writes_per_s_at_one_redis_core': {'500': [70000, 90000]}}
+    """
+    bounds: dict[str, list[int]] = {}
+    for run in writes:
+        if run["redis_bound_writes_per_s"]:
+            bounds.setdefault(str(run["batch"]), []).append(run["redis_bound_writes_per_s"])
+    top = max((run["redis_cpu_pct"] for run in writes), default=0.0)
+    return {"redis_saturated": top >= 90.0, "redis_max_cpu_pct": top,
+            "max_writes_per_s": max((run["writes_per_s"] for run in writes), default=0),
+            "writes_per_s_at_one_redis_core": {
+                batch: [min(values), max(values)] for batch, values in bounds.items()}}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -256,7 +281,10 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{label:<34}{memory[key]['bytes_per_customer']:>16,.1f}"
                      f"{memory[key]['customers_per_gib']:>16,}")
     lines += [f"fixed overhead (shares, sample, outboxes, meta): "
-              f"{memory['fixed_overhead_bytes']:,} bytes", ""]
+              f"{memory['fixed_overhead_bytes']:,} bytes; used_memory "
+              f"{memory['used_memory_after'] / 2**20:,.1f} MiB after, RSS "
+              f"{memory['used_memory_rss'] / 2**20:,.1f} MiB, Lua heap (not in used_memory) "
+              f"{memory['lua_vm_bytes'] / 2**20:,.1f} MiB", ""]
     head = (f"{'mode':<7}{'P':>3}{'B':>5}{'writes/s':>10}{'batch/s':>9}{'p50 ms':>8}"
             f"{'p99 ms':>8}{'redis CPU':>10}{'CPU s/1k':>9}{'1k/CPU':>9}{'clients':>9}"
             f"{'machine':>9}")
@@ -272,5 +300,14 @@ def table(result: dict[str, Any]) -> str:
                  "seconds per 1,000 customer writes; 1k/CPU: writes/s at 100 % of one core "
                  "(= 1000 / CPU s/1k); clients: the writers' CPU, % of one core; machine: "
                  "every core busy, other processes included.")
+    read = result.get("reading")
+    if read:
+        lines += ["", f"Redis's main thread peaked at {read['redis_max_cpu_pct']:.1f} % of "
+                  "one core: " + ("Redis was the limit." if read["redis_saturated"] else
+                                  "the writers or the machine ran out first; the writes/s "
+                                  "above are lower bounds for Redis.")]
+        for batch, (low, high) in read["writes_per_s_at_one_redis_core"].items():
+            lines.append(f"  batches of {batch}: one full Redis core at about {low:,} to "
+                         f"{high:,} customer writes/s (from its CPU per write)")
     return "\n".join(lines)
 

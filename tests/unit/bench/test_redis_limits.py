@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from streamseg.bench import redis_limits, redis_workload, redis_writers
-from streamseg.bench.redis_limits import bytes_per, parse_options, table
+from streamseg.bench.redis_limits import bytes_per, parse_options, reading, table
 from streamseg.bench.redis_workload import (
     PARTITIONS,
     Workload,
@@ -102,12 +102,20 @@ def test_table_shows_both_memory_figures_and_every_run() -> None:
          "latencies": [0.02] * 80}], (150, 200))
     result = {"redis": "x", "server": {"version": "7"}, "cores": 2,
               "memory": {"customers": 1000, "buckets": 20, "fixed_overhead_bytes": 5,
+                         "used_memory_after": 2**20, "used_memory_rss": 2**21,
+                         "lua_vm_bytes": 2**19,
                          "with_fixed_overhead": bytes_per(300_000, 1000),
                          "without_fixed_overhead": bytes_per(250_000, 1000)},
-              "writes": [run, run | {"mode": "replay"}]}
+              "writes": [run, run | {"mode": "replay", "redis_bound_writes_per_s": 20_000}]}
+    result["reading"] = reading(result["writes"])
+    assert result["reading"]["writes_per_s_at_one_redis_core"] == {"500": [10_000, 20_000]}
     text = table(result)
     assert "300.0" in text and "250.0" in text and "4,294,967" in text
     assert "4,000" in text and "10,000" in text and "replay" in text
+    assert "lower bounds" in text and "10,000 to 20,000" in text
+    saturated = reading([run | {"redis_cpu_pct": 97.0}])
+    assert saturated["redis_saturated"] and "Redis was the limit" in table(
+        result | {"reading": saturated})
 
 
 def test_options() -> None:
