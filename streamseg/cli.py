@@ -322,8 +322,8 @@ def report(
     typer.echo(f"wrote {path}")
 
 
-bench_app = typer.Typer(help="Measure: quality, flapping, throughput, Kafka end to end.",
-                        no_args_is_help=True)
+bench_app = typer.Typer(help="Measure: quality, flapping, throughput, Kafka end to end, "
+                        "Redis limits.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -385,6 +385,33 @@ def bench_kafka(
 
     _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url,
                                 batch_size=batch_size))
+
+
+@bench_app.command("redis")
+def bench_redis(
+    customers: Annotated[int, typer.Option(min=1, help="Customers written.")] = 100_000,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Length of each write run.")] = 10.0,
+    writers: Annotated[str, typer.Option(help="Writer processes per run, e.g. 1,2,4.")] = "1,2,4",
+    batches: Annotated[str | None, typer.Option(help="Customers per batch, e.g. 500,100 (the "
+        "first also for memory); default source.batch_size's default and 100.")] = None,
+    modes: Annotated[str, typer.Option(help="store (write_batch, as a worker) and/or replay "
+        "(batches encoded up front: least client work).")] = "store,replay",
+    redis_url: Annotated[str | None, typer.Option("--redis", help="This Redis, under a fresh "
+        "prefix; default: a private redis-server.")] = None,
+    buckets: Annotated[int | None, typer.Option(min=1, help="Default customers / 50.")] = None,
+) -> None:
+    """Limits of one Redis: customers per GiB; customer writes/s by 1, 2, 4 writer
+    processes and redis-server's CPU. Table on stderr, JSON on stdout."""
+    from streamseg.bench import redis_limits
+
+    try:
+        options = redis_limits.parse_options(writers, batches, modes)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    result = redis_limits.run(customers, seconds, *options, redis_url=redis_url,
+                              buckets=buckets)
+    typer.echo(redis_limits.table(result), err=True)
+    _print_json(result)
 
 
 if __name__ == "__main__":  # pragma: no cover
