@@ -56,7 +56,8 @@ def _refresh_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_lag_of_a_partition_moved_to_another_worker_is_removed() -> None:
     metrics, source = Metrics(), _LaggingSource()
     observer = Observer(metrics, MemoryStore(), source, model_version=0)
-    engine: Any = SimpleNamespace(model=SimpleNamespace(version=0), watermark=None)
+    engine: Any = SimpleNamespace(model=SimpleNamespace(version=0), watermark=None,
+                                  partitions={})
 
     def refresh() -> dict[tuple[str, str], float]:
         observer.refresh(engine, lambda: True)
