@@ -106,6 +106,7 @@ class Run:
     model_version: int = 0
     events_by_worker: list[int] = field(default_factory=list)
     batches_by_worker: list[int] = field(default_factory=list)  # events / batches: fill
+    cpu_by_worker: list[float] = field(default_factory=list)  # CPU s in the window
 
 
 # ------------------------------------------------------------------ pure parts --
@@ -260,6 +261,7 @@ def _measure(workers: Sequence[Worker], store: Any, admin: KafkaAdminClient, gro
                          "measure (raise --customers)")
     return {"window_events": total - base, "window_seconds": now - opened,
             "cpu_seconds": sum(cpu_end) - sum(cpu_start), "all_joined": window is not None,
+            "cpu_by_worker": [end - start for start, end in zip(cpu_start, cpu_end, strict=True)],
             "startup_seconds": (stable or now) - started,
             "bench_cpu_seconds": own_end - own_start}
 
@@ -363,7 +365,8 @@ def run_once(n: int, repeat: int, *, kafka: str, redis_url: str, topic: str, tot
         bench_cpu_seconds=measured["bench_cpu_seconds"], all_joined=measured["all_joined"],
         settle_seconds=settle, quiet=quiet, customers_stored=stored, model_version=version,
         events_by_worker=[int(c[2]) for c in counters],
-        batches_by_worker=[int(c[4]) for c in counters])
+        batches_by_worker=[int(c[4]) for c in counters],
+        cpu_by_worker=[round(c, 2) for c in measured["cpu_by_worker"]])
 
 
 # -------------------------------------------------------------------- the bench --
