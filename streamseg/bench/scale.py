@@ -101,6 +101,7 @@ class Run:
     bench_cpu_seconds: float = 0.0  # this process's own CPU in the window (its polling)
     settle_seconds: float = 0.0  # from the end of the stream to quiet
     quiet: bool = True
+    idle_cpu: float = 0.0  # CPU s per s of all workers while quiet (scraped twice a second)
     all_joined: bool = True  # all N workers held partitions in the window
     customers_stored: int = 0
     model_version: int = 0
@@ -266,23 +267,22 @@ def _measure(workers: Sequence[Worker], store: Any, admin: KafkaAdminClient, gro
             "bench_cpu_seconds": own_end - own_start}
 
 
-def _settle(workers: Sequence[Worker]) -> tuple[float, bool, list[tuple[float, ...]]]:
+def _settle(workers: Sequence[Worker]) -> tuple[float, bool, list[tuple[float, ...]], float]:
     """Wait until the workers' counters stay unchanged for :func:`quiet_seconds` (at
-    most :data:`DEADLINE_S`); (seconds, quiet?, each worker's last counters)."""
+    most :data:`DEADLINE_S`); (seconds, quiet?, each worker's last counters, the CPU
+    the workers spent while quiet, in CPU seconds per second: their cost when idle)."""
     started = time.monotonic()
-    seen: list[tuple[float, tuple[tuple[float, ...], ...]]] = []
-    quiet = False
-    while time.monotonic() - started < DEADLINE_S:
+    last: tuple[float, float, tuple[tuple[float, ...], ...]] | None = None
+    while True:
         _check_alive(workers, "the workers to settle")
-        now = time.monotonic()
+        now, cpu = time.monotonic(), sum(w.cpu_seconds() for w in workers)
         counters = tuple(_counters(w) for w in workers)
-        if not seen or seen[-1][1] != counters:
-            seen.append((now, counters))
-        elif now - seen[-1][0] >= quiet_seconds():
-            quiet = True
-            break
+        if last is None or last[2] != counters:
+            last = (now, cpu, counters)
+        elif now - last[0] >= quiet_seconds() or now - started > DEADLINE_S:
+            quiet = now - last[0] >= quiet_seconds()
+            return last[0] - started, quiet, list(counters), (cpu - last[1]) / (now - last[0])
         time.sleep(0.5)
-    return seen[-1][0] - started, quiet, list(seen[-1][1])
 
 
 def _stop(workers: Sequence[Worker]) -> None:
@@ -339,7 +339,7 @@ def run_once(n: int, repeat: int, *, kafka: str, redis_url: str, topic: str, tot
         workers = [Worker(folder / tag / f"w{i}", config) for i in range(n)]
         store = open_store(StoreSettings(**config["store"]))
         measured = _measure(workers, store, admin, tag, topic, total, started)
-        settle, quiet, counters = _settle(workers)
+        settle, quiet, counters, idle_cpu = _settle(workers)
         _stop(workers)
         ratio, ari, stored, version = _quality(store, truth, seed)
     finally:
@@ -363,7 +363,8 @@ def run_once(n: int, repeat: int, *, kafka: str, redis_url: str, topic: str, tot
         inertia_ratio=ratio, ari=ari, window_events=window_events, window_seconds=seconds,
         cpu_seconds=measured["cpu_seconds"], startup_seconds=measured["startup_seconds"],
         bench_cpu_seconds=measured["bench_cpu_seconds"], all_joined=measured["all_joined"],
-        settle_seconds=settle, quiet=quiet, customers_stored=stored, model_version=version,
+        settle_seconds=settle, quiet=quiet, idle_cpu=idle_cpu, customers_stored=stored,
+        model_version=version,
         events_by_worker=[int(c[2]) for c in counters],
         batches_by_worker=[int(c[4]) for c in counters],
         cpu_by_worker=[round(c, 2) for c in measured["cpu_by_worker"]])
