@@ -414,5 +414,56 @@ def bench_redis(
     _print_json(result)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    customers: Annotated[int, typer.Option(
+        min=10, help="Simulated customers (about 20 events each).")] = 12_000,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions of the input topic (at least the most workers).")] = 8,
+    workers: Annotated[str, typer.Option(
+        help="Worker counts to measure, comma-separated.")] = "1,2,4",
+    repeats: Annotated[int, typer.Option(min=1, help="Runs of each worker count.")] = 3,
+    kafka: Annotated[str, typer.Option(help="Bootstrap servers.")] = "127.0.0.1:9092",
+    redis_url: Annotated[str, typer.Option("--redis", help="Redis URL.")] = (
+        "redis://127.0.0.1:6379/0"),
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the JSON result to this file.")] = None,
+    logs: Annotated[Path | None, typer.Option(
+        help="Keep each worker's config and log under this folder (default: a temporary "
+        "folder, removed).")] = None,
+) -> None:
+    """Events/s, CPU per event and quality with 1, 2, 4 workers (separate processes) on
+    one topic: the medians as a table, the issue's targets, then the JSON.
+
+    Needs the broker and Redis: `scripts/services up`.
+    """
+    from streamseg.bench import scale
+
+    try:
+        counts = sorted({int(part) for part in workers.split(",") if part.strip()})
+    except ValueError:
+        typer.echo(f"error: --workers {workers!r}: comma-separated integers", err=True)
+        raise typer.Exit(2) from None
+    if not counts or counts[0] < 1:
+        typer.echo(f"error: --workers {workers!r}: at least one count, each >= 1", err=True)
+        raise typer.Exit(2)
+    try:
+        result = scale.run(customers, partitions, counts, repeats, kafka, redis_url, seed,
+                           logs=logs, say=lambda line: typer.echo(line, err=True))
+    except scale.BenchError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    summary = {int(n): row for n, row in result["summary"].items()}
+    typer.echo(scale.format_table(summary))
+    typer.echo(scale.format_targets(result["targets"]))
+    for note in result["warnings"]:
+        typer.echo(f"warning: {note}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_path}", err=True)
+    _print_json(result)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -44,6 +44,17 @@ ARCHETYPES: dict[str, Archetype] = {
 
 STREAM_END = datetime(2024, 12, 31, tzinfo=UTC)
 
+#: The archetypes compressed into 60 days of event time (as the integration tests'
+#: ``SIXTY_DAYS``): with the default re-scoring waits (1-14 days) idle customers are
+#: re-scored many times over the stream, as in production. About 20 events a customer.
+SIXTY_DAYS: dict[str, Archetype] = {
+    "vip": Archetype(0.8, 250.0, (55, 60), (0, 1)),
+    "regular": Archetype(3.0, 45.0, (50, 60), (0, 3)),
+    "new": Archetype(1.5, 60.0, (5, 12), (0, 1)),
+    "bargain": Archetype(1.6, 8.0, (45, 60), (0, 3), refund_rate=0.15),
+    "lapsed": Archetype(3.0, 70.0, (55, 60), (25, 40)),
+}
+
 
 def simulate_stream(
     customers: int = 1000,
