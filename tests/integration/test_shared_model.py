@@ -212,7 +212,7 @@ def test_a_worker_killed_again_and_again_changes_nothing_in_the_end(
     cleanup: tuple[list[Service], list[str]],
 ) -> None:
     spawned, prefixes = cleanup
-    events, _ = simulate_stream(customers=2500, seed=22, archetypes=SIXTY_DAYS,
+    events, _ = simulate_stream(customers=1500, seed=22, archetypes=SIXTY_DAYS,
                                 end=STREAM_END)
     topic = new_topic("s-kill")
     changes = new_topic("s-chg")
@@ -257,7 +257,7 @@ def test_a_third_worker_joining_mid_stream_changes_nothing_in_the_end(
     cleanup: tuple[list[Service], list[str]],
 ) -> None:
     spawned, prefixes = cleanup
-    events, truth = simulate_stream(customers=2500, seed=23, archetypes=SIXTY_DAYS,
+    events, truth = simulate_stream(customers=1500, seed=23, archetypes=SIXTY_DAYS,
                                     end=STREAM_END)
     topic = new_topic("s-join", partitions=6)
     feeder = Feeder(kafka_servers, topic, events, per_second=4000)
