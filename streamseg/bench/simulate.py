@@ -44,9 +44,10 @@ ARCHETYPES: dict[str, Archetype] = {
 
 STREAM_END = datetime(2024, 12, 31, tzinfo=UTC)
 
-#: The archetypes compressed into 60 days of event time (as the integration tests'
-#: ``SIXTY_DAYS``): with the default re-scoring waits (1-14 days) idle customers are
-#: re-scored many times over the stream, as in production. About 20 events a customer.
+#: The archetypes compressed into 60 days of event time (the integration tests' and
+#: ``streamseg bench scale``'s streams): with the default re-scoring waits (1-14 days)
+#: idle customers are re-scored many times over the stream, as in production. About 20
+#: events a customer.
 SIXTY_DAYS: dict[str, Archetype] = {
     "vip": Archetype(0.8, 250.0, (55, 60), (0, 1)),
     "regular": Archetype(3.0, 45.0, (50, 60), (0, 3)),

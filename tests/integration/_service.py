@@ -28,20 +28,11 @@ from typing import Any
 import pytest
 import yaml
 
-from streamseg.bench.simulate import Archetype, simulate_stream
+from streamseg.bench.simulate import SIXTY_DAYS, simulate_stream
 
 #: Guard of every wait (a failure guard, never a performance assertion).
 DEADLINE_S = 120.0
 
-#: Archetypes compressed into 60 days of event time: with the default rescoring waits
-#: (1-14 days) idle customers are re-scored many times over the stream, as in production.
-SIXTY_DAYS: dict[str, Archetype] = {
-    "vip": Archetype(0.8, 250.0, (55, 60), (0, 1)),
-    "regular": Archetype(3.0, 45.0, (50, 60), (0, 3)),
-    "new": Archetype(1.5, 60.0, (5, 12), (0, 1)),
-    "bargain": Archetype(1.6, 8.0, (45, 60), (0, 3), refund_rate=0.15),
-    "lapsed": Archetype(3.0, 70.0, (55, 60), (25, 40)),
-}
 STREAM_END = datetime(2024, 12, 31, tzinfo=UTC)
 
 
