@@ -37,6 +37,9 @@ class Batch:
     #: Each loaded customer's segment when the batch loaded it (a customer the batch
     #: creates is absent): what the partitions' sizes change by.
     before: dict[str, int | None] = field(default_factory=dict)
+    #: Each loaded customer's traits when the batch loaded them (what the partitions'
+    #: per-segment sums of traits change by).
+    before_traits: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     #: Customers to re-score at the end of the batch, with why.
     to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)

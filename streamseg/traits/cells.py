@@ -56,7 +56,7 @@ ORDER_PRIOR = 1.0
 #: Ridge penalty of the logistic fit (on the coefficients but the intercept).
 RIDGE = 1e-2
 # Columns of the per-cell sums.
-_N, _BOUGHT, _REL, _SPEND = range(4)
+_N, _BOUGHT, _REL = range(3)
 
 
 def _centres(edges: tuple[float, ...], top: float) -> np.ndarray:
@@ -116,7 +116,7 @@ def fit_logistic(x: np.ndarray, n: np.ndarray, bought: np.ndarray,
     penalty = np.full(x.shape[1], RIDGE)
     penalty[0] = 0.0
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -500.0, 500.0)))
         gradient = x.T @ (bought - n * p) - penalty * w
         hessian = (x * (n * p * (1 - p))[:, None]).T @ x + np.diag(penalty) + 1e-9 * np.eye(len(w))
         step = np.linalg.solve(hessian, gradient)
@@ -128,9 +128,10 @@ def fit_logistic(x: np.ndarray, n: np.ndarray, bought: np.ndarray,
 
 @dataclass(slots=True)
 class CellStats:
-    """Sums over labelled snapshots per cell (they add up over partitions)."""
+    """Sums over labelled snapshots per cell (they add up over partitions): how many,
+    how many bought, and their spend relative to their average order."""
 
-    sums: np.ndarray = field(default_factory=lambda: np.zeros((CELLS, 4)))
+    sums: np.ndarray = field(default_factory=lambda: np.zeros((CELLS, 3)))
     #: Sum of the snapshots' average orders (the population's average order).
     avg_orders: float = 0.0
 
@@ -143,7 +144,6 @@ class CellStats:
         row[_N] += 1.0
         row[_BOUGHT] += 1.0 if bought else 0.0
         row[_REL] += spend / avg_order if avg_order > 0 else 0.0
-        row[_SPEND] += spend
         self.avg_orders += avg_order
 
     def add(self, other: CellStats) -> None:
@@ -156,7 +156,7 @@ class CellStats:
         w = fit_logistic(_CELL_X, n, bought)
         # Spend relative to the average order, among those who bought: per recency x
         # orders band, shrunk to everyone's.
-        sums = self.sums.reshape(_R, _F, _T, 4).sum(axis=2)
+        sums = self.sums.reshape(_R, _F, _T, 3).sum(axis=2)
         total_bought = sums[..., _BOUGHT].sum()
         rel_all = sums[..., _REL].sum() / total_bought if total_bought else 1.0
         rel = (sums[..., _REL] + PRIOR_WEIGHT * rel_all) / (sums[..., _BOUGHT] + PRIOR_WEIGHT)
@@ -166,15 +166,18 @@ class CellStats:
 
     def to_json(self) -> dict[str, Any]:
         """Sparse: only the cells seen."""
-        return {"cells": {str(c): self.sums[c].tolist() for c in np.flatnonzero(self.sums[:, _N])},
+        seen = np.flatnonzero(self.sums[:, _N])
+        return {"cells": [[int(c), int(n), int(b), rel]
+                          for c, (n, b, rel) in zip(seen.tolist(), self.sums[seen].tolist(),
+                                                    strict=True)],
                 "avg_orders": self.avg_orders}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CellStats:
         stats = cls()
         if data:
-            for cell, row in (data.get("cells") or {}).items():
-                stats.sums[int(cell)] = row
+            for cell, n, bought, rel in data.get("cells") or []:
+                stats.sums[int(cell)] = (n, bought, rel)
             stats.avg_orders = float(data.get("avg_orders", 0.0))
         return stats
 

@@ -36,16 +36,19 @@ validation), then learned.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
 from streamseg.core.state import CustomerState
+from streamseg.store.base import Store
 from streamseg.traits.cells import CellStats, CellTable, cell_at
 from streamseg.traits.quality import Quality
 from streamseg.traits.schedule import Grid, Label, phase_of
 
-__all__ = ["SHARE_FORMAT", "TraitLearner", "TraitShare", "Traits", "phase_of"]
+__all__ = ["SHARE_FORMAT", "TraitLearner", "TraitShare", "Traits", "phase_of", "read_traits",
+           "regroup_traits"]
 
 SHARE_FORMAT = 1
 
@@ -65,20 +68,51 @@ class Traits:
                 "horizon_days": self.horizon_days}
 
 
+#: Units of the per-segment sums of traits (integers, so that adding and removing a
+#: customer leaves them exact): probability in 1/10,000, spend in cents.
+_P_UNIT, _SPEND_UNIT = 10_000, 100
+
+
 @dataclass(slots=True)
 class TraitShare:
-    """One partition's share: its model sums and its validation sums."""
+    """One partition's share: its model sums, its validation sums, and per segment the
+    count and sums of its customers' traits (absolute values, as its sizes)."""
 
     stats: CellStats = field(default_factory=CellStats)
     quality: Quality = field(default_factory=Quality)
+    segments: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, other: TraitShare) -> None:
         self.stats.add(other.stats)
         self.quality.add(other.quality)
+        for segment, sums in other.segments.items():
+            mine = self.segments.setdefault(segment, [0, 0, 0])
+            for i, value in enumerate(sums):
+                mine[i] += value
+
+    def count(self, segment: int | None, traits: tuple[float, float] | None,
+              sign: int) -> None:
+        """Add (``sign`` 1) or remove (-1) a customer's traits in their segment."""
+        if segment is None or traits is None:
+            return
+        sums = self.segments.setdefault(segment, [0, 0, 0])
+        sums[0] += sign
+        sums[1] += sign * round(traits[0] * _P_UNIT)
+        sums[2] += sign * round(traits[1] * _SPEND_UNIT)
+        if sums[0] <= 0:
+            del self.segments[segment]
+
+    def segment_means(self) -> dict[int, dict[str, float]]:
+        """Per segment: the mean purchase probability and expected spend of its customers
+        (as of their last scoring)."""
+        return {segment: {"purchase_probability": round(p / n / _P_UNIT, 4),
+                          "expected_spend": round(spend / n / _SPEND_UNIT, 2)}
+                for segment, (n, p, spend) in sorted(self.segments.items()) if n > 0}
 
     def to_json(self) -> dict[str, Any]:
         return {"format": SHARE_FORMAT, "stats": self.stats.to_json(),
-                "quality": self.quality.to_json()}
+                "quality": self.quality.to_json(),
+                "segments": {str(k): v for k, v in sorted(self.segments.items())}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> TraitShare:
@@ -86,7 +120,28 @@ class TraitShare:
             return cls()
         if data.get("format") != SHARE_FORMAT:
             raise ValueError(f"unsupported trait share format {data.get('format')!r}")
-        return cls(CellStats.from_json(data.get("stats")), Quality.from_json(data.get("quality")))
+        return cls(CellStats.from_json(data.get("stats")), Quality.from_json(data.get("quality")),
+                   {int(k): [int(x) for x in v]
+                    for k, v in (data.get("segments") or {}).items()})
+
+
+def regroup_traits(data: dict[str, Any], states: Iterable[CustomerState]) -> dict[str, Any]:
+    """A partition's stored share with its per-segment sums recomputed from its
+    customers ``states`` (after ``streamseg reseed`` moved them all)."""
+    share = TraitShare.from_json(data)
+    share.segments = {}
+    for state in states:
+        share.count(state.segment, state.traits, 1)
+    return share.to_json()
+
+
+def read_traits(store: Store, horizon_days: float, every_days: float) -> TraitLearner:
+    """The trait model of a store, as the sum of every partition's share (for readers:
+    ``streamseg get`` / ``export`` / ``segments``, the API)."""
+    learner = TraitLearner(horizon_days, every_days)
+    learner.set_others({name: (part.model or {}).get("traits")
+                        for name, part in store.read_partitions().items()})
+    return learner
 
 
 class TraitLearner:
@@ -120,6 +175,16 @@ class TraitLearner:
         self.others = total
         self._table = None
 
+    def count(self, state: CustomerState, before: tuple[int | None, tuple[float, float] | None]
+              ) -> None:
+        """A written customer's traits move from what they were (segment, traits) when
+        the batch loaded them to what they are now, in their partition's sums."""
+        share = self.own_shares.get(state.partition or "")
+        if share is None or before == (state.segment, state.traits):
+            return
+        share.count(before[0], before[1], -1)
+        share.count(state.segment, state.traits, 1)
+
     def share_json(self, name: str) -> dict[str, Any] | None:
         share = self.own_shares.get(name)
         return None if share is None else share.to_json()
@@ -145,28 +210,31 @@ class TraitLearner:
         return Grid.of(customer_id, self.every_days, self.horizon_days)
 
     def on_event(self, state: CustomerState, time: float, amount: float, kind: str) -> None:
-        """Before an event at ``time`` is applied: mature what ended before it, take the
-        grid points before it, and move the baseline of snapshots it is late for."""
+        """Before an event at ``time`` is applied: take the grid points before it, mature
+        what ended before it, and move the baseline of snapshots it is late for."""
         features = state.features
         if not features.has_purchases:
             return
         grid = self._grid(state.customer_id)
-        self._learn(state, grid.mature(features, state.snapshots, time))
+        # Grid points first, then what matured: a point the customer passed long ago
+        # (no visit since) gets its label at once, and at most ceil(H / every) wait.
         self._take(state, grid, time)
+        self._learn(state, grid.mature(features, state.snapshots, time))
         grid.backdate(state.snapshots, time, amount, kind)
 
     def at_clock(self, state: CustomerState, until: float) -> None:
-        """The customer is scored at ``until`` (the clock of their partition): mature
-        what ended before it, take the grid points before it."""
+        """The customer is scored at ``until`` (the clock of their partition): take the
+        grid points before it, mature what ended before it."""
         if not state.features.has_purchases:
             return
         grid = self._grid(state.customer_id)
-        self._learn(state, grid.mature(state.features, state.snapshots, until))
         self._take(state, grid, until)
+        self._learn(state, grid.mature(state.features, state.snapshots, until))
 
     def _take(self, state: CustomerState, grid: Grid, until: float) -> None:
         since = state.traits_since if state.traits_since is not None else state.updated_at
         if since is not None and since >= until:
+            state.traits_since = since
             return
         features = state.features
         grid.take(features, state.snapshots, since, until, lambda at: cell_at(features, at))

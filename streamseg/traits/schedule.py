@@ -99,7 +99,8 @@ class Grid:
 
     @classmethod
     def of(cls, customer_id: str, every_days: float, horizon_days: float) -> Grid:
-        every = every_days * SECONDS_PER_DAY
+        # Whole seconds: snapshot times are stored as integers.
+        every = float(max(1, round(every_days * SECONDS_PER_DAY)))
         return cls(every, horizon_days * SECONDS_PER_DAY, phase_of(customer_id, every))
 
     def point(self, k: int) -> float:
@@ -125,7 +126,9 @@ class Grid:
         k = self.first_at_or_after(start)
         taken = 0
         while (at := self.point(k)) < until:
-            pending.append(Snapshot(at, cell_of(at), features.orders, features.total_spend))
+            # Spend to the cent: stores keep it so (and give back what they were given).
+            pending.append(Snapshot(at, cell_of(at), features.orders,
+                                    round(features.total_spend, 2)))
             taken += 1
             k += 1
         return taken
@@ -142,7 +145,7 @@ class Grid:
             snapshot = pending.pop(0)
             last = features.last_purchase
             labels.append(Label(snapshot, last is not None and last > snapshot.at,
-                                max(0.0, features.total_spend - snapshot.spend)))
+                                round(max(0.0, features.total_spend - snapshot.spend), 2)))
         return labels
 
     @staticmethod
@@ -154,4 +157,4 @@ class Grid:
         for snapshot in pending:
             if snapshot.at >= time:
                 snapshot.orders += 1
-                snapshot.spend += amount
+                snapshot.spend = round(snapshot.spend + amount, 2)

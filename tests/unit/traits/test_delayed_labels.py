@@ -26,9 +26,10 @@ def _buy(learner: TraitLearner, state: CustomerState, at: float, amount: float) 
 
 
 def _labels(learner: TraitLearner) -> tuple[int, int, float]:
-    """(examples, positives, spend learned) over every partition."""
+    """(examples, positives, spend learned relative to the average order) over every
+    partition (the first order of these customers is 10)."""
     stats = learner.total().stats
-    return stats.examples, int(stats.sums[:, 1].sum()), float(stats.sums[:, 3].sum())
+    return stats.examples, int(stats.sums[:, 1].sum()), round(float(stats.sums[:, 2].sum()), 6)
 
 
 def test_buys_again_within_horizon_is_positive_once() -> None:
@@ -42,7 +43,7 @@ def test_buys_again_within_horizon_is_positive_once() -> None:
     learner.at_clock(state, snap + H * DAY)           # exactly H: not yet past it
     assert _labels(learner) == (0, 0, 0.0)
     learner.at_clock(state, snap + (H + 1) * DAY)
-    assert _labels(learner) == (1, 1, 25.0)
+    assert _labels(learner) == (1, 1, 2.5)  # 25 spent; average order 10
     learner.at_clock(state, snap + (H + 30) * DAY)    # later visits learn nothing again
     assert _labels(learner)[0] == 1
     assert learner.total().quality.examples == 1      # predicted before it was learned
