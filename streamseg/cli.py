@@ -208,11 +208,17 @@ def segments(
     centroids = engine.model.centroids if engine.model.ready else None
     profiles = profile_segments(engine.store.iter_customers(), engine.now(),
                                 settings.features.half_life_days, centroids, engine.segment_names)
+    quality = None
     if engine.traits is not None:
-        add_traits(profiles, engine.traits.total().segment_means(),
-                   settings.traits.horizon_days)
+        total = engine.traits.total()
+        add_traits(profiles, total.segment_means(), settings.traits.horizon_days)
+        quality = total.quality.summary()
     if as_json:
-        typer.echo(json.dumps([p.to_dict(with_centroid=True) for p in profiles], indent=2))
+        # A list, as before traits; each segment's traits carry the trait model's running
+        # quality (one model for all segments: the same figures in each).
+        typer.echo(json.dumps([p.to_dict(with_centroid=True) | (
+            {"traits": {**p.traits, "model_quality": quality}} if p.traits else {})
+            for p in profiles], indent=2))
     else:
         typer.echo(format_table(profiles))
 

@@ -244,6 +244,28 @@ class TraitSettings(_Section):
         "store.",
     )
 
+    risk_bands: dict[str, float] = Field(
+        default_factory=lambda: {"at_risk": 0.0, "watch": 0.2, "likely": 0.5},
+        description="Risk bands of the purchase probability: band name -> lowest probability "
+        "of the band, increasing, the first 0. A customer whose band changes gets a "
+        "CloudEvents event of type io.streamseg.risk.changed on the change stream (their first "
+        "band is set without one). Fixed for a store (customers' bands are stored).",
+    )
+    risk_hysteresis: float = Field(
+        0.05, ge=0, lt=0.5,
+        description="A customer leaves their risk band only once the probability is beyond "
+        "its bounds by this much (against flapping at a border).",
+    )
+
+    @model_validator(mode="after")
+    def _bands_increase(self) -> TraitSettings:
+        lows = list(self.risk_bands.values())
+        rising = all(b > a for a, b in zip(lows, lows[1:], strict=False))
+        if not lows or lows[0] != 0.0 or not rising or lows[-1] >= 1.0:
+            raise ValueError(f"traits.risk_bands ({self.risk_bands}) must map names to "
+                             "increasing lowest probabilities, the first 0 and all below 1")
+        return self
+
     @model_validator(mode="after")
     def _bounded_pending(self) -> TraitSettings:
         if self.horizon_days / self.snapshot_every_days > 6:

@@ -41,6 +41,8 @@ class CustomerState:
     #: Predictive traits as of ``updated_at``: (purchase probability, expected spend
     #: within the horizon); None before the first scoring with traits.
     traits: tuple[float, float] | None = None
+    #: Risk band (its place in traits.risk_bands); None before the first traits.
+    risk_band: int | None = None
     # Not stored: the time up to which grid points were taken (None: ``updated_at``, the
     # time of the last scoring, which took every point before it).
     traits_since: float | None = field(default=None, compare=False, repr=False)
@@ -64,6 +66,7 @@ class CustomerState:
             "partition": self.partition,
             "snapshots": [[s.at, s.cell, s.orders, s.spend] for s in self.snapshots],
             "traits": None if self.traits is None else list(self.traits),
+            "risk_band": self.risk_band,
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class CustomerState:
                        for at, cell, orders, spend in data.get("snapshots") or []],
             traits=None if data.get("traits") is None else (float(data["traits"][0]),
                                                             float(data["traits"][1])),
+            risk_band=data.get("risk_band"),
         )
 
     def vector_array(self) -> np.ndarray | None:

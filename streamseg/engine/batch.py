@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamseg.core.events import ChangeReason, DeadLetter, SegmentChange
+from streamseg.core.events import ChangeReason, DeadLetter, RiskBandChange, SegmentChange
 from streamseg.core.state import CustomerState
 from streamseg.store import SampleRow
 
@@ -17,6 +17,9 @@ class BatchOutcome:
 
     states: list[CustomerState] = field(default_factory=list)
     changes: list[SegmentChange] = field(default_factory=list)
+    #: Risk-band changes (streamseg.traits.bands): written and published with the
+    #: segment changes, counted apart.
+    risk_changes: list[RiskBandChange] = field(default_factory=list)
     rejected: list[DeadLetter] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0

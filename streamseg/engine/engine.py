@@ -40,7 +40,7 @@ from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.batch import Batch, BatchOutcome
 from streamseg.engine.cache import StateCache
-from streamseg.engine.changes import segment_change
+from streamseg.engine.changes import risk_change, segment_change
 from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.refiner import Refiner
@@ -50,6 +50,7 @@ from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.engine.view import SharedView
 from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
+from streamseg.traits.bands import RiskBands
 from streamseg.traits.learner import TraitLearner
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class SegmentationEngine(SharedView):
         self.traits: TraitLearner | None = (
             TraitLearner(settings.traits.horizon_days, settings.traits.snapshot_every_days)
             if settings.traits.enabled else None)
+        self.bands = RiskBands(settings.traits.risk_bands, settings.traits.risk_hysteresis)
         self.refresh_view()
 
     # -- ownership --------------------------------------------------------------------
@@ -312,6 +314,8 @@ class SegmentationEngine(SharedView):
         outcome.states = [s for s in outcome.states if s.partition in self.partitions]
         written = {s.customer_id for s in outcome.states}
         outcome.changes = [c for c in outcome.changes if c.data.customer_id in written]
+        outcome.risk_changes = [c for c in outcome.risk_changes
+                                if c.data.customer_id in written]
         self._count_into_partitions(batch, outcome.states)
         if isinstance(self.model, CustomerKMeans):
             outcome.sample = {name: rows for name, rows in self.model.take_sample_changes().items()
@@ -438,7 +442,7 @@ class SegmentationEngine(SharedView):
             state.next_rescore_at = next_rescore_at(now, snapshot.recency_days, features)
             rows_of.setdefault(state.partition or LOCAL_PARTITION, []).append(row)
         if self.traits is not None:
-            self._score_traits(states, clock)
+            self._score_traits(states, clock, batch.outcome)
         for name, rows in rows_of.items():
             scaler = self.shares.scaler_of(name)
             old_raws = [states[row].scored_raw for row in rows
@@ -464,9 +468,11 @@ class SegmentationEngine(SharedView):
         batch.to_score.clear()
         self._apply_assignments(batch, assignments, reasons)
 
-    def _score_traits(self, states: Sequence[CustomerState], clock: float) -> None:
+    def _score_traits(self, states: Sequence[CustomerState], clock: float,
+                      outcome: BatchOutcome) -> None:
         """Mature and take each customer's snapshots at their partition's clock, learn
-        the labels, then predict everyone's traits as of the service clock."""
+        the labels, then predict everyone's traits as of the service clock, and note
+        the customers whose risk band changed."""
         traits = self.traits
         assert traits is not None
         until: dict[str, float] = {}
@@ -484,6 +490,12 @@ class SegmentationEngine(SharedView):
             # Rounded as the stores keep them (the cached state must equal the stored one).
             state.traits = (round(predicted.purchase_probability, 4),
                             round(predicted.expected_spend, 2))
+            band = self.bands.band_of(state.traits[0], state.risk_band)
+            if state.risk_band is not None and band != state.risk_band:
+                outcome.risk_changes.append(risk_change(
+                    state, self.bands.name(state.risk_band), self.bands.name(band),
+                    traits.horizon_days))
+            state.risk_band = band
 
     def _apply_assignments(
         self,

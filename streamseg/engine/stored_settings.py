@@ -68,6 +68,8 @@ FIXED: dict[str, str] = {
                             "horizon and the trait model learned it; " + _NEW_STORE),
     "traits.snapshot_every_days": ("the customers' pending snapshots are on this grid; "
                                    + _NEW_STORE),
+    "traits.risk_bands": ("customers' risk bands are stored by their place in this list; "
+                          + _NEW_STORE),
     "pipeline.clock": f"stored times and the watermark follow this clock; {_NEW_STORE}",
     "privacy.key_id": ("stored customer ids were hashed with another key (or none); "
                        f"use the key the store was written with, {_NEW_STORE}"),

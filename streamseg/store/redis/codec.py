@@ -25,6 +25,7 @@ recent     varint count, then that many u32 event-id hashes
 snapshots  if header bit 3: varint count, then per snapshot (oldest first) varints of
            its time (whole seconds), cell, orders and total spend in cents (the
            snapshots that wait for their label, :mod:`streamseg.traits.schedule`)
+band       if header bit 4: varint the risk band (:mod:`streamseg.traits.bands`)
 =========  ==========================================================================
 
 Codec version 1 (layout v1) is the same without the partition varint; it still decodes
@@ -127,6 +128,7 @@ _HAS_RESCORE = 0x01
 _HAS_VECTOR = 0x02
 _VECTOR_F64 = 0x04
 _HAS_SNAPSHOTS = 0x08
+_HAS_BAND = 0x10
 _FEATURE_FLOATS = (
     "reference_time", "last_purchase", "first_purchase", "decayed_orders", "decayed_spend",
     "total_spend", "refunded",
@@ -244,6 +246,9 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
             _varint(snapshot.cell, body)
             _varint(snapshot.orders, body)
             _varint(round(snapshot.spend * 100), body)
+    if state.risk_band is not None:
+        header |= _HAS_BAND
+        _varint(state.risk_band, body)
     out = bytearray([header]) + head
     _varint(len(body), out)
     out += body
@@ -351,7 +356,10 @@ def _unpack_all(cid: str, data: bytes, stream_name: Callable[[int], str]) -> tup
             orders, pos = _read_varint(data, pos)
             cents, pos = _read_varint(data, pos)
             snapshots.append(Snapshot(float(at), cell, orders, cents / 100))
-    return next_rescore_at, features, vector, applied, recent, snapshots
+    band: int | None = None
+    if header & _HAS_BAND:
+        band, pos = _read_varint(data, pos)
+    return next_rescore_at, features, vector, applied, recent, snapshots, band
 
 
 # ------------------------------------------------------------------ readable record

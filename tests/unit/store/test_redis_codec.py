@@ -20,6 +20,7 @@ from streamseg.store.redis.codec import (
     _sizes,
     _state_length,
     _state_partition,
+    _unpack_all,
     _unpack_public,
     _unpack_snapshots,
     _unpack_state,
@@ -50,6 +51,7 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
     (back.next_rescore_at, back.features, back.vector, back.applied,
      back.recent_ids) = _unpack_state(state.customer_id, data, names.__getitem__)
     back.snapshots = _unpack_snapshots(state.customer_id, data)
+    back.risk_band = _unpack_all(state.customer_id, data, names.__getitem__)[6]
     partition = _state_partition(data)
     back.partition = names[partition] if partition else None
     (back.segment, back.updated_at, back.model_version,
@@ -59,7 +61,7 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
 
 def test_snapshots_and_traits_round_trip() -> None:
     state = CustomerState("c1", _features(), segment=3, segment_name="A|B",
-                          updated_at=1_714_644_000.5, traits=(0.8123, 54.2),
+                          updated_at=1_714_644_000.5, traits=(0.8123, 54.2), risk_band=2,
                           snapshots=[Snapshot(1_714_000_000.0, 301, 2, 24.99),
                                      Snapshot(1_721_776_000.0, 12, 7, 1234.56)])
     back = _round_trip(state)
