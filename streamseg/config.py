@@ -251,6 +251,12 @@ class TraitSettings(_Section):
         "CloudEvents event of type io.streamseg.risk.changed on the change stream (their first "
         "band is set without one). Fixed for a store (customers' bands are stored).",
     )
+    risk_min_examples: int = Field(
+        1000, ge=0,
+        description="Risk-band changes are published once the trait model has learned this "
+        "many labels over all partitions (its first predictions move a lot); bands are "
+        "followed silently before.",
+    )
     risk_hysteresis: float = Field(
         0.05, ge=0, lt=0.5,
         description="A customer leaves their risk band only once the probability is beyond "

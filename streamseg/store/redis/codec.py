@@ -25,7 +25,10 @@ recent     varint count, then that many u32 event-id hashes
 snapshots  if header bit 3: varint count, then per snapshot (oldest first) varints of
            its time (whole seconds), cell, orders and total spend in cents (the
            snapshots that wait for their label, :mod:`streamseg.traits.schedule`)
-band       if header bit 4: varint the risk band (:mod:`streamseg.traits.bands`)
+band       if header bit 4: varint the risk band kept by hysteresis
+           (:mod:`streamseg.traits.bands`)
+since      if header bit 5: f64 the time the traits' grid was processed up to, when it
+           is not ``updated_at``
 =========  ==========================================================================
 
 Codec version 1 (layout v1) is the same without the partition varint; it still decodes
@@ -129,6 +132,7 @@ _HAS_VECTOR = 0x02
 _VECTOR_F64 = 0x04
 _HAS_SNAPSHOTS = 0x08
 _HAS_BAND = 0x10
+_HAS_SINCE = 0x20
 _FEATURE_FLOATS = (
     "reference_time", "last_purchase", "first_purchase", "decayed_orders", "decayed_spend",
     "total_spend", "refunded",
@@ -249,6 +253,9 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
     if state.risk_band is not None:
         header |= _HAS_BAND
         _varint(state.risk_band, body)
+    if state.traits_since is not None and state.traits_since != state.updated_at:
+        header |= _HAS_SINCE
+        body += _F64.pack(float(state.traits_since))
     out = bytearray([header]) + head
     _varint(len(body), out)
     out += body
@@ -359,7 +366,10 @@ def _unpack_all(cid: str, data: bytes, stream_name: Callable[[int], str]) -> tup
     band: int | None = None
     if header & _HAS_BAND:
         band, pos = _read_varint(data, pos)
-    return next_rescore_at, features, vector, applied, recent, snapshots, band
+    since: float | None = None
+    if header & _HAS_SINCE:
+        since = _F64.unpack_from(data, pos)[0]
+    return next_rescore_at, features, vector, applied, recent, snapshots, band, since
 
 
 # ------------------------------------------------------------------ readable record
