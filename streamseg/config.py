@@ -236,8 +236,8 @@ class TraitSettings(_Section):
         "days after it. Fixed for a store (the stored snapshots and the learned model are "
         "for this H).",
     )
-    snapshot_every_days: float = Field(
-        90.0, gt=0,
+    snapshot_every_days: int = Field(
+        90, ge=1,
         description="Days of event time between two snapshots of a customer (taken whether "
         "or not they buy). A customer waits for at most ceil(horizon_days / "
         "snapshot_every_days) labels, at about 7 bytes of store each; at most 6. Fixed for a "

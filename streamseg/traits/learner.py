@@ -19,15 +19,15 @@ validation), then learned.
 >>> learner.own("local", None)
 >>> state = CustomerState("c1", CustomerFeatures.empty(), partition="local")
 >>> state.features.apply(0.0, 20.0, "purchase", half_life_days=90)
->>> round(phase_of("c1", 30 * day) / day, 1)  # the customer's grid: days 26.2, 56.2, ...
-26.2
+>>> phase_of("c1", 30 * day) / day  # the customer's grid: days 17, 47, 77, ...
+17.0
 >>> learner.at_clock(state, 100 * day)       # three grid points wait, none stored
 >>> learner.examples(), state.snapshots
 (0, [])
 >>> learner.on_event(state, 130 * day, 30.0, "purchase")  # before the event is applied
 >>> state.features.apply(130 * day, 30.0, "purchase", half_life_days=90)
->>> learner.examples(), [round(s.at / day, 1) for s in state.snapshots]  # day 26.2 learned
-(1, [56.2, 86.2, 116.2])
+>>> learner.examples(), [s.at / day for s in state.snapshots]  # day 17 learned
+(1, [47.0, 77.0, 107.0])
 >>> learner.refresh()
 >>> traits = learner.predict(state.features, 130 * day)
 >>> 0 < traits.purchase_probability < 1, traits.horizon_days

@@ -3,10 +3,10 @@
 Snapshots are taken on a grid in event time, one every ``every`` seconds, whether or
 not the customer buys: a snapshot at each purchase would only teach the model about
 customers who just bought. The grid is shifted per customer by a phase derived from
-the customer id (``crc32(id) % every``), so that snapshots fall at every age of a
-customer's life alike and not all on the same day; grid point ``k`` is at
-``phase + k * every`` (seconds since the epoch). A snapshot at ``t`` sees every event
-at or before ``t``.
+the customer id (``crc32(id) % every``, in whole days), so that snapshots fall at every
+age of a customer's life alike and not all on the same day; grid point ``k`` is at
+``phase + k * every``, a whole number of days since the epoch (UTC midnight). A
+snapshot at ``t`` sees every event at or before ``t``.
 
 A snapshot's label is what the customer did in ``(t, t + horizon]``: whether they
 bought (their last purchase is then after ``t``) and how much they spent (their total
@@ -83,8 +83,10 @@ class Label:
 
 
 def phase_of(customer_id: str, every: float) -> float:
-    """The customer's shift of the grid: whole seconds in ``[0, every)``."""
-    return float(zlib.crc32(customer_id.encode()) % max(1, int(every)))
+    """The customer's shift of the grid: whole days in ``[0, every)`` (``every`` in
+    seconds), so that grid points are whole days since the epoch (stored as such)."""
+    days = max(1, int(every // SECONDS_PER_DAY))
+    return float(zlib.crc32(customer_id.encode()) % days) * SECONDS_PER_DAY
 
 
 def max_pending(horizon_days: float, every_days: float) -> int:
@@ -106,8 +108,8 @@ class Grid:
 
     @classmethod
     def of(cls, customer_id: str, every_days: float, horizon_days: float) -> Grid:
-        # Whole seconds: snapshot times are stored as integers.
-        every = float(max(1, round(every_days * SECONDS_PER_DAY)))
+        # Whole days: snapshot times are stored as days since the epoch.
+        every = float(max(1, round(every_days))) * SECONDS_PER_DAY
         return cls(every, horizon_days * SECONDS_PER_DAY, phase_of(customer_id, every))
 
     def point(self, k: int) -> float:

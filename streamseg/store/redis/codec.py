@@ -23,7 +23,7 @@ applied    varint count, then (varint stream id, zigzag varint offset) pairs; st
            ids are the store's small ids of ``{p}:streams``
 recent     varint count, then that many u32 event-id hashes
 snapshots  if header bit 3: varint count, then per snapshot (oldest first) varints of
-           its time (whole seconds), cell, orders and total spend in cents (the
+           its time (whole days since the epoch), cell, orders and total spend in cents (the
            snapshots that wait for their label, :mod:`streamseg.traits.schedule`)
 band       if header bit 4: varint the risk band kept by hysteresis
            (:mod:`streamseg.traits.bands`)
@@ -246,7 +246,11 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
         header |= _HAS_SNAPSHOTS
         _varint(len(state.snapshots), body)
         for snapshot in state.snapshots:
-            _varint(int(snapshot.at), body)
+            days, rest = divmod(int(snapshot.at), 86_400)
+            if rest or snapshot.at != int(snapshot.at):
+                raise ValueError(f"customer {state.customer_id!r}: snapshot time "
+                                 f"{snapshot.at} is not a whole day")
+            _varint(days, body)
             _varint(snapshot.cell, body)
             _varint(snapshot.orders, body)
             _varint(round(snapshot.spend * 100), body)
@@ -362,7 +366,7 @@ def _unpack_all(cid: str, data: bytes, stream_name: Callable[[int], str]) -> tup
             cell, pos = _read_varint(data, pos)
             orders, pos = _read_varint(data, pos)
             cents, pos = _read_varint(data, pos)
-            snapshots.append(Snapshot(float(at), cell, orders, cents / 100))
+            snapshots.append(Snapshot(at * 86_400.0, cell, orders, cents / 100))
     band: int | None = None
     if header & _HAS_BAND:
         band, pos = _read_varint(data, pos)

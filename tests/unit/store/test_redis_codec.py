@@ -64,13 +64,19 @@ def test_snapshots_and_traits_round_trip() -> None:
     state = CustomerState("c1", _features(), segment=3, segment_name="A|B",
                           updated_at=1_714_644_000.5, traits=(0.812, 54.0), risk_band=2,
                           traits_since=1_714_600_000.25,
-                          snapshots=[Snapshot(1_714_000_000.0, 301, 2, 24.99),
-                                     Snapshot(1_721_776_000.0, 12, 7, 1234.56)])
+                          snapshots=[Snapshot(19_837 * 86_400.0, 301, 2, 24.99),
+                                     Snapshot(19_927 * 86_400.0, 12, 7, 1234.56)])
     back = _round_trip(state)
     assert back == state and back.traits_since == state.traits_since
     assert _pack_public(state).startswith(b"v2|3|")  # versioned: a v1 reader sees no segment
     state.traits = None
     assert not _pack_public(state).startswith(b"v2")  # without traits, the v1 record
+
+
+def test_a_snapshot_time_that_is_not_a_whole_day_is_refused() -> None:
+    state = CustomerState("c1", _features(), snapshots=[Snapshot(1_714_000_000.5, 1, 1, 1.0)])
+    with pytest.raises(ValueError, match="not a whole day"):
+        _pack_state(state, STREAMS)
 
 
 def test_version_1_records_still_read() -> None:
