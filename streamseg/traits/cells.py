@@ -52,7 +52,7 @@ CELLS = _R * _F * _T
 #: Pseudo-counts of the shrinkage of a cell's spend to its parent's, and of a
 #: customer's average order to the population's (in orders).
 PRIOR_WEIGHT = 20.0
-ORDER_PRIOR = 1.0
+ORDER_PRIOR = 3.0
 #: Ridge penalty of the logistic fit (on the coefficients but the intercept).
 RIDGE = 1e-2
 # Columns of the per-cell sums.
