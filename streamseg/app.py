@@ -278,6 +278,10 @@ class Application:
         self.metrics.events_consumed.inc(len(records))
         outcome = self.engine.process(records)
         self._deliver(outcome, self.source.positions_after(records))
+        if not self.shared and self.engine.reorganising:
+            # Alone, this worker sweeps between versions only at the stream's end; a
+            # reorganisation needs its sweep now (workers of a shared model sweep anyway).
+            self._deliver(self.engine.sweep_batch(self.settings.model.sweep_page), {})
         self.observer.latency(records)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
@@ -367,7 +371,8 @@ class Application:
 
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""
-        if not (outcome.states or outcome.rejected or positions):
+        if not (outcome.states or outcome.rejected or positions or outcome.publish
+                or outcome.sample):
             return  # an idle tick with nothing due: nothing to write
         self.commit.commit(outcome, positions, self.engine.partitions,
                            self._checkpoint(), self._meta())
