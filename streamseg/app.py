@@ -135,6 +135,8 @@ class Application:
         self.refiner = Refiner(settings.model.refine_interval_s, settings.model.refine_every,
                                settings.model.warmup)
         self._viewed_at = -float("inf")
+        #: The last poll returned a full batch: the worker is catching up on a backlog.
+        self._saturated = False
         self._lease_tried_at = time.monotonic()
         self.engine = self._new_engine()
         self._stop = threading.Event()
@@ -223,6 +225,7 @@ class Application:
                     records = self.source.poll(
                         self.settings.source.batch_size, self.settings.source.poll_timeout_s
                     )
+                    self._saturated = len(records) >= self.settings.source.batch_size
                     records = self.ownership.follow(self.engine, records)
                     self.engine.behind = self.source.behind()
                     if records:
@@ -278,6 +281,10 @@ class Application:
         self.metrics.events_consumed.inc(len(records))
         outcome = self.engine.process(records)
         self._deliver(outcome, self.source.positions_after(records))
+        if not self.shared and self.engine.reorganising:
+            # Alone, this worker sweeps between versions only at the stream's end; a
+            # reorganisation needs its sweep now (workers of a shared model sweep anyway).
+            self._deliver(self.engine.sweep_batch(self.settings.model.sweep_page), {})
         self.observer.latency(records)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
@@ -350,7 +357,10 @@ class Application:
         self._deliver(engine.take_pending(), {})
         if engine.refiner and self.refiner.due(engine):
             self._deliver(engine.refine_shared(self.refiner), {})
-        self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
+        if not self._saturated or engine.reorganising:
+            # While catching up on a backlog the events come first: the sweep (quality
+            # only) waits for the input to thin out, unless a reorganisation waits on it.
+            self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
         self.metrics.refiner.set(1 if engine.refiner else 0)
 
     def _demote(self) -> None:
@@ -367,7 +377,8 @@ class Application:
 
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""
-        if not (outcome.states or outcome.rejected or positions):
+        if not (outcome.states or outcome.rejected or positions or outcome.publish
+                or outcome.sample):
             return  # an idle tick with nothing due: nothing to write
         self.commit.commit(outcome, positions, self.engine.partitions,
                            self._checkpoint(), self._meta())

@@ -191,8 +191,10 @@ class ModelSettings(_Section):
         500, ge=0,
         description="Customers re-placed per step of the sweep that follows each new model "
         "version: every customer stored is put at its nearest centroid (with hysteresis), "
-        "not only the sampled ones. Steps run when idle and at each view refresh, and "
-        "at the end of a finite stream until nobody moves (0: no sweep).",
+        "not only the sampled ones. Steps run when idle and at each view refresh (not "
+        "while a backlog fills every batch, unless a reorganisation waits for the sweep), "
+        "and at the end of a finite stream until nobody moves. 0: no sweep, and no "
+        "reorganisation of customers outside the sample.",
     )
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
     n_init: int = Field(

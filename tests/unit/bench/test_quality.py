@@ -5,10 +5,11 @@ Only quality is asserted here, never speed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamseg.bench import common, quality
-from streamseg.bench.simulate import read_truth, write_stream
+from streamseg.bench.simulate import SIXTY_DAYS, read_truth, simulate_stream, write_stream
 from streamseg.config import SAMPLE_URI
 
 
@@ -26,3 +27,17 @@ def test_simulated_archetypes_recovered(tmp_path: Path) -> None:
     _, truth_path = write_stream(events, customers=2000, seed=1)
     _, settings = common.run_file(str(events), tmp_path)
     assert quality.adjusted_rand(settings, read_truth(truth_path)) >= 0.9
+
+
+def test_segments_that_change_late_are_found_for_customers_outside_the_sample(
+        tmp_path: Path) -> None:
+    """The 60-day archetypes change late (buyers lapse in the last weeks), when most
+    customers are outside a small sample: a restart found on the sample must still
+    re-organise them all (a reorganisation, swept over every stored customer)."""
+    events, truth = simulate_stream(customers=2000, seed=1, archetypes=SIXTY_DAYS)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(event) + "\n" for event in events), encoding="utf-8")
+    _, settings = common.run_file(str(path), tmp_path, {"model": {"reservoir_size": 300}})
+    ratio = quality.inertia_ratio(settings)
+    assert ratio["ratio"] <= 1.10, ratio
+    assert quality.adjusted_rand(settings, truth) >= 0.9
