@@ -76,8 +76,10 @@ class ReadView:
         try:
             check_stored_settings(stored, settings, where=self.where)
         except ConfigError as error:
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            raise ReadError("; ".join(lines) + " (read commands need the store's settings: "
+            lines = [line.strip().rstrip(":") for line in str(error).splitlines()
+                     if line.strip()]
+            raise ReadError(": ".join(lines[:1]) + ": " + "; ".join(lines[1:])
+                            + " (read commands need the store's settings: "
                             "use the configuration the service runs with)") from None
         try:
             restored = restore_model(checkpoint, settings)
