@@ -323,7 +323,11 @@ def api(
     _check_api_exposure(settings)
     from streamseg.serve.api import serve_api
 
-    serve_api(settings, settings.api.host, settings.api.port)
+    try:
+        serve_api(settings, settings.api.host, settings.api.port)
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: cannot serve the read API: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _check_api_exposure(settings: Settings) -> None:

@@ -88,8 +88,9 @@ class ReadView:
                             "was it written by a newer version of streamseg?") from None
         self.model = restored.model
         names = dict(restored.names)
+        # The summaries are written with every batch, the checkpoint now and then.
         names.update({int(s["segment"]): s["name"] for s in self.meta.get("segments") or []
-                      if s.get("name") and int(s["segment"]) not in names})
+                      if s.get("name")})
         self.segment_names: dict[int, str] = names
         dim = len(VECTOR_FIELDS)
         shares = Shares(dim, SCALE_FLOOR)

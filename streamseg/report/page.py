@@ -18,7 +18,7 @@ from streamseg.report.figures import map_figure, profiles_figure, sizes_figure
 from streamseg.report.quality import quality_figure, quality_text
 from streamseg.report.scan import ReportData, read_report_data
 from streamseg.report.words import colour, describe, money
-from streamseg.store import ReadOnlyStore, Store
+from streamseg.store import ReadOnlyStore, Store, open_reader
 
 if TYPE_CHECKING:
     from streamseg.read.view import ReadView
@@ -52,12 +52,17 @@ def write_report(
     >>> page.name, "No segments yet" in page.read_text()
     ('report.html', True)
     """
-    from streamseg.read.view import ReadView, open_view
+    from streamseg.read.view import ReadView
 
     owned = view is None and store is None
     if view is None:
-        view = open_view(settings) if store is None else ReadView(settings,
-                                                                  ReadOnlyStore(store))
+        reader = open_reader(settings.store) if store is None else ReadOnlyStore(store)
+        try:
+            view = ReadView(settings, reader)
+        except BaseException:
+            if owned:
+                reader.close()
+            raise
     try:
         data = read_report_data(settings, view, sample, seed, currency)
     finally:

@@ -41,8 +41,6 @@ def read_report_data(settings: Settings, view: ReadView, sample: int, seed: int,
     meta = view.meta
     now = view.now()
     names = dict(view.segment_names)
-    names.update({int(s["segment"]): s["name"] for s in meta.get("segments") or []
-                  if s.get("name")})
     draw = Reservoir(settings.evaluate.sample, settings.evaluate.seed)
     scan = CustomerScan(view.customers(), now, settings.features.half_life_days,
                         sample, seed, draw)
