@@ -93,13 +93,16 @@ def recommend(points: Sequence[KPoint]) -> tuple[int, str]:
     by_k = {p.k: p for p in points}
     ks = sorted(by_k)
     i = ks.index(best.k)
-    drops = []
-    if i > 0 and by_k[ks[i - 1]].inertia > 0:
-        drops.append(f"inertia falls {_drop(by_k[ks[i - 1]], best):.0%} from k={ks[i - 1]}")
-    if i + 1 < len(ks) and best.inertia > 0:
-        drops.append(f"only {_drop(best, by_k[ks[i + 1]]):.0%} more at k={ks[i + 1]}")
-    if drops:
-        why += "; " + ", ".join(drops)
+    before = f"inertia falls {_drop(by_k[ks[i - 1]], best):.0%} from k={ks[i - 1]}" \
+        if i > 0 else None
+    after = f"{_drop(best, by_k[ks[i + 1]]):.0%} at k={ks[i + 1]}" \
+        if i + 1 < len(ks) else None
+    if before and after:
+        why += f"; {before}, and only a further {after}"
+    elif before:
+        why += f"; {before}"
+    elif after:
+        why += f"; inertia would fall a further {after}"
     return best.k, why
 
 

@@ -42,10 +42,23 @@ class ReadError(Exception):
     """The store cannot be read as asked; the message is one line: what and what to do."""
 
 
+def describe_store(settings: Settings) -> str:
+    """The store as messages name it: its URI without secrets, and a Redis prefix.
+
+    >>> from streamseg.config import load_settings
+    >>> describe_store(load_settings(overrides={"store": {"uri": "redis://:pw@r:6379/0"}}))
+    "redis://:***@r:6379/0 (prefix 'streamseg')"
+    """
+    where = redact_uri(settings.store.uri)
+    if settings.store.uri.startswith(("redis://", "rediss://", "unix://")):
+        where += f" (prefix {settings.store.redis_prefix!r})"
+    return where
+
+
 def open_view(settings: Settings) -> ReadView:
     """A :class:`ReadView` of the store ``settings.store`` names, opened to read only;
     every failure to open it is a :class:`ReadError`. Close it with :meth:`ReadView.close`."""
-    where = redact_uri(settings.store.uri)
+    where = describe_store(settings)
     try:
         store = open_reader(settings.store)
     except (OSError, ValueError) as error:
@@ -63,7 +76,7 @@ class ReadView:
     def __init__(self, settings: Settings, store: ReadOnlyStore | Store) -> None:
         self.settings = settings
         self.store = store
-        self.where = redact_uri(settings.store.uri)
+        self.where = describe_store(settings)
         self.meta: dict[str, Any] = store.meta()
         interrupted = reseed_in_progress(self.meta)
         if interrupted:
