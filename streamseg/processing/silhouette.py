@@ -126,6 +126,8 @@ class SilhouetteMonitor:
                     except Exception as error:  # noqa: BLE001 - a gauge must not stop a worker
                         log.warning("could not measure the silhouette (%s: %s); trying again "
                                     "in %.0f s", type(error).__name__, error, interval)
+                else:
+                    self._gauge.value = None  # another worker measures now: none stale here
                 self._stop.wait(interval)
         finally:
             if store is not None:
