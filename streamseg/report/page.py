@@ -174,7 +174,7 @@ def render_page(data: ReportData) -> str:
   <p class="hint">Silhouette runs from -1 to 1: near 1, customers sit much closer to their
   own segment than to the next one. The curve fits batch k-means++ for each number of
   segments on the same customers; inertia always falls as k grows, the silhouette does
-  not. `streamseg evaluate --k 2..10` prints the same figures.</p>
+  not. <code>streamseg evaluate --k 2..10</code> prints the same figures.</p>
   {figure_block("quality", quality_figure(data))}
 </section>
 """
