@@ -335,8 +335,9 @@ def _open_read_only(path: str) -> sqlite3.Connection:
     missing = {"customers", "partitions", "sample", "model", "meta"} - tables
     if missing or "partition" not in columns:
         db.close()
-        raise ValueError(f"{path} is not a streamseg store of this version (run "
-                         "`streamseg run` on it once to upgrade it, or check store.uri)")
+        raise ValueError(f"{path} was written by an earlier version of streamseg (or is no "
+                         "streamseg store): start one worker of this version on it once to "
+                         "upgrade it, or check store.uri")
     return db
 
 

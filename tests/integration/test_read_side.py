@@ -143,3 +143,16 @@ def test_deleted_customer_keys_are_a_one_line_error(populated: Any, tmp_path: Pa
         assert _dump(client, copy) == before
     finally:
         _delete_prefix(client, copy)
+
+
+def test_a_prefix_of_the_previous_layout_is_an_error_and_is_not_migrated(
+        redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{redis_prefix}:layout", "v1 buckets=16")
+    before = _dump(client, redis_prefix)
+    result = _cli(["segments", "--store", redis_url], tmp_path,
+                  {"STREAMSEG_STORE__REDIS_PREFIX": redis_prefix})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "layout of an earlier version" in result.stderr and "migrate" in result.stderr
+    assert _dump(client, redis_prefix) == before
+    client.close()

@@ -155,3 +155,16 @@ def test_customers_in_segments_the_model_lacks_are_an_error(archetypes: Path,
     db.close()
     line = _one_line_error(_cli(["evaluate", "--store", "sqlite:///state.db"], folder))
     assert "segment(s) [9]" in line and "model has 5 segments" in line
+
+
+def test_a_store_of_the_previous_version_is_an_error_and_stays_as_it_was(
+        tmp_path: Path) -> None:
+    import gzip
+
+    fixture = Path(__file__).parents[1] / "engine" / "data" / "store_before_shares.sqlite.gz"
+    (tmp_path / "state.db").write_bytes(gzip.decompress(fixture.read_bytes()))
+    before = _digest(tmp_path)
+    for command in (["segments"], ["evaluate"], ["export"], ["get", "x"]):
+        line = _one_line_error(_cli([*command, "--store", "sqlite:///state.db"], tmp_path))
+        assert "earlier version of streamseg" in line and "upgrade" in line
+    assert _digest(tmp_path) == before  # the reader upgraded nothing
