@@ -252,6 +252,7 @@ def get(
     with _reading(settings) as engine:
         state = engine.store.get(settings.customer_key(customer_id))
         if state is None:
+            engine.check_customers()  # none at all, though counted: say that instead
             typer.echo(f"error: no customer {customer_id!r} in {engine.where}", err=True)
             raise typer.Exit(1)
         typer.echo(json.dumps(_customer_document(state, engine, settings), indent=2))

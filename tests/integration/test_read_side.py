@@ -130,7 +130,8 @@ def test_deleted_customer_keys_are_a_one_line_error(populated: Any, tmp_path: Pa
             client.delete(key)
         store, env = _store_args(copy)
         before = _dump(client, copy)
-        for command in (["segments"], ["export", "--out", str(tmp_path / "x.jsonl")],
+        for command in (["segments"], ["get", "cust-000001"],
+                        ["export", "--out", str(tmp_path / "x.jsonl")],
                         ["report", "--out", str(tmp_path / "r.html")], ["evaluate"]):
             result = _cli([*command, *store], tmp_path, env)
             assert result.returncode == 2, (command, result.stdout, result.stderr)
