@@ -107,8 +107,11 @@ class ReadView:
         self.segment_names: dict[int, str] = names
         dim = len(VECTOR_FIELDS)
         shares = Shares(dim, SCALE_FLOOR)
+        partitions = store.read_partitions()
         shares.set_others({name: Share.from_json(part.model, dim, SCALE_FLOOR)
-                           for name, part in store.read_partitions().items()})
+                           for name, part in partitions.items()})
+        #: Customers the partitions count (what their owners wrote with every batch).
+        self.counted = sum(part.customers for part in partitions.values())
         #: The standardiser over every partition's customers (what workers score with).
         self.scaler: OnlineStandardizer = shares.view()
         watermark = shares.watermark()
@@ -136,7 +139,7 @@ class ReadView:
 
     def check_customers(self) -> None:
         """:class:`ReadError` when the partitions count customers whose records are gone."""
-        counted = self.store.count()
+        counted = self.counted
         if counted and next(iter(self.store.iter_customers()), None) is None:
             raise ReadError(
                 f"{self.where} counts {counted} customers in its partitions (and its model "

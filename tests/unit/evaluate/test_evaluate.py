@@ -168,3 +168,15 @@ def test_a_store_of_the_previous_version_is_an_error_and_stays_as_it_was(
         line = _one_line_error(_cli([*command, "--store", "sqlite:///state.db"], tmp_path))
         assert "earlier version of streamseg" in line and "upgrade" in line
     assert _digest(tmp_path) == before  # the reader upgraded nothing
+
+
+def test_customer_rows_gone_from_a_sqlite_store_are_an_error(archetypes: Path,
+                                                             tmp_path: Path) -> None:
+    folder = _copy(archetypes, tmp_path)
+    db = sqlite3.connect(folder / "state.db")
+    db.execute("DELETE FROM customers")
+    db.commit()
+    db.close()
+    for command in (["segments"], ["export"], ["get", "cust-000001"], ["evaluate"]):
+        line = _one_line_error(_cli([*command, "--store", "sqlite:///state.db"], folder))
+        assert "counts 1500 customers in its partitions" in line, line
