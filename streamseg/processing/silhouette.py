@@ -40,7 +40,10 @@ from streamseg.store import ReadOnlyStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SilhouetteGauge", "SilhouetteMonitor", "measure_silhouette"]
+__all__ = ["RETRY_S", "SilhouetteGauge", "SilhouetteMonitor", "measure_silhouette"]
+
+#: Seconds before the next try while there is no value (not seeded yet, not the refiner).
+RETRY_S = 10.0
 
 
 class SilhouetteGauge(Collector):
@@ -129,7 +132,9 @@ class SilhouetteMonitor:
                                     "in %.0f s", type(error).__name__, error, interval)
                 else:
                     self._gauge.value = None  # another worker measures now: none stale here
-                self._stop.wait(interval)
+                # Nothing to measure yet (a model still warming up): look again sooner.
+                self._stop.wait(interval if self._gauge.value is not None
+                                else min(interval, RETRY_S))
         finally:
             if store is not None:
                 store.close()
