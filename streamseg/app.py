@@ -46,9 +46,10 @@ from streamseg.processing.lease import LeaseKeeper, LeaseLost, worker_id
 from streamseg.processing.observe import Observer
 from streamseg.processing.ownership import Ownership
 from streamseg.processing.recovery import FINITE_SOURCE_RETRIES, Backoff, failure_kind
+from streamseg.processing.silhouette import SilhouetteGauge, SilhouetteMonitor
 from streamseg.processing.summary import RunSummary, RunTotals
 from streamseg.serve.metrics import Metrics, MetricsServer
-from streamseg.store import FencedError, Store, open_store
+from streamseg.store import FencedError, ReadOnlyStore, Store, open_reader, open_store
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,15 @@ class Application:
             self._close_opened()  # what opened before the failure must not stay open
             raise
 
-    #: What close() closes, in this order: the server and GC policy, the sinks (they
-    #: flush), the source (it commits its last offsets), the lease, the store.
-    _CLOSE_ORDER = ("metrics_server", "gc_policy", "changes", "dead_letters", "source",
-                    "lease", "store")
+    #: What close() closes, in this order: the gauge's thread, the server and GC policy,
+    #: the sinks (they flush), the source (it commits its last offsets), the lease, the
+    #: store.
+    _CLOSE_ORDER = ("silhouette", "metrics_server", "gc_policy", "changes", "dead_letters",
+                    "source", "lease", "store")
 
     def _open(self, settings: Settings) -> None:
         self.metrics_server: MetricsServer | None = None
+        self.silhouette: SilhouetteMonitor | None = None
         source_uri, csv_mapping = settings.resolved_source()
         kafka = settings.kafka
         self.store = open_store(settings.store,
@@ -153,6 +156,10 @@ class Application:
         self.metrics.worker_info.labels(worker=self.worker).set(1)
         self.observer = Observer(self.metrics, self.store, self.source,
                                  self.engine.model.version)
+        # The silhouette gauge: measured in its own thread, exported by the refiner only.
+        gauge = SilhouetteGauge(self.metrics.registry, self._refines)
+        if settings.metrics.enabled and settings.metrics.silhouette_sample > 0:
+            self.silhouette = SilhouetteMonitor(settings, gauge, self._reader, self._refines)
         if settings.metrics.enabled:
             self.metrics_server = MetricsServer(
                 self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
@@ -178,6 +185,17 @@ class Application:
                 "and must be upgraded by one worker alone: stop every worker of this "
                 "store, then start one")
         upgrade_store(self.settings, self.store, self.lease.token if self.lease else None)
+
+    def _refines(self) -> bool:
+        engine = getattr(self, "engine", None)
+        return engine is not None and engine.refiner
+
+    def _reader(self) -> ReadOnlyStore:
+        """A read-only store for the gauge's thread: its own connection, but for an
+        in-process store."""
+        if self.settings.store.uri.startswith("memory://"):
+            return ReadOnlyStore(self.store)
+        return open_reader(self.settings.store)
 
     def _lease_store(self) -> Store:
         """The renewing thread's store: its own connection, but for an in-process store."""

@@ -47,6 +47,7 @@ from streamseg.engine.refiner import Refiner
 from streamseg.engine.shared import Share, Shares
 from streamseg.engine.sweep import Sweep, Sweeping
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
+from streamseg.engine.vectors import standardise
 from streamseg.engine.view import SharedView
 from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
@@ -392,7 +393,7 @@ class SegmentationEngine(SharedView, Sweeping):
                 scaler.revert_many(np.asarray(old_raws))
             scaler.learn_many(raws[rows] if len(rows_of) > 1 else raws)
             self.shares.scored(name, len(rows))
-        vectors = self.scaler.transform_many(raws).astype(np.float32).astype(np.float64)
+        vectors = standardise(self.scaler, raws)
         assignments = self.model.update_customers(
             [state.customer_id for state in states],
             vectors,
