@@ -405,11 +405,21 @@ def _print_json(result: Any) -> None:
 def bench_quality(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
+    cdnow_copies: Annotated[int, typer.Option(
+        min=1, help="Measure CDNOW made this many times larger (each customer copied, "
+        "dates and amounts jittered).")] = 1,
+    kinds: Annotated[str, typer.Option(help="Model kinds, comma-separated.")] =
+        "customer-kmeans,river-kmeans",
 ) -> None:
-    """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, both model kinds."""
-    from streamseg.bench.quality import quality
+    """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, by model kind."""
+    from streamseg.bench.quality import MODEL_KINDS, quality
 
-    _print_json(quality(customers, seed))
+    chosen = tuple(kind.strip() for kind in kinds.split(",") if kind.strip())
+    unknown = sorted(set(chosen) - set(MODEL_KINDS))
+    if unknown or not chosen:
+        raise typer.BadParameter(f"--kinds: {', '.join(unknown) or 'none given'}; choose "
+                                 f"from {', '.join(MODEL_KINDS)}")
+    _print_json(quality(customers, seed, cdnow_copies, chosen))
 
 
 @bench_app.command("flapping")
