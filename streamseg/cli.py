@@ -410,6 +410,11 @@ def bench_quality(
         "dates and amounts jittered).")] = 1,
     kinds: Annotated[str, typer.Option(help="Model kinds, comma-separated.")] =
         "customer-kmeans,river-kmeans",
+    archetypes: Annotated[str, typer.Option(
+        help="Simulated archetypes: default, or sixty-days (behaviour changes late).")] =
+        "default",
+    reservoir_size: Annotated[int | None, typer.Option(
+        min=2, help="model.reservoir_size for the runs (default: the setting's).")] = None,
 ) -> None:
     """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, by model kind."""
     from streamseg.bench.quality import MODEL_KINDS, quality
@@ -419,7 +424,13 @@ def bench_quality(
     if unknown or not chosen:
         raise typer.BadParameter(f"--kinds: {', '.join(unknown) or 'none given'}; choose "
                                  f"from {', '.join(MODEL_KINDS)}")
-    _print_json(quality(customers, seed, cdnow_copies, chosen))
+    from streamseg.bench.simulate import ARCHETYPE_SETS
+
+    if archetypes not in ARCHETYPE_SETS:
+        raise typer.BadParameter(f"--archetypes: {archetypes}; choose from "
+                                 f"{', '.join(ARCHETYPE_SETS)}")
+    model = {} if reservoir_size is None else {"reservoir_size": reservoir_size}
+    _print_json(quality(customers, seed, cdnow_copies, chosen, archetypes, model))
 
 
 @bench_app.command("flapping")

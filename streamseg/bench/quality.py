@@ -80,10 +80,12 @@ def replicate_cdnow(copies: int, out: Path, seed: int = 5) -> int:
 
 
 def quality(customers: int = 2000, seed: int = 1, cdnow_copies: int = 1,
-            kinds: tuple[str, ...] = MODEL_KINDS) -> dict[str, Any]:
+            kinds: tuple[str, ...] = MODEL_KINDS, archetypes: str = "default",
+            model: dict[str, Any] | None = None) -> dict[str, Any]:
     """CDNOW inertia ratio for each model kind (on the sample made ``cdnow_copies``
     times larger, see :func:`replicate_cdnow`), then ARI and inertia on a simulated
-    stream of ``customers``."""
+    stream of ``customers`` drawn from ``archetypes``; ``model``: settings over the
+    defaults (e.g. a smaller ``reservoir_size``)."""
     from streamseg.config import SAMPLE_CSV
 
     results: dict[str, Any] = {}
@@ -97,18 +99,20 @@ def quality(customers: int = 2000, seed: int = 1, cdnow_copies: int = 1,
         for kind in kinds:
             folder = Path(tmp) / kind
             folder.mkdir()
-            overrides: dict[str, Any] = {"model": {"kind": kind}}
+            overrides: dict[str, Any] = {"model": {**(model or {}), "kind": kind}}
             if csv_mapping is not None:
                 overrides["source"] = {"csv": csv_mapping}
             _, settings = run_file(source, folder, overrides)
             results[f"{name}_{kind}"] = inertia_ratio(settings)
         events = Path(tmp) / "simulated.jsonl"
-        _, truth_path = write_stream(events, customers=customers, seed=seed)
+        _, truth_path = write_stream(events, customers=customers, seed=seed,
+                                     archetypes=archetypes)
         truth = read_truth(truth_path)
         for kind in kinds:
             folder = Path(tmp) / f"sim-{kind}"
             folder.mkdir()
-            _, settings = run_file(str(events), folder, {"model": {"kind": kind}})
+            _, settings = run_file(str(events), folder,
+                                   {"model": {**(model or {}), "kind": kind}})
             results[f"simulated_{kind}"] = {
                 "customers": customers,
                 "adjusted_rand": round(adjusted_rand(settings, truth), 4),
