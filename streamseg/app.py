@@ -46,20 +46,18 @@ from streamseg.processing.lease import LeaseKeeper, LeaseLost, worker_id
 from streamseg.processing.observe import Observer
 from streamseg.processing.ownership import Ownership
 from streamseg.processing.recovery import FINITE_SOURCE_RETRIES, Backoff, failure_kind
+from streamseg.processing.silhouette import SilhouetteGauge, SilhouetteMonitor
+from streamseg.processing.steps import ModelSteps
 from streamseg.processing.summary import RunSummary, RunTotals
 from streamseg.serve.metrics import Metrics, MetricsServer
-from streamseg.store import FencedError, Store, open_store
+from streamseg.store import FencedError, ReadOnlyStore, Store, open_reader, open_store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Application", "RunSummary"]
 
-#: Sweeps (each followed by a refinement) at the end of a finite stream at most: enough
-#: for the segments to settle (a pass moves fewer customers each time), bounded for
-#: the rare case that hysteresis keeps a few going back and forth.
-MAX_SWEEP_PASSES = 20
 
-class Application:
+class Application(ModelSteps):
     """streamseg's stream, assembled from :class:`~streamseg.config.Settings`.
 
     >>> import tempfile, os
@@ -83,13 +81,15 @@ class Application:
             self._close_opened()  # what opened before the failure must not stay open
             raise
 
-    #: What close() closes, in this order: the server and GC policy, the sinks (they
-    #: flush), the source (it commits its last offsets), the lease, the store.
-    _CLOSE_ORDER = ("metrics_server", "gc_policy", "changes", "dead_letters", "source",
-                    "lease", "store")
+    #: What close() closes, in this order: the gauge's thread, the server and GC policy,
+    #: the sinks (they flush), the source (it commits its last offsets), the lease, the
+    #: store.
+    _CLOSE_ORDER = ("silhouette", "metrics_server", "gc_policy", "changes", "dead_letters",
+                    "source", "lease", "store")
 
     def _open(self, settings: Settings) -> None:
         self.metrics_server: MetricsServer | None = None
+        self.silhouette: SilhouetteMonitor | None = None
         source_uri, csv_mapping = settings.resolved_source()
         kafka = settings.kafka
         self.store = open_store(settings.store,
@@ -135,6 +135,8 @@ class Application:
         self.refiner = Refiner(settings.model.refine_interval_s, settings.model.refine_every,
                                settings.model.warmup)
         self._viewed_at = -float("inf")
+        #: The last poll returned a full batch: the worker is catching up on a backlog.
+        self._saturated = False
         self._lease_tried_at = time.monotonic()
         self.engine = self._new_engine()
         self._stop = threading.Event()
@@ -151,6 +153,10 @@ class Application:
         self.metrics.worker_info.labels(worker=self.worker).set(1)
         self.observer = Observer(self.metrics, self.store, self.source,
                                  self.engine.model.version)
+        # The silhouette gauge: measured in its own thread, exported by the refiner only.
+        gauge = SilhouetteGauge(self.metrics.registry, self._refines)
+        if settings.metrics.enabled and settings.metrics.silhouette_sample > 0:
+            self.silhouette = SilhouetteMonitor(settings, gauge, self._reader, self._refines)
         if settings.metrics.enabled:
             self.metrics_server = MetricsServer(
                 self.metrics, self.is_ready, settings.metrics.host, settings.metrics.port
@@ -176,6 +182,17 @@ class Application:
                 "and must be upgraded by one worker alone: stop every worker of this "
                 "store, then start one")
         upgrade_store(self.settings, self.store, self.lease.token if self.lease else None)
+
+    def _refines(self) -> bool:
+        engine = getattr(self, "engine", None)
+        return engine is not None and engine.refiner
+
+    def _reader(self) -> ReadOnlyStore:
+        """A read-only store for the gauge's thread: its own connection, but for an
+        in-process store."""
+        if self.settings.store.uri.startswith("memory://"):
+            return ReadOnlyStore(self.store)
+        return open_reader(self.settings.store)
 
     def _lease_store(self) -> Store:
         """The renewing thread's store: its own connection, but for an in-process store."""
@@ -223,6 +240,7 @@ class Application:
                     records = self.source.poll(
                         self.settings.source.batch_size, self.settings.source.poll_timeout_s
                     )
+                    self._saturated = len(records) >= self.settings.source.batch_size
                     records = self.ownership.follow(self.engine, records)
                     self.engine.behind = self.source.behind()
                     if records:
@@ -278,96 +296,17 @@ class Application:
         self.metrics.events_consumed.inc(len(records))
         outcome = self.engine.process(records)
         self._deliver(outcome, self.source.positions_after(records))
+        if not self.shared and self.engine.reorganising:
+            # Alone, this worker sweeps between versions only at the stream's end; a
+            # reorganisation needs its sweep now (workers of a shared model sweep anyway).
+            self._deliver(self.engine.sweep_batch(self.settings.model.sweep_page), {})
         self.observer.latency(records)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
-    def _idle(self) -> None:
-        """Nothing arrived: let the last batch's commit go out now, and re-score idle
-        customers (time still moves on for customers who stopped buying); a shared
-        model's sweep takes a step too."""
-        self.commit.settle()
-        self._deliver(self.engine.rescore_batch(self.settings.pipeline.max_rescore_per_batch),
-                      {})
-        if self.shared:
-            engine = self.engine
-            if engine.refiner and self.refiner.due(engine, idle=True):
-                self._deliver(engine.refine_shared(self.refiner, idle=True), {})
-            self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
-        self.observer.refresh(self.engine, self.is_ready)
-
-    def _finish(self) -> None:
-        """End of input: seed a model still warming up, catch up on idle customers, then
-        refine once more over what the catch-up moved, and sweep (every customer at its
-        nearest centroid again, :mod:`streamseg.engine.sweep`) and refine until a sweep
-        moves nobody.
-
-        The run ends at a fixed point: nobody is due, nobody is away from the segment the
-        sweep would give them, and the model has no update it has not refined over, so a
-        run with no new events and no time passed changes nothing.
-        """
-        engine = self.engine
-        self._deliver(engine.finish(), {})
-        limit = max(1, self.settings.pipeline.max_rescore_per_batch)
-        while not self._stop.is_set():
-            outcome = engine.rescore_batch(limit)
-            if not outcome.states:
-                break
-            self._deliver(outcome, {})
-        if self._stop.is_set():
-            return
-        self._deliver(engine.finish(), {})
-        page = self.settings.model.sweep_page
-        for _ in range(MAX_SWEEP_PASSES if page > 0 else 0):
-            while not self._stop.is_set() and engine.sweep_pending():
-                self._deliver(engine.sweep_batch(page), {})
-            if self._stop.is_set():
-                return
-            refined = engine.finish()
-            self._deliver(refined, {})
-            if engine.sweep.moved == 0 and not refined.states:
-                break
-
-    def _share(self) -> None:
-        """A worker of a shared model, every ``pipeline.view_refresh_s``: the lease
-        (refiner or not), the other partitions' shares and the refiner's last version,
-        then the refinement when due, and a step of the sweep."""
-        now = time.monotonic()
-        if now - self._viewed_at < self.settings.pipeline.view_refresh_s:
-            return
-        self._viewed_at = now
-        engine = self.engine
-        if engine.refiner and self.lease is not None and self.lease.lost:
-            self._demote()
-        elif (not engine.refiner and self.lease is not None
-              and now - self._lease_tried_at >= self.settings.pipeline.lease_ttl_s / 3):
-            self._lease_tried_at = now
-            if self.lease.try_acquire():
-                engine.adopt_published(force=True)  # the latest version before its own
-                engine.lead()
-                self.commit.lease = self.lease.token
-                log.info("this worker (%s) refines the shared model now", self.worker)
-        engine.refresh_view()
-        self._deliver(engine.take_pending(), {})
-        if engine.refiner and self.refiner.due(engine):
-            self._deliver(engine.refine_shared(self.refiner), {})
-        self._deliver(engine.sweep_batch(self.settings.model.sweep_page), {})
-        self.metrics.refiner.set(1 if engine.refiner else 0)
-
-    def _demote(self) -> None:
-        """The refiner lost the lease (paused past its time to live): another worker
-        refines now; this one goes on as one of the others."""
-        log.warning("this worker (%s) lost the model lease; another worker refines the "
-                    "shared model now", self.worker)
-        if self.lease is not None:
-            self.lease.reset()
-        self.commit.lease = None
-        self.engine.refiner = False
-        self._lease_tried_at = time.monotonic()
-        self.metrics.refiner.set(0)
-
     def _deliver(self, outcome: BatchOutcome, positions: dict[str, int]) -> None:
         """Commit one batch (see :mod:`streamseg.processing.commit`), then count it."""
-        if not (outcome.states or outcome.rejected or positions):
+        if not (outcome.states or outcome.rejected or positions or outcome.publish
+                or outcome.sample):
             return  # an idle tick with nothing due: nothing to write
         self.commit.commit(outcome, positions, self.engine.partitions,
                            self._checkpoint(), self._meta())

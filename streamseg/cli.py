@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,6 +63,33 @@ def _open_engine(settings: Settings) -> Any:
         typer.echo(f"error: cannot open store {settings.store.uri}: {error}", err=True)
         raise typer.Exit(2) from None
     return SegmentationEngine(settings, store)
+
+
+def _open_view(settings: Settings) -> Any:
+    """A read-only view of the store and its model; a one-line error if it cannot be."""
+    from streamseg.read import ReadError, open_view
+
+    try:
+        return open_view(settings)
+    except ReadError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Any]:
+    """A read-only view for a read command: closed after it, and its disagreements with
+    the store (:class:`~streamseg.read.ReadError`) shown as one line, exit code 2."""
+    from streamseg.read import ReadError
+
+    view = _open_view(settings)
+    try:
+        yield view
+    except ReadError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        view.close()
 
 
 @app.command()
@@ -204,15 +233,16 @@ def segments(
     from streamseg.core.profiles import add_traits, format_table, profile_segments
 
     settings = _settings(config, _nested(store={"uri": store}))
-    engine = _open_engine(settings)
-    centroids = engine.model.centroids if engine.model.ready else None
-    profiles = profile_segments(engine.store.iter_customers(), engine.now(),
-                                settings.features.half_life_days, centroids, engine.segment_names)
-    quality = None
-    if engine.traits is not None:
-        total = engine.traits.total()
-        add_traits(profiles, total.segment_means(), settings.traits.horizon_days)
-        quality = total.quality.summary()
+    with _reading(settings) as view:
+        centroids = view.centroids
+        profiles = profile_segments(view.customers(), view.now(),
+                                    settings.features.half_life_days, centroids,
+                                    view.segment_names)
+        quality = None
+        if view.traits is not None:
+            total = view.traits.total()
+            add_traits(profiles, total.segment_means(), settings.traits.horizon_days)
+            quality = total.quality.summary()
     if as_json:
         # A list, as before traits; each segment's traits carry the trait model's running
         # quality (one model for all segments: the same figures in each).
@@ -231,12 +261,13 @@ def get(
 ) -> None:
     """Show one customer's segment, features and traits."""
     settings = _settings(config, _nested(store={"uri": store}))
-    engine = _open_engine(settings)
-    state = engine.store.get(settings.customer_key(customer_id))
-    if state is None:
-        typer.echo(f"error: no customer {customer_id!r} in {settings.store.uri}", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(_customer_document(state, engine, settings), indent=2))
+    with _reading(settings) as engine:
+        state = engine.store.get(settings.customer_key(customer_id))
+        if state is None:
+            engine.check_customers()  # none at all, though counted: say that instead
+            typer.echo(f"error: no customer {customer_id!r} in {engine.where}", err=True)
+            raise typer.Exit(1)
+        typer.echo(json.dumps(_customer_document(state, engine, settings), indent=2))
 
 
 @app.command()
@@ -247,16 +278,17 @@ def export(
 ) -> None:
     """Every customer as JSON Lines: segment, features (original units), vector, traits."""
     settings = _settings(config, _nested(store={"uri": store}))
-    engine = _open_engine(settings)
-    handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        count = 0
-        for state in engine.store.iter_customers():
-            handle.write(json.dumps(_customer_document(state, engine, settings)) + "\n")
-            count += 1
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
+    with _reading(settings) as engine:
+        customers = engine.customers()  # checked before the output is opened
+        handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            count = 0
+            for state in customers:
+                handle.write(json.dumps(_customer_document(state, engine, settings)) + "\n")
+                count += 1
+        finally:
+            if handle is not sys.stdout:
+                handle.close()
     if out != "-":
         typer.echo(f"exported {count} customers to {out}")
 
@@ -308,7 +340,11 @@ def api(
     _check_api_exposure(settings)
     from streamseg.serve.api import serve_api
 
-    serve_api(settings, settings.api.host, settings.api.port)
+    try:
+        serve_api(settings, settings.api.host, settings.api.port)
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: cannot serve the read API: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _check_api_exposure(settings: Settings) -> None:
@@ -334,8 +370,42 @@ def report(
     settings = _settings(config, _nested(store={"uri": store}))
     from streamseg.report import write_report
 
-    path = write_report(settings, out, sample, seed)
+    with _reading(settings) as view:
+        path = write_report(settings, out, sample, seed, view=view)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    k: Annotated[str | None, typer.Option(
+        "--k", help="Also fit each k of a range (2..10) or list (3,5,8) on the sample: "
+        "silhouette and inertia per k, and a recommended k.", show_default=False)] = None,
+    sample: Annotated[int | None, typer.Option(
+        min=10, help="Customers measured (default evaluate.sample).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Judge the live segments: silhouette, Davies-Bouldin, Calinski-Harabasz, inertia
+    against batch k-means++ and stability, exact on a sample of customers."""
+    settings = _settings(config, _nested(store={"uri": store}, evaluate={"sample": sample}))
+    from streamseg.evaluate import draw_sample, format_evaluation
+    from streamseg.evaluate import evaluate as run_evaluate
+    from streamseg.evaluate.choice import parse_ks
+
+    try:
+        ks = parse_ks(k) if k is not None else []
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    seed = settings.evaluate.seed
+    with _reading(settings) as view:
+        drawn = draw_sample(view, settings.evaluate.sample, seed)
+        result = run_evaluate(view, drawn, seed, ks)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(format_evaluation(result))
 
 
 bench_app = typer.Typer(help="Measure: quality, flapping, throughput, Kafka end to end, "
@@ -351,11 +421,32 @@ def _print_json(result: Any) -> None:
 def bench_quality(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
+    cdnow_copies: Annotated[int, typer.Option(
+        min=1, help="Measure CDNOW made this many times larger (each customer copied, "
+        "dates and amounts jittered).")] = 1,
+    kinds: Annotated[str, typer.Option(help="Model kinds, comma-separated.")] =
+        "customer-kmeans,river-kmeans",
+    archetypes: Annotated[str, typer.Option(
+        help="Simulated archetypes: default, or sixty-days (behaviour changes late).")] =
+        "default",
+    reservoir_size: Annotated[int | None, typer.Option(
+        min=2, help="model.reservoir_size for the runs (default: the setting's).")] = None,
 ) -> None:
-    """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, both model kinds."""
-    from streamseg.bench.quality import quality
+    """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, by model kind."""
+    from streamseg.bench.quality import MODEL_KINDS, quality
 
-    _print_json(quality(customers, seed))
+    chosen = tuple(kind.strip() for kind in kinds.split(",") if kind.strip())
+    unknown = sorted(set(chosen) - set(MODEL_KINDS))
+    if unknown or not chosen:
+        raise typer.BadParameter(f"--kinds: {', '.join(unknown) or 'none given'}; choose "
+                                 f"from {', '.join(MODEL_KINDS)}")
+    from streamseg.bench.simulate import ARCHETYPE_SETS
+
+    if archetypes not in ARCHETYPE_SETS:
+        raise typer.BadParameter(f"--archetypes: {archetypes}; choose from "
+                                 f"{', '.join(ARCHETYPE_SETS)}")
+    model = {} if reservoir_size is None else {"reservoir_size": reservoir_size}
+    _print_json(quality(customers, seed, cdnow_copies, chosen, archetypes, model))
 
 
 @bench_app.command("flapping")

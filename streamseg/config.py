@@ -191,8 +191,10 @@ class ModelSettings(_Section):
         500, ge=0,
         description="Customers re-placed per step of the sweep that follows each new model "
         "version: every customer stored is put at its nearest centroid (with hysteresis), "
-        "not only the sampled ones. Steps run when idle and at each view refresh, and "
-        "at the end of a finite stream until nobody moves (0: no sweep).",
+        "not only the sampled ones. Steps run when idle and at each view refresh (not "
+        "while a backlog fills every batch, unless a reorganisation waits for the sweep), "
+        "and at the end of a finite stream until nobody moves. 0: no sweep, and no "
+        "reorganisation of customers outside the sample.",
     )
     lloyd_iterations: int = Field(10, ge=1, description="Lloyd iterations per refinement.")
     n_init: int = Field(
@@ -344,6 +346,27 @@ class MetricsSettings(_Section):
     enabled: bool = Field(False, description="Serve Prometheus metrics and health over HTTP.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you need more.")
     port: int = Field(9108, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    silhouette_sample: int = Field(
+        1000, ge=0, le=20000,
+        description="Customers in the sample behind the `streamseg_silhouette` gauge (taken "
+        "from the model's hash-based sample; its cost grows with the square of this; 0: no "
+        "gauge). Only the worker that holds the model lease exports it.",
+    )
+    silhouette_interval_s: float = Field(
+        300.0, gt=0,
+        description="Seconds between two refreshes of the `streamseg_silhouette` gauge, "
+        "computed in a background thread with its own read-only store connection.",
+    )
+
+
+class EvaluateSettings(_Section):
+    sample: int = Field(
+        2000, ge=10, le=50000,
+        description="`streamseg evaluate` and the report's quality figures: customers drawn "
+        "at random (uniform, over the whole store) for the measures, which are exact on "
+        "this sample. Silhouette costs O(sample^2) time; memory stays bounded.",
+    )
+    seed: int = Field(0, description="Seed of that draw and of the batch k-means runs.")
 
 
 class PrivacySettings(_Section):
@@ -399,6 +422,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @classmethod

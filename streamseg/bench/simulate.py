@@ -104,11 +104,19 @@ def _event(
     }
 
 
+#: The archetype sets a stream can be drawn from, by name.
+ARCHETYPE_SETS: dict[str, dict[str, Archetype]] = {"default": ARCHETYPES,
+                                                   "sixty-days": SIXTY_DAYS}
+
+
 def write_stream(
-    out: str | Path, customers: int, seed: int, truth_path: str | Path | None = None
+    out: str | Path, customers: int, seed: int, truth_path: str | Path | None = None,
+    archetypes: str = "default",
 ) -> tuple[int, Path]:
-    """Write events as JSON Lines to ``out`` and the truth as CSV; return (events, truth path)."""
-    events, truth = simulate_stream(customers=customers, seed=seed)
+    """Write events as JSON Lines to ``out`` and the truth as CSV; return (events, truth
+    path). ``archetypes``: a name of :data:`ARCHETYPE_SETS`."""
+    events, truth = simulate_stream(customers=customers, seed=seed,
+                                    archetypes=ARCHETYPE_SETS[archetypes])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:

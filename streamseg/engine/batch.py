@@ -29,6 +29,8 @@ class BatchOutcome:
     foreign: int = 0
     #: Per partition, the model's sample rows that changed (see ``PartitionWrite``).
     sample: dict[str, dict[str, SampleRow | None]] = field(default_factory=dict)
+    #: A new model version to publish (written even if no customer changed).
+    publish: bool = False
 
 
 @dataclass(slots=True)
@@ -45,6 +47,8 @@ class Batch:
     before_traits: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     #: Customers to re-score at the end of the batch, with why.
     to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
+    #: Partitions whose share changed with none of their customers (the sweep's end).
+    shares_changed: set[str] = field(default_factory=set)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
     def state(self, customer_id: str) -> CustomerState | None:

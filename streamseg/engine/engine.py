@@ -45,8 +45,9 @@ from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.refiner import Refiner
 from streamseg.engine.shared import Share, Shares
-from streamseg.engine.sweep import Sweep
+from streamseg.engine.sweep import Sweep, Sweeping
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
+from streamseg.engine.vectors import standardise
 from streamseg.engine.view import SharedView
 from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 __all__ = ["SegmentationEngine"]
 
 
-class SegmentationEngine(SharedView):
+class SegmentationEngine(SharedView, Sweeping):
     """Features, standardiser and model, advanced one batch at a time.
 
     >>> from streamseg.config import load_settings
@@ -103,6 +104,9 @@ class SegmentationEngine(SharedView):
         self.shared = shared
         if shared and isinstance(self.model, CustomerKMeans):
             self.model.auto_refine = False
+        if isinstance(self.model, CustomerKMeans):
+            # The sweep places every customer again after a reorganisation (:mod:`.sweep`).
+            self.model.reorganise = settings.model.sweep_page > 0
         #: Whether this worker derives names and publishes the model (it holds the lease).
         self.refiner = not shared
         self.namer = SegmentNamer(settings.naming.rules, settings.naming.stickiness)
@@ -248,47 +252,13 @@ class SegmentationEngine(SharedView):
         self._score_all(batch)
         return self._end(batch)
 
-    def sweep_pending(self) -> bool:
-        """Whether a pass of the re-assignment sweep is due or in progress."""
-        model = self.model
-        return (isinstance(model, CustomerKMeans) and model.ready
-                and self.sweep.pending(model.version))
-
-    def sweep_batch(self, limit: int) -> BatchOutcome:
-        """One page of the re-assignment sweep (:mod:`.sweep`): stored customers put at
-        their nearest centroid again; an empty outcome when no pass is due."""
-        batch = self._begin()
-        model = self.model
-        if limit <= 0 or not self.sweep_pending():
-            return self._end(batch)
-        assert isinstance(model, CustomerKMeans)
-        self.sweep.begin_if_needed(model.version, self.partitions)
-        partition = self.sweep.next_partition()
-        if partition is None:
-            self.sweep.advance("", "")
-            return self._end(batch)
-        ids, cursor = self.store.customers_page(partition, self.sweep.cursors[partition], limit)
-        self.sweep.advance(partition, cursor)
-        self._load(batch, ids)
-        rows = [state for cid in ids if (state := batch.state(cid)) is not None
-                and state.partition == partition and state.vector is not None
-                and state.segment is not None and cid not in self._pending_keys()]
-        if rows:
-            moved = model.replace([s.customer_id for s in rows],
-                                  np.array([s.vector for s in rows], dtype=np.float64),
-                                  [int(s.segment) for s in rows],  # type: ignore[arg-type]
-                                  [partition] * len(rows))
-            self.sweep.moved += len(moved)
-            self.shares.scored(partition, len(moved))
-            self._apply_assignments(batch, moved)
-        return self._end(batch)
-
     def refine_shared(self, refiner: Refiner, idle: bool = False) -> BatchOutcome:
         """The refiner's seeding or refinement of the shared model (:mod:`.refiner`),
         as a batch: its own customers' moves, and what it publishes."""
         batch = self._begin()
         self._apply_assignments(batch, refiner.run(self, idle))
         self.refresh_segment_names()
+        batch.outcome.publish = True
         return self._end(batch)
 
     def take_pending(self) -> BatchOutcome:
@@ -320,6 +290,8 @@ class SegmentationEngine(SharedView):
         if isinstance(self.model, CustomerKMeans):
             outcome.sample = {name: rows for name, rows in self.model.take_sample_changes().items()
                               if name in self.partitions}
+        for changed in batch.shares_changed:  # written even if none of its customers was
+            outcome.sample.setdefault(changed, {})
         touched = {s.partition for s in outcome.states} | set(outcome.sample)
         for name in touched:
             if name is not None and name in self.partitions:
@@ -451,7 +423,7 @@ class SegmentationEngine(SharedView):
                 scaler.revert_many(np.asarray(old_raws))
             scaler.learn_many(raws[rows] if len(rows_of) > 1 else raws)
             self.shares.scored(name, len(rows))
-        vectors = self.scaler.transform_many(raws).astype(np.float32).astype(np.float64)
+        vectors = standardise(self.scaler, raws)
         assignments = self.model.update_customers(
             [state.customer_id for state in states],
             vectors,

@@ -39,6 +39,17 @@ computed, which the stored sums reach once every owner has adopted its relabels.
 then a worker's centroids are the means of its view, which mixes adopted and not yet
 adopted partitions; a relabel lost to a crash is found again by the next refinement,
 which reads the rows as stored.
+
+A *reorganisation* breaks that invariant on purpose, for a while. When more customers
+than the sample holds are stored, a restart that reorganises the segments is judged on
+the sample alone (:func:`~streamseg.model.refinement.refine`): the customers outside it
+still sit in the old solution's segments, and centroids that were the means of the
+stored sums would be pulled straight back to it. So the refiner publishes the restart's
+centroids *pinned*: every worker scores with them as published, and each owner's
+re-assignment sweep (:mod:`.sweep`) places every customer of its partitions at them,
+recording the version it swept at in the partition's share. Once every partition's
+share says so, the refiner releases the centroids (a new version): they are the means
+of the stored sums again, now those of the new solution. Meanwhile no refinement runs.
 """
 
 from __future__ import annotations
@@ -84,6 +95,8 @@ class Refiner:
             # (not early when idle: a live stream idles between bursts, long before
             # there is enough to seed from)
             return model.n_buffered + engine.shares.buffered() >= self.warmup
+        if model.pinned:  # a reorganisation waits for every partition's sweep
+            return engine.swept_everywhere()
         if self._last is not None and self._clock() - self._last < self.interval_s:
             return False
         pending = engine.shares.total_updates() - engine.refined_at
@@ -96,6 +109,13 @@ class Refiner:
         the batch's checkpoint. ``idle``: refine with the complete restart search."""
         model = engine.model
         assert isinstance(model, CustomerKMeans)
+        if model.pinned:
+            # Every owner placed its customers at the held centroids: release them.
+            model.unpin()
+            engine.relabels = {}
+            log.info("every partition swept at the reorganisation; version %d follows "
+                     "the statistics again", model.version)
+            return []
         self._last = self._clock()
         # 1. snapshot of the other partitions
         names = [n for n in engine.store.partition_names() if n not in engine.partitions]

@@ -46,6 +46,7 @@ from streamseg.engine.stored_settings import (
     settings_record,
 )
 from streamseg.engine.timer import next_rescore_at
+from streamseg.engine.vectors import standardise
 from streamseg.io import open_change_sink, open_dead_letter_sink
 from streamseg.model import Assignment, CustomerKMeans, build_model
 from streamseg.processing.commit import BatchCommit
@@ -160,9 +161,7 @@ class _Reseed:
             rows_of.setdefault(state.partition or LOCAL_PARTITION, []).append(row)
         for name, rows in sorted(rows_of.items()):
             self.engine.shares.scaler_of(name).learn_many(raws[rows])
-        scaler = self.engine.scaler
-        vectors: np.ndarray = scaler.transform_many(raws).astype(np.float32).astype(np.float64)
-        return vectors
+        return standardise(self.engine.scaler, raws)
 
     def _fit(self, keys: list[str], partitions: list[str],
              vectors: np.ndarray) -> dict[str, tuple[int, list[float]]]:

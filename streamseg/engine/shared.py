@@ -63,6 +63,10 @@ class Share:
     #: Its customers waiting in the model's warm-up buffer (the refiner seeds once the
     #: buffers of every partition hold ``model.warmup`` customers).
     buffered: int = 0
+    #: The model version at which the re-assignment sweep last placed all its customers
+    #: again (-1: never); the refiner releases a reorganisation's held centroids once
+    #: every partition swept at it.
+    swept: int = -1
 
     def to_json(self) -> dict[str, Any]:
         stats = self.stats
@@ -73,6 +77,7 @@ class Share:
             "clock": self.clock,
             "updates": self.updates,
             "buffered": self.buffered,
+            "swept": self.swept,
             "stats": None if stats is None else {
                 "sums": stats.sums.tolist(), "sqsums": stats.sqsums.tolist(),
                 "counts": stats.counts.tolist()},
@@ -101,6 +106,7 @@ class Share:
                 np.asarray(stats["counts"], dtype=np.int64)),
             int(data.get("updates", 0)),
             int(data.get("buffered", 0)),
+            int(data.get("swept", -1)),
         )
 
 
@@ -114,6 +120,8 @@ class Shares:
         self.scalers: dict[str, OnlineStandardizer] = {}
         self.clocks: dict[str, float] = {}
         self.updates: dict[str, int] = {}
+        #: Own partitions: the model version their last complete sweep started at.
+        self.swept: dict[str, int] = {}
         #: The other partitions' shares, as last read (see :meth:`set_others`).
         self.others: dict[str, Share] = {}
         self._others_scaler = OnlineStandardizer(dim, floor)
@@ -132,6 +140,7 @@ class Shares:
         else:
             self.clocks.pop(name, None)
         self.updates[name] = share.updates
+        self.swept[name] = share.swept
         self._view = None
 
     def release(self, name: str) -> None:
@@ -140,6 +149,7 @@ class Shares:
         self.scalers.pop(name, None)
         self.clocks.pop(name, None)
         self.updates.pop(name, None)
+        self.swept.pop(name, None)
         self._view = None
 
     def scaler_of(self, name: str) -> OnlineStandardizer:
@@ -161,7 +171,8 @@ class Shares:
     def share(self, name: str, stats: ClusterStats | None) -> Share:
         """The partition's share as its owner writes it."""
         return Share(self.scalers.get(name) or OnlineStandardizer(self.dim, self.floor),
-                     self.clocks.get(name), stats, self.updates.get(name, 0))
+                     self.clocks.get(name), stats, self.updates.get(name, 0),
+                     swept=self.swept.get(name, -1))
 
     # -- the others ------------------------------------------------------------------
     def set_others(self, shares: dict[str, Share]) -> None:

@@ -87,7 +87,8 @@ class SharedView:
         assert isinstance(published, CustomerKMeans)
         if published.version > self.model.version or not self.model.ready:
             moved = self.model.adopt(published.version, published.centroids,
-                                     published.sample_rate, restored.relabels)
+                                     published.sample_rate, restored.relabels,
+                                     pinned=published.pinned)
             self._pending += moved
             self.sync_others()
             log.info("adopted version %d of the shared model: %d of this worker's "

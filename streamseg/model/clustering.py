@@ -3,10 +3,11 @@
 :class:`Clustering` holds the per-segment statistics of the customers this process
 owns, per data partition (:attr:`Clustering.parts`: what each partition's owner stores
 with it), those of the customers other workers own (:attr:`Clustering.others`, held
-fixed between refreshes), the centroids -- always the exact means of all of them -- and
-the sample. An update takes the customer's old vector out of its old segment first
-(leave-one-out: the customer must not pull its old centroid towards itself), then
-places the new vector in the nearest segment unless the hysteresis rule
+fixed between refreshes), the centroids -- the exact means of all of them, except
+while a reorganisation holds them (:meth:`Clustering.pin`) -- and the sample. An
+update takes the customer's old vector out of its old segment first (leave-one-out:
+the customer must not pull its old centroid towards itself), then places the new
+vector in the nearest segment unless the hysteresis rule
 (:mod:`streamseg.model.hysteresis`) keeps it where it was.
 
 Two paths do this with the same rule: :meth:`Clustering.place_one`, one customer at a
@@ -80,6 +81,9 @@ class Clustering:
         self.others = others if others is not None else ClusterStats.zeros(*centroids.shape)
         self.centroids = centroids
         self.sample = sample
+        #: Centroids held where a reorganisation put them (:meth:`pin`) instead of
+        #: following the means of the statistics, until every customer was placed again.
+        self.pinned = False
 
     @classmethod
     def seeded(
@@ -143,9 +147,27 @@ class Clustering:
             part = self.parts[partition] = ClusterStats.zeros(*self.centroids.shape)
         return part
 
+    def pin(self, centroids: FloatArray) -> None:
+        """Hold the centroids at ``centroids`` whatever the statistics say.
+
+        A reorganisation found on the sample (a better restart) re-assigns the sampled
+        customers only; the others keep their old segments until the re-assignment sweep
+        places them again. Centroids that followed the means meanwhile would be pulled
+        straight back to the old solution by those customers, so they are held until the
+        sweep is over (:meth:`unpin`).
+        """
+        self.centroids = np.array(centroids, dtype=np.float64)
+        self.pinned = True
+
+    def unpin(self) -> None:
+        """The centroids are the means of the statistics again."""
+        self.pinned = False
+        self._recentre()
+
     def _recentre(self) -> None:
         """Centroids = means of the total; an empty segment keeps its centroid."""
-        self.centroids = self.total().centroids(self.centroids)
+        if not self.pinned:
+            self.centroids = self.total().centroids(self.centroids)
 
     # -- updates ----------------------------------------------------------------------
     def place_one(
@@ -319,6 +341,8 @@ class Clustering:
         self._recentre_one(segment)
 
     def _recentre_one(self, segment: int) -> None:
+        if self.pinned:
+            return
         count = int(self.others.counts[segment])
         sums = self.others.sums[segment].copy()
         for part in self.parts.values():

@@ -53,7 +53,7 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
     learner = model._learner
     part = learner.clustering
     sample = None if part is None else part.sample
-    return {
+    state = {
         "kind": STATE_KIND,
         "format": STATE_FORMAT,
         "params": params,
@@ -83,6 +83,10 @@ def state_of(model: CustomerKMeans, with_vectors: bool) -> dict[str, Any]:
             if with_vectors else None,
         },
     }
+    if part is not None and part.pinned:
+        # Only when set, so that the stored format is unchanged otherwise (absent: False).
+        state["pinned"] = True
+    return state
 
 
 def restore(cls: type[CustomerKMeans], state: dict[str, Any]) -> CustomerKMeans:
@@ -126,4 +130,5 @@ def restore(cls: type[CustomerKMeans], state: dict[str, Any]) -> CustomerKMeans:
         for key, partition, vector, segment in kept["rows"] or ():
             sample.load(str(partition), [(str(key), vector, int(segment))])
         learner.clustering = Clustering(parts, centroids, sample)
+        learner.clustering.pinned = bool(state.get("pinned", False))
     return model

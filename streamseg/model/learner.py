@@ -117,6 +117,10 @@ class Learner:
         #: Refine every ``refine_every`` updates on its own. A model shared by several
         #: workers is refined by the caller instead (:meth:`refine` with ``extra``).
         self.auto_refine = True
+        #: A refinement may reorganise the segments on the sample's word, holding the
+        #: centroids until the caller placed every customer again (see
+        #: :func:`~.refinement.refine`); only for a caller that sweeps (the engine).
+        self.reorganise = False
         self.clustering: Clustering | None = None
         #: 0 before seeding; incremented at seeding and at each refinement or re-seed.
         self.version = 0
@@ -195,6 +199,8 @@ class Learner:
             if len(self.buffer) >= self.params.n_clusters:
                 return self.seed(current_key=None)
             return []
+        if self.clustering.pinned:
+            return []  # the sweep comes first (see ``refine``)
         if self.params.refine_every > 0 and self.updates_since_refine > 0:
             return self.refine(force_restart=False, full_search=True).moved
         return []
@@ -242,6 +248,12 @@ class Learner:
         customers; this process's are moved at once, the others' returned as relabels."""
         clustering = self.clustering
         assert clustering is not None
+        if clustering.pinned:
+            if not force_restart:
+                # A reorganisation waits for its sweep (:meth:`unpin`): refining now
+                # would judge it with customers not placed yet.
+                return Refinement()
+            clustering.unpin()
         own_x, own_labels = clustering.sample.rows()
         own_rows = np.flatnonzero(own_labels >= 0)  # warm-up rows count nowhere yet
         x, labels = own_x[own_rows], own_labels[own_rows]
@@ -254,11 +266,15 @@ class Learner:
         if len(x) == 0:
             return Refinement()
         p = self.params
-        new_labels, _, _ = refine(
+        refined = refine(
             x, labels, clustering.total(), clustering.centroids,
             lloyd_iterations=p.lloyd_iterations, hysteresis=p.hysteresis, n_init=p.n_init,
             rng=self.rng, force_restart=force_restart, full_search=full_search,
+            reorganise=self.reorganise,
         )
+        new_labels = refined.labels
+        if refined.reorganised:
+            clustering.pin(refined.centroids)
         out = Refinement()
         keys = clustering.sample.keys
         for row, slot in enumerate(own_rows.tolist()):
@@ -274,12 +290,21 @@ class Learner:
                     out.relabels[key] = (int(new_labels[row]), vector_check(x[row]))
         return out
 
+    def unpin(self) -> None:
+        """Every customer was placed at the held centroids again: they follow the
+        statistics' means from now on (a new version)."""
+        assert self.clustering is not None and self.clustering.pinned
+        self.clustering.unpin()
+        self.version += 1
+
     def adopt(self, version: int, centroids: FloatArray, rate: float,
-              relabels: dict[str, tuple[int, int]]) -> list[Assignment]:
+              relabels: dict[str, tuple[int, int]],
+              pinned: bool = False) -> list[Assignment]:
         """Take another worker's refinement (or seeding) of the shared model: its
         version, its sample rate, and the new segments of this process's sampled
-        customers it moved -- those whose vector is still the one it saw. A model still
-        warming up is seeded with ``centroids`` and assigns its buffer. Returns the
+        customers it moved -- those whose vector is still the one it saw; ``pinned``:
+        its centroids are held (a reorganisation, see :meth:`Clustering.pin`). A model
+        still warming up is seeded with ``centroids`` and assigns its buffer. Returns the
         assignments of the customers moved (all by model update)."""
         out: list[Assignment] = []
         if self.clustering is None:
@@ -297,6 +322,8 @@ class Learner:
                     out.append(Assignment(key, int(labels[i]), x[i], True))
             self._buffer_emptied()
         clustering = self.clustering
+        if pinned:
+            clustering.pin(centroids)
         sample = clustering.sample
         for key, (segment, check) in relabels.items():
             slot = sample.index.get(key)
@@ -311,6 +338,8 @@ class Learner:
             out.append(Assignment(key, segment, x.copy(), True))
         if rate < sample.rate:
             sample.thin(rate)
+        if clustering.pinned and not pinned:
+            clustering.unpin()
         self.version = max(self.version, version)
         return out
 

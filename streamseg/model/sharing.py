@@ -53,6 +53,30 @@ class SharedModel:
     def auto_refine(self, value: bool) -> None:
         self._learner.auto_refine = bool(value)
 
+    @property
+    def reorganise(self) -> bool:
+        """Whether a refinement may reorganise the segments on the sample's word and
+        hold the centroids until every customer was placed again (False: only when the
+        exact objective over every customer improves). Set by a caller that sweeps: see
+        :func:`~streamseg.model.refinement.refine`."""
+        return self._learner.reorganise
+
+    @reorganise.setter
+    def reorganise(self, value: bool) -> None:
+        self._learner.reorganise = bool(value)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the centroids are held where a reorganisation put them (until
+        :meth:`unpin`), instead of being the means of the statistics."""
+        part = self._learner.clustering
+        return part is not None and part.pinned
+
+    def unpin(self) -> None:
+        """Every customer was placed again since the reorganisation (the caller's sweep
+        is over): the centroids follow the means again, as a new version."""
+        self._learner.unpin()
+
     def partition_stats(self) -> dict[str, ClusterStats]:
         """Per data partition this process owns, its customers' statistics (what the
         partition's owner stores with it)."""
@@ -144,8 +168,8 @@ class SharedModel:
                                     extra=others)
 
     def adopt(self, version: int, centroids: FloatArray, rate: float,
-              relabels: dict[str, tuple[int, int]]) -> list[Assignment]:
+              relabels: dict[str, tuple[int, int]], pinned: bool = False) -> list[Assignment]:
         """Take another worker's refinement or seeding (see ``Learner.adopt``)."""
         self._dim = self._dim or int(np.asarray(centroids).shape[1])
         return self._learner.adopt(version, np.asarray(centroids, dtype=np.float64), rate,
-                                   relabels)
+                                   relabels, pinned)

@@ -11,13 +11,17 @@ import html
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamseg.config import Settings
 from streamseg.report.figures import map_figure, profiles_figure, sizes_figure
+from streamseg.report.quality import quality_figure, quality_text
 from streamseg.report.scan import ReportData, read_report_data
 from streamseg.report.words import colour, describe, money
-from streamseg.store import Store, open_store
+from streamseg.store import ReadOnlyStore, Store, open_reader
+
+if TYPE_CHECKING:
+    from streamseg.read.view import ReadView
 
 __all__ = ["render_page", "write_report"]
 
@@ -31,12 +35,14 @@ def write_report(
     seed: int = 0,
     *,
     store: Store | None = None,
+    view: ReadView | None = None,
     currency: str = "$",
 ) -> Path:
-    """Write the HTML report of the store ``settings`` names (or ``store``) to ``out``.
+    """Write the HTML report of the store ``settings`` names (or ``store``, or the
+    read-only ``view`` of one) to ``out``; nothing is written to the store.
 
     ``sample`` customers (at most) are drawn at random with ``seed`` for the map; the
-    table and charts use every customer. A ``store`` passed in is left open.
+    table and charts use every customer. A ``store`` or ``view`` passed in is left open.
 
     >>> import tempfile
     >>> from streamseg.config import load_settings
@@ -46,14 +52,22 @@ def write_report(
     >>> page.name, "No segments yet" in page.read_text()
     ('report.html', True)
     """
-    owned = store is None
-    if store is None:
-        store = open_store(settings.store)
+    from streamseg.read.view import ReadView
+
+    owned = view is None and store is None
+    if view is None:
+        reader = open_reader(settings.store) if store is None else ReadOnlyStore(store)
+        try:
+            view = ReadView(settings, reader)
+        except BaseException:
+            if owned:
+                reader.close()
+            raise
     try:
-        data = read_report_data(settings, store, sample, seed, currency)
+        data = read_report_data(settings, view, sample, seed, currency)
     finally:
         if owned:
-            store.close()
+            view.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_page(data), encoding="utf-8")
@@ -153,6 +167,15 @@ def render_page(data: ReportData) -> str:
   {data.sampled_from:,}); customers close together behave alike. The crosses are the
   segment centres. The axes are the two directions along which customers differ most.</p>
   {figure_block("map", map_figure(data))}
+</section>
+<section>
+  <h2>How good are the segments</h2>
+  {quality_text(data)}
+  <p class="hint">Silhouette runs from -1 to 1: near 1, customers sit much closer to their
+  own segment than to the next one. The curve fits batch k-means++ for each number of
+  segments on the same customers; inertia always falls as k grows, the silhouette does
+  not. <code>streamseg evaluate --k 2..10</code> prints the same figures.</p>
+  {figure_block("quality", quality_figure(data))}
 </section>
 """
     loader = ("const config = " + json.dumps(_PLOTLY_CONFIG) + ";\n"

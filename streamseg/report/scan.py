@@ -10,40 +10,47 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 
 from streamseg.config import Settings
 from streamseg.core.profiles import PROFILE_FIELDS, SegmentProfile, profile_segments
-from streamseg.store import CustomerState, Store
+from streamseg.store import CustomerState
 
-__all__ = ["CustomerScan", "ReportData", "read_report_data", "redact_uri"]
+if TYPE_CHECKING:
+    from streamseg.evaluate.evaluation import Evaluation, Reservoir
+    from streamseg.read.view import ReadView
+
+__all__ = ["QUALITY_KS", "CustomerScan", "ReportData", "read_report_data", "redact_uri"]
+
+#: The k the report's curve shows (and the model's own k).
+QUALITY_KS = tuple(range(2, 11))
 
 
-def read_report_data(settings: Settings, store: Store, sample: int, seed: int,
+def read_report_data(settings: Settings, view: ReadView, sample: int, seed: int,
                      currency: str) -> ReportData:
-    """Everything the page shows, from ``store`` (left open) as ``settings`` describe it.
+    """Everything the page shows, from ``view`` (left open) as ``settings`` describe it.
 
-    ``sample`` customers (at most) are drawn at random with ``seed`` for the map.
+    ``sample`` customers (at most) are drawn at random with ``seed`` for the map; the
+    quality figures use ``evaluate.sample`` customers (see :mod:`streamseg.evaluate`).
     """
-    from streamseg.engine import SegmentationEngine  # the model checkpoint, for centres
+    from streamseg.evaluate.evaluation import Reservoir, evaluate, sample_of
 
-    meta = store.meta()
-    engine = SegmentationEngine(settings, store)
-    # The clock as the pipeline last wrote it (the metadata is written with every
-    # batch; the model checkpoint, which the engine restores, only now and then).
-    now = engine.now()
-    if settings.pipeline.clock == "event" and meta.get("watermark") is not None:
-        now = float(meta["watermark"])
-    names = {int(k): v for k, v in engine.segment_names.items()}
-    names.update({int(s["segment"]): s["name"] for s in meta.get("segments") or []
-                  if s.get("name")})
-    scan = CustomerScan(store.iter_customers(), now, settings.features.half_life_days,
-                       sample, seed)
+    meta = view.meta
+    now = view.now()
+    names = dict(view.segment_names)
+    draw = Reservoir(settings.evaluate.sample, settings.evaluate.seed)
+    scan = CustomerScan(view.customers(), now, settings.features.half_life_days,
+                        sample, seed, draw)
     profiles = profile_segments(scan, now, settings.features.half_life_days, names=names)
-    centroids = engine.model.centroids if engine.model.ready else None
+    centroids = view.centroids
+    quality = None
+    if centroids is not None and len(draw.states()) > len(centroids):
+        drawn = sample_of(view, draw.states(), draw.seen)
+        ks = sorted({*QUALITY_KS, len(centroids)})
+        quality = evaluate(view, drawn, settings.evaluate.seed, ks)
     return ReportData(
         profiles=sorted(profiles, key=lambda p: (-p.spend_90d, p.segment)),
         names=names,
@@ -53,11 +60,12 @@ def read_report_data(settings: Settings, store: Store, sample: int, seed: int,
         sample_vectors=np.asarray([v for _, v in scan.reservoir], dtype=float),
         sample_segments=[s for s, _ in scan.reservoir],
         sampled_from=scan.seen,
-        centroids=None if centroids is None else np.asarray(centroids, dtype=float),
+        centroids=centroids,
         now=now,
-        model_version=engine.model.version,
+        model_version=view.model.version,
         store_uri=redact_uri(settings.store.uri),
         currency=currency,
+        quality=quality,
     )
 
 
@@ -69,8 +77,9 @@ class CustomerScan:
     """
 
     def __init__(self, states: Iterable[CustomerState], now: float, half_life_days: float,
-                 sample: int, seed: int) -> None:
+                 sample: int, seed: int, draw: Reservoir | None = None) -> None:
         self._states = states
+        self._draw = draw  # customers drawn for the quality measures, on the same pass
         self._now = now
         self._half_life = half_life_days
         self._sample = max(0, sample)
@@ -88,6 +97,8 @@ class CustomerScan:
                 self.spend[state.segment] = self.spend.get(state.segment, 0.0) + snap.spend_90d
             if state.segment is not None and state.vector is not None:
                 self._offer(state.segment, state.vector)
+            if self._draw is not None:
+                self._draw.offer(state)
             yield state
 
     def _offer(self, segment: int, vector: list[float]) -> None:
@@ -129,6 +140,7 @@ class ReportData:
     model_version: int
     store_uri: str
     currency: str
+    quality: Evaluation | None = None  # the live segments measured, and the k sweep
     generated: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def name(self, segment: int) -> str:

@@ -72,7 +72,8 @@ from pydantic import (
 import streamseg
 from streamseg.config import Settings
 from streamseg.serve.auth import TOKENS_ENV, TokenVerifier, check_exposure
-from streamseg.store import Store, open_store
+from streamseg.serve.docs import add_offline_docs
+from streamseg.store import Store, open_reader
 from streamseg.traits.learner import TraitLearner, read_traits
 
 log = logging.getLogger(__name__)
@@ -387,7 +388,7 @@ def create_app(
                               "description": "No bearer token, or not a valid one."}}
     owned = store is None
     if store is None:
-        store = open_store(settings.store)
+        store = open_reader(settings.store)  # the API only reads: it must not write
     reader = _StoreReader(store, meta_ttl_seconds)
     if settings.traits.enabled:
         reader.traits_settings = (settings.traits.horizon_days,
@@ -404,7 +405,10 @@ def create_app(
         version=streamseg.__version__,
         summary="Live customer segments: read API.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: served here instead
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.reader = reader
     #: Whether requests need a token (start_api_in_thread refuses to expose an open API).
     app.state.auth_required = bool(verifier)

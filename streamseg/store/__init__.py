@@ -20,6 +20,7 @@ from streamseg.store.base import (
     Store,
 )
 from streamseg.store.memory import MemoryStore
+from streamseg.store.readonly import ReadOnlyError, ReadOnlyStore, open_reader
 from streamseg.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -31,9 +32,12 @@ __all__ = [
     "MemoryStore",
     "Partition",
     "PartitionWrite",
+    "ReadOnlyError",
+    "ReadOnlyStore",
     "SQLiteStore",
     "SampleRow",
     "Store",
+    "open_reader",
     "open_store",
 ]
 

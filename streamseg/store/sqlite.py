@@ -84,8 +84,11 @@ class SQLiteStore(Store):
     1
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        if read_only:
+            self._db = _open_read_only(self.path)
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -317,6 +320,25 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    """A connection that cannot write (SQLite's ``mode=ro``) to an existing file of this
+    version: the read commands must neither create a file nor upgrade one."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no store at {path}: nothing was written there yet "
+                                "(run `streamseg run` first, or check store.uri)")
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                         isolation_level=None, check_same_thread=False, timeout=30.0)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(customers)")}
+    missing = {"customers", "partitions", "sample", "model", "meta"} - tables
+    if missing or "partition" not in columns:
+        db.close()
+        raise ValueError(f"{path} was written by an earlier version of streamseg (or is no "
+                         "streamseg store): start one worker of this version on it once to "
+                         "upgrade it, or check store.uri")
+    return db
 
 
 def _state(text: str, partition: str | None) -> CustomerState:

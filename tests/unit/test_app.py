@@ -441,3 +441,34 @@ def test_with_a_key_no_dead_letter_holds_a_clear_customer_id(
     assert [letter["payload"] is None for letter in withheld] == [True, False, False, True,
                                                                   True]
     assert withheld[0]["payload_withheld"]["bytes"] == len(bad[0].encode())
+
+
+def test_a_failed_start_closes_the_source_and_the_store_opened_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink that cannot be opened (after the store, the lease and the source were):
+    the source (a Kafka consumer in production, which would stay in its group) and the
+    store are closed before the error goes up."""
+    import streamseg.app as app_module
+
+    closed: list[str] = []
+    real_open_source, real_open_store = app_module.open_source, app_module.open_store
+
+    def noting(name: str, real: Any) -> Any:
+        def open_noting(*args: Any, **kwargs: Any) -> Any:
+            opened = real(*args, **kwargs)
+            close = opened.close
+            opened.close = lambda: (closed.append(name), close())[1]
+            return opened
+        return open_noting
+
+    monkeypatch.setattr(app_module, "open_source", noting("source", real_open_source))
+    monkeypatch.setattr(app_module, "open_store", noting("store", real_open_store))
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(_population(customers=5, days=10)) + "\n")
+    (tmp_path / "not-a-folder").write_text("")
+    settings = _settings(tmp_path, source).model_copy(deep=True)
+    settings.sinks.changes = str(tmp_path / "not-a-folder" / "changes.jsonl")
+    with pytest.raises(OSError):
+        Application(settings)
+    assert "source" in closed and "store" in closed
+    assert closed.index("source") < closed.index("store")

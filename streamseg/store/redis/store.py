@@ -110,14 +110,15 @@ class RedisStore(Store):
     """
 
     def __init__(self, client: redis.Redis, prefix: str = "streamseg",
-                 buckets: int = DEFAULT_BUCKETS, cached_customers: int = 0) -> None:
+                 buckets: int = DEFAULT_BUCKETS, cached_customers: int = 0,
+                 *, read_only: bool = False) -> None:
         if buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {buckets}")
         self._redis = client
         self.prefix = prefix
         self._keys = Keys(prefix)
         self._streams = StreamIds(client, self._keys)
-        self.buckets = self._layout(buckets)
+        self.buckets = self._read_layout(buckets) if read_only else self._layout(buckets)
         self._memo = ChunkMemo(cached_customers)
         self._model = ModelParts(client, self._keys.model)
         self._partitions = Partitions(client, self._keys, self._streams)
@@ -133,6 +134,8 @@ class RedisStore(Store):
         prefix: str = "streamseg",
         buckets: int | None = None,
         cached_customers: int = 0,
+        *,
+        read_only: bool = False,
     ) -> RedisStore:
         """Open ``redis://[user:pass@]HOST:PORT/DB[?buckets=N]`` (or ``rediss://``, ``unix://``).
 
@@ -140,6 +143,7 @@ class RedisStore(Store):
         never appears in logs or errors. TLS (``rediss://``) and other connection options
         in the query string (``socket_timeout``, ``ssl_cert_reqs``, ...) are redis-py's.
         ``buckets`` (argument, or ``?buckets=`` in the URI) only matters for a new prefix.
+        ``read_only``: write nothing, not even the layout of a new prefix.
         Raises ``ConnectionError`` (naming the server, never the password) when Redis
         does not answer.
         """
@@ -147,7 +151,7 @@ class RedisStore(Store):
         if buckets is None:
             buckets = int(ours["buckets"]) if "buckets" in ours else DEFAULT_BUCKETS
         return cls(_connect(url, password), prefix=prefix, buckets=buckets,
-                   cached_customers=cached_customers)
+                   cached_customers=cached_customers, read_only=read_only)
 
     def _layout(self, buckets: int) -> int:
         """The prefix's bucket count: set if new, migrated to layout v2 if v1."""
@@ -159,6 +163,20 @@ class RedisStore(Store):
         if stored != buckets:
             log.warning("Redis prefix %r was created with %d buckets; using that rather than %d",
                         self.prefix, stored, buckets)
+        return stored
+
+    def _read_layout(self, buckets: int) -> int:
+        """The prefix's bucket count, read without writing anything (a reader must not
+        pin the layout of a prefix no worker has written yet: ``buckets`` then)."""
+        key = self._keys.layout
+        value = _raw(self._redis.get(key))
+        if value is None:
+            return buckets
+        version, stored = _parse_layout(value, key)
+        if version == LAYOUT_V1:
+            raise ValueError(f"Redis prefix {self.prefix!r} has the layout of an earlier "
+                             "version of streamseg: start one worker of this version on it "
+                             "once to migrate it")
         return stored
 
     # -- customers --------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from streamseg.config import load_settings
 from streamseg.core.events import RawRecord
 from streamseg.engine import SegmentationEngine
+from streamseg.model import CustomerKMeans
 from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -162,3 +163,36 @@ def test_a_follower_uses_the_published_hysteresis_and_its_own_once_it_refines(
     assert "model.hysteresis is 0.05 here, 0.2 in the model" in caplog.text
     follower.lead()
     assert follower.model.hysteresis == 0.05
+
+
+def test_a_reorganisation_is_released_once_the_sweep_placed_every_customer() -> None:
+    """Held (pinned) centroids: the sweep places every stored customer at them, records
+    the version it swept at in the partition's share, and then they are released."""
+    store = MemoryStore()
+    engine = _engine(store, sweep_page=3)
+    _write(engine, store, engine.process(
+        [_record(i, f"c{i}", i, 10.0 + 100 * (i % 2)) for i in range(10)]))
+    model = engine.model
+    assert isinstance(model, CustomerKMeans) and model.reorganise
+    before = {s.customer_id: s.segment for s in store.iter_customers()}
+    held = model.centroids[::-1].copy()  # the segments swap places
+    model._learner.clustering.pin(held)  # type: ignore[union-attr]
+    version = model.version
+    steps = 0
+    while engine.reorganising:
+        outcome = engine.sweep_batch(3)
+        _write(engine, store, outcome)
+        steps += 1
+        assert steps < 10
+        if engine.reorganising:
+            assert model.centroids.tolist() == held.tolist()
+    assert steps == 4  # ten customers, three a page
+    assert model.version == version + 1 and not model.pinned
+    share = store.read_partitions(["local"])["local"].model
+    assert share is not None and share["swept"] == version
+    # every customer moved with the swap, and the centroids are their means again
+    states = list(store.iter_customers())
+    assert {s.customer_id: s.segment for s in states} == {
+        cid: 1 - segment for cid, segment in before.items()}  # type: ignore[operator]
+    assert sorted(model.sizes.tolist()) == sorted(
+        [sum(s.segment == k for s in states) for k in (0, 1)])

@@ -11,7 +11,7 @@ import pytest
 from streamseg.config import load_settings
 from streamseg.report import page
 from streamseg.report.page import figure_block, render_page, segment_table, write_report
-from streamseg.store import MemoryStore
+from streamseg.store import MemoryStore, ReadOnlyStore
 
 from ._data import profile, report_data
 
@@ -64,7 +64,7 @@ def test_write_report_creates_the_folder_and_closes_only_its_own_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owned = _Recording()
-    monkeypatch.setattr(page, "open_store", lambda settings: owned)
+    monkeypatch.setattr(page, "open_reader", lambda settings: ReadOnlyStore(owned))
     out = write_report(load_settings(), tmp_path / "a" / "b" / "report.html")
     assert out == tmp_path / "a" / "b" / "report.html"
     assert "No segments yet" in out.read_text(encoding="utf-8")

@@ -76,7 +76,7 @@ def test_page_is_self_contained(page: str) -> None:
     assert page.count("Plotly.newPlot") == 1  # one loader for all charts
     assert len(re.findall(r"<script type=\"text/javascript\">", page)) == 2  # plotly + loader
     assert "plotly.js" in page[:200_000].lower()  # the library itself is embedded
-    assert set(_figures(page)) == {"sizes", "profiles", "map"}
+    assert set(_figures(page)) == {"sizes", "profiles", "map", "quality"}
 
 
 def test_sizes_over_time_has_one_line_per_segment(folder: Path, page: str) -> None:
@@ -177,3 +177,27 @@ def test_header_names_the_store_without_secrets(folder: Path, page: str) -> None
     assert f"sqlite:///{folder}/s.db" in page
     assert redact_uri("redis://app:hunter2@cache:6379/0") == "redis://app:***@cache:6379/0"
     assert "hunter2" not in redact_uri("rediss://cache/0?password=hunter2")
+
+
+def test_quality_shows_the_live_silhouette_and_the_curve_per_k(folder: Path, page: str) -> None:
+    from streamseg.evaluate import draw_sample, evaluate
+    from streamseg.read import open_view
+
+    figure = _figures(page)["quality"]
+    curve = {trace["name"]: trace for trace in figure["data"]}
+    assert curve["silhouette (batch fit)"]["x"] == list(range(2, 11))
+    assert len(curve["inertia (batch fit)"]["y"]) == 9
+    inertias = curve["inertia (batch fit)"]["y"]
+    assert inertias == sorted(inertias, reverse=True)  # more segments, less inertia
+    # The same figures as `streamseg evaluate` on the same store (all 300 customers).
+    view = open_view(_settings(folder))
+    try:
+        expected = evaluate(view, draw_sample(view, 2000, 0), 0, list(range(2, 11)))
+    finally:
+        view.close()
+    assert curve["live segments"]["y"] == [round(expected.live["silhouette"], 4)]
+    assert curve["silhouette (batch fit)"]["y"] == [round(p.silhouette, 4)
+                                                    for p in expected.sweep]
+    assert f"recommended k={expected.recommended_k}" in json.dumps(figure["layout"])
+    assert f"silhouette <b>{expected.live['silhouette']:.3f}</b>" in page
+    assert "all 300 customers" in page

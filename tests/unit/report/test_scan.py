@@ -7,8 +7,9 @@ import pytest
 from streamseg.config import load_settings
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
 from streamseg.core.state import CustomerState
+from streamseg.read import ReadView
 from streamseg.report.scan import CustomerScan, read_report_data, redact_uri
-from streamseg.store import BatchWrite, MemoryStore, PartitionWrite
+from streamseg.store import BatchWrite, MemoryStore, PartitionWrite, ReadOnlyStore
 
 DAY = SECONDS_PER_DAY
 
@@ -71,7 +72,8 @@ def test_report_data_takes_the_clock_and_names_from_the_store_metadata() -> None
         "size_history": history,
     }))
     settings = load_settings(overrides={"store": {"uri": "redis://app:pw@cache:6379/0"}})
-    data = read_report_data(settings, store, sample=5, seed=0, currency="€")
+    data = read_report_data(settings, ReadView(settings, ReadOnlyStore(store)), sample=5,
+                            seed=0, currency="€")
     assert data.now == 30 * DAY
     assert data.names == {1: "Big spenders"}  # an empty name is no name
     assert data.name(0) == "Segment 0" and data.name(1) == "Big spenders"
