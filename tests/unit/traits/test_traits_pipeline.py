@@ -118,6 +118,9 @@ def test_traits_in_get_export_segments_and_the_api(tmp_path: Path, events: Path)
         s["traits"].pop("model_quality")
     table = _cli(["segments"], tmp_path)
     assert "% likely to buy in 90 days, $" in table
+    _cli(["report", "--out", "report.html"], tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<th>Likely to buy</th>" in page and "% in 90 d</td>" in page
 
     with start_api_in_thread(create_app(settings, meta_ttl_seconds=0.0), "127.0.0.1", 0) as api:
         base = f"http://127.0.0.1:{api.port}"
