@@ -34,6 +34,7 @@ from streamseg.engine.vectors import raw_vectors, standardise
 from streamseg.report.scan import redact_uri
 from streamseg.store import Store
 from streamseg.store.readonly import ReadOnlyStore, open_reader
+from streamseg.traits.learner import TraitLearner
 
 __all__ = ["ReadError", "ReadView", "open_view"]
 
@@ -114,6 +115,13 @@ class ReadView:
         self.counted = sum(part.customers for part in partitions.values())
         #: The standardiser over every partition's customers (what workers score with).
         self.scaler: OnlineStandardizer = shares.view()
+        #: The trait model, the sum of every partition's share (None: traits disabled).
+        self.traits: TraitLearner | None = None
+        if settings.traits.enabled:
+            self.traits = TraitLearner(settings.traits.horizon_days,
+                                       settings.traits.snapshot_every_days)
+            self.traits.set_others({name: (part.model or {}).get("traits")
+                                    for name, part in partitions.items()})
         watermark = shares.watermark()
         if watermark is None and self.meta.get("watermark") is not None:
             watermark = float(self.meta["watermark"])

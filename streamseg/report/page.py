@@ -89,7 +89,8 @@ def segment_table(data: ReportData) -> str:
     currency = data.currency
     head = ("<tr><th>Segment</th><th>Customers</th><th>Share</th><th>Share of recent spend"
             "</th><th>Last bought (days ago)</th><th>Orders / 90 days</th>"
-            "<th>Spend / 90 days</th><th>Avg order value</th><th>Customer for (days)</th></tr>")
+            "<th>Spend / 90 days</th><th>Avg order value</th><th>Customer for (days)</th>"
+            "<th>Likely to buy</th><th>Expected spend</th></tr>")
     rows = []
     for p in data.profiles:
         rows.append(
@@ -98,7 +99,11 @@ def segment_table(data: ReportData) -> str:
             f"<td>{p.share:.1%}</td><td>{_percent(data.spend_shares.get(p.segment))}</td>"
             f"<td>{p.recency_days:,.0f}</td><td>{p.orders_90d:.2f}</td>"
             f"<td>{money(p.spend_90d, currency)}</td>"
-            f"<td>{money(p.avg_order_value, currency)}</td><td>{p.tenure_days:,.0f}</td></tr>"
+            f"<td>{money(p.avg_order_value, currency)}</td><td>{p.tenure_days:,.0f}</td>"
+            + (f"<td>{p.traits['purchase_probability']:.0%} in {p.traits['horizon_days']:g} d"
+               f"</td><td>{money(p.traits['expected_spend'], currency)} in "
+               f"{p.traits['horizon_days']:g} d</td></tr>"
+               if p.traits else "<td>&ndash;</td><td>&ndash;</td></tr>")
         )
     pop = data.population
     if pop:
@@ -109,7 +114,7 @@ def segment_table(data: ReportData) -> str:
             f"<td>{pop['recency_days']:,.0f}</td><td>{pop['orders_90d']:.2f}</td>"
             f"<td>{money(pop['spend_90d'], currency)}</td>"
             f"<td>{money(pop['avg_order_value'], currency)}</td>"
-            f"<td>{pop['tenure_days']:,.0f}</td></tr>"
+            f"<td>{pop['tenure_days']:,.0f}</td><td>&ndash;</td><td>&ndash;</td></tr>"
         )
     return f'<table class="segments"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 

@@ -16,7 +16,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import numpy as np
 
 from streamseg.config import Settings
-from streamseg.core.profiles import PROFILE_FIELDS, SegmentProfile, profile_segments
+from streamseg.core.profiles import (
+    PROFILE_FIELDS,
+    SegmentProfile,
+    add_traits,
+    profile_segments,
+)
 from streamseg.store import CustomerState
 
 if TYPE_CHECKING:
@@ -45,6 +50,8 @@ def read_report_data(settings: Settings, view: ReadView, sample: int, seed: int,
     scan = CustomerScan(view.customers(), now, settings.features.half_life_days,
                         sample, seed, draw)
     profiles = profile_segments(scan, now, settings.features.half_life_days, names=names)
+    if view.traits is not None:  # each segment's mean predictive traits
+        add_traits(profiles, view.traits.total().segment_means(), settings.traits.horizon_days)
     centroids = view.centroids
     quality = None
     if centroids is not None and len(draw.states()) > len(centroids):
