@@ -1,0 +1,99 @@
+"""A small run of `streamseg bench traits`, so that a broken benchmark shows.
+
+One cutoff, the first 400 customers of the sample: the replay, the read of the store's
+traits, BG/NBD and the baseline, scored against outcomes counted here independently.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from streamseg.bench import traits
+from streamseg.cli import app
+from streamseg.config import SAMPLE_PATH
+
+CUTOFF = date(1997, 9, 30)
+
+
+def day(row: dict[str, str]) -> date:
+    return date(int(row["date"][:4]), int(row["date"][4:6]), int(row["date"][6:]))
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict[str, str]]]:
+    source = tmp_path_factory.mktemp("traits") / "slice.csv"
+    with SAMPLE_PATH.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["customer_id"]) <= 400]
+    with source.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return traits.run(source=source, cutoffs=[CUTOFF]), rows
+
+
+def test_small_run_counts_customers_and_outcomes_of_the_cutoff(small_run) -> None:
+    result, rows = small_run
+    (entry,) = result["cutoffs"]
+    seen = {row["customer_id"] for row in rows if day(row) <= CUTOFF}
+    later = [row for row in rows
+             if CUTOFF < day(row) <= CUTOFF + timedelta(days=90) and row["customer_id"] in seen]
+    assert entry["cutoff"] == "1997-09-30" and result["horizon_days"] == 90
+    assert entry["customers"] == len(seen) == 400
+    assert entry["events_up_to_cutoff"] == sum(day(row) <= CUTOFF for row in rows)
+    assert entry["buyers"] == len({row["customer_id"] for row in later})
+    assert entry["mean_spend"] == pytest.approx(
+        sum(float(row["amount"]) for row in later) / 400, abs=1e-4)
+
+
+def test_small_run_scores_bgnbd_and_the_recency_baseline(small_run) -> None:
+    result, _ = small_run
+    methods = result["cutoffs"][0]["methods"]
+    bg, recency = methods["bgnbd"], methods["recency"]
+    # Both rank buyers well above chance on CDNOW (recency alone is a strong baseline).
+    assert 0.6 < bg["purchase_auc"] <= 1 and 0.6 < recency["purchase_auc"] <= 1
+    assert 0 <= bg["purchase_ece"] < 0.2
+    assert bg["spend_rmse"] > 0 and 0 < bg["spend_spearman"] <= 1
+    assert recency["purchase_ece"] is None and recency["spend_rmse"] is None
+    assert bg["gamma_gamma_customers"] > 0
+
+
+def test_small_run_says_when_the_store_has_no_traits(small_run) -> None:
+    # Until the service writes traits, the streamseg column is an error, never a number.
+    result, _ = small_run
+    entry = result["cutoffs"][0]
+    assert entry["methods"]["streamseg"]["error"].startswith("this store has no traits")
+    assert entry["methods"]["streamseg"]["replayed_events"] == entry["events_up_to_cutoff"]
+    assert set(entry["targets"].values()) == {None}
+    assert "this store has no traits" in traits.format_table(result)
+    assert "not measured" in traits.format_targets(result)
+
+
+def test_traits_for_another_horizon_are_refused() -> None:
+    document = {"customer_id": "1", "traits": {"purchase_probability": 0.5,
+                                               "expected_spend": 3.0, "horizon_days": 30}}
+    with pytest.raises(traits.NoTraits, match="30"):
+        traits.traits_from_documents([document], 90)
+
+
+def test_targets_compare_with_bgnbd_and_the_calibration_bar() -> None:
+    methods = {"streamseg": {"purchase_auc": 0.70, "purchase_ece": 0.05, "spend_rmse": 20.0},
+               "bgnbd": {"purchase_auc": 0.75, "spend_rmse": 25.0}}
+    assert traits.targets(methods) == {"auc_at_least_bgnbd": False,
+                                       "spend_rmse_at_most_bgnbd_gg": True,
+                                       "ece_at_most_0.03": False}
+
+
+def test_cutoff_without_days_after_it_is_refused() -> None:
+    with pytest.raises(ValueError, match="no days of the log after it"):
+        traits.run(cutoffs=[date(1998, 6, 30)])
+
+
+@pytest.mark.parametrize("cutoffs", ["1997-13-01", "", "30/06/1997"])
+def test_cli_names_a_bad_cutoff(cutoffs: str) -> None:
+    done = CliRunner().invoke(app, ["bench", "traits", "--cutoffs", cutoffs])
+    assert done.exit_code == 2
+    assert "--cutoffs" in done.output
