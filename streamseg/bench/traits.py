@@ -58,32 +58,35 @@ class NoTraits(RuntimeError):
 def traits_from_documents(
     documents: Sequence[dict[str, Any]], horizon_days: int
 ) -> dict[str, tuple[float, float]]:
-    """Each exported customer's (purchase_probability, expected_spend).
+    """Each exported customer's (purchase_probability, expected_spend), for those that
+    have traits (export writes ``null`` for a customer without purchases).
 
-    Raises :class:`NoTraits` when a document has none, or has them for another horizon.
+    Raises :class:`NoTraits` when no document has any, or one has them for another
+    horizon.
 
     >>> doc = {"customer_id": "7", "traits": {"purchase_probability": 0.25,
     ...        "expected_spend": 12.5, "horizon_days": 90}}
-    >>> traits_from_documents([doc], 90)
+    >>> traits_from_documents([doc, {"customer_id": "8", "traits": None}], 90)
     {'7': (0.25, 12.5)}
     >>> traits_from_documents([{"customer_id": "7", "segment": 1}], 90)
     Traceback (most recent call last):
     ...
-    streamseg.bench.traits.NoTraits: this store has no traits (customer '7' has none in \
-`streamseg export`)
+    streamseg.bench.traits.NoTraits: this store has no traits (none of its 1 customers has \
+any in `streamseg export`)
     """
     found: dict[str, tuple[float, float]] = {}
     for document in documents:
-        customer_id = str(document["customer_id"])
         traits = document.get("traits")
         if not traits:
-            raise NoTraits(f"this store has no traits (customer {customer_id!r} has none in "
-                           "`streamseg export`)")
+            continue
         if traits.get("horizon_days") != horizon_days:
             raise NoTraits(f"the store's traits are for {traits.get('horizon_days')!r} days, "
                            f"the benchmark's outcomes for {horizon_days}")
-        found[customer_id] = (float(traits["purchase_probability"]),
-                              float(traits["expected_spend"]))
+        found[str(document["customer_id"])] = (float(traits["purchase_probability"]),
+                                               float(traits["expected_spend"]))
+    if not found:
+        raise NoTraits(f"this store has no traits (none of its {len(documents)} customers "
+                       "has any in `streamseg export`)")
     return found
 
 
