@@ -37,6 +37,10 @@ class LifetimesMissing(RuntimeError):
     """lifetimes (a benchmark-only dependency) is not installed."""
 
 
+class FitError(RuntimeError):
+    """BG/NBD or Gamma-Gamma could not be fitted on these purchases."""
+
+
 def _lifetimes() -> Any:
     try:
         with warnings.catch_warnings():
@@ -148,22 +152,30 @@ class Forecast:
 
 def fit_and_forecast(summary: Summary, horizon_days: int, penalizer: float = 0.0) -> Forecast:
     """Fit BG/NBD on every customer and Gamma-Gamma on those with repeat purchases of a
-    positive mean value; forecast the next ``horizon_days``.
+    positive mean value; forecast the next ``horizon_days``. Raises :class:`FitError`
+    when either cannot be fitted (e.g. too few customers).
 
     Expected spend = expected purchase days x Gamma-Gamma's conditional mean spend per
     purchase day (its population mean for customers without repeat purchases).
     """
     lifetimes = _lifetimes()
-    bg = lifetimes.BetaGeoFitter(penalizer_coef=penalizer)
-    bg.fit(summary.frequency, summary.recency, summary.T)
+    repeat = (summary.frequency > 0) & (summary.monetary > 0)
+    if not repeat.any():
+        raise FitError("Gamma-Gamma needs customers with repeat purchases of a positive "
+                       "value; there are none up to this cutoff")
+    try:
+        bg = lifetimes.BetaGeoFitter(penalizer_coef=penalizer)
+        bg.fit(summary.frequency, summary.recency, summary.T)
+        gg = lifetimes.GammaGammaFitter(penalizer_coef=penalizer)
+        gg.fit(summary.frequency[repeat], summary.monetary[repeat])
+    except (ValueError, lifetimes.utils.ConvergenceError) as error:  # LinAlgError included
+        raise FitError(f"lifetimes could not fit these {len(summary.customer_ids)} "
+                       f"customers: {error}") from error
     params = {name: float(bg.params_[name]) for name in ("r", "alpha", "a", "b")}
     expected = np.asarray(bg.conditional_expected_number_of_purchases_up_to_time(
         horizon_days, summary.frequency, summary.recency, summary.T), dtype=float)
     probability = probability_of_purchase(params, horizon_days, summary.frequency,
                                           summary.recency, summary.T)
-    repeat = (summary.frequency > 0) & (summary.monetary > 0)
-    gg = lifetimes.GammaGammaFitter(penalizer_coef=penalizer)
-    gg.fit(summary.frequency[repeat], summary.monetary[repeat])
     per_purchase = np.asarray(gg.conditional_expected_average_profit(
         summary.frequency, summary.monetary), dtype=float)
     return Forecast(

@@ -144,7 +144,10 @@ def _streamseg(
 
 def _bgnbd(log: Transactions, cutoff: date, ids: list[str], bought: np.ndarray,
            spend: np.ndarray, horizon_days: int) -> dict[str, Any]:
-    forecast = bgnbd.fit_and_forecast(bgnbd.summarise(log, cutoff), horizon_days)
+    try:
+        forecast = bgnbd.fit_and_forecast(bgnbd.summarise(log, cutoff), horizon_days)
+    except bgnbd.FitError as error:
+        return {"error": str(error)}
     assert forecast.customer_ids == ids, "the summary covers the customers seen"
     result: dict[str, Any] = score(bought, spend, forecast.expected_purchases,
                                    forecast.purchase_probability, forecast.expected_spend)
@@ -253,9 +256,10 @@ def format_table(result: dict[str, Any]) -> str:
             cells = "".join(f"{_cell(entry['methods'][m], key):>14}" for m in METHODS)
             lines.append(f"{lead}{label:<23}{cells}")
             lead = " " * len(lead)
-    errors = {entry["methods"]["streamseg"]["error"] for entry in result["cutoffs"]
-              if "error" in entry["methods"]["streamseg"]}
-    lines += [f"streamseg: {error}" for error in sorted(errors)]
+    for method, label in METHODS.items():
+        errors = {entry["methods"][method]["error"] for entry in result["cutoffs"]
+                  if "error" in entry["methods"][method]}
+        lines += [f"{label}: {error}" for error in sorted(errors)]
     return "\n".join(lines)
 
 

@@ -87,3 +87,9 @@ def test_purchase_probability_matches_monte_carlo_posterior(x: int, t_x: float,
     ours = bgnbd.probability_of_purchase(params, t, np.array([x]), np.array([t_x]),
                                          np.array([age]))
     assert float(ours[0]) == pytest.approx(simulated, abs=0.01)
+
+
+def test_too_few_customers_is_a_fit_error_not_a_crash() -> None:
+    log = Transactions.from_rows([("a", "19970101", 5.0), ("b", "19970102", 6.0)])
+    with pytest.raises(bgnbd.FitError, match="repeat purchases"):
+        bgnbd.fit_and_forecast(bgnbd.summarise(log, date(1997, 3, 1)), 90)
