@@ -170,7 +170,7 @@ def fit_and_forecast(summary: Summary, horizon_days: int, penalizer: float = 0.0
         gg.fit(summary.frequency[repeat], summary.monetary[repeat])
     except (ValueError, lifetimes.utils.ConvergenceError) as error:  # LinAlgError included
         raise FitError(f"lifetimes could not fit these {len(summary.customer_ids)} "
-                       f"customers: {error}") from error
+                       f"customers: {' '.join(str(error).split())}") from error
     params = {name: float(bg.params_[name]) for name in ("r", "alpha", "a", "b")}
     expected = np.asarray(bg.conditional_expected_number_of_purchases_up_to_time(
         horizon_days, summary.frequency, summary.recency, summary.T), dtype=float)
