@@ -89,7 +89,7 @@ def run(
     if settings.api.enabled:
         _check_api_exposure(settings)  # before anything is opened or consumed
     from streamseg.app import Application
-    from streamseg.core.profiles import format_table, profile_segments
+    from streamseg.core.profiles import add_traits, format_table, profile_segments
     from streamseg.processing.lease import LeaseLost
     from streamseg.store import LeaseHeld
 
@@ -122,6 +122,9 @@ def run(
             application.store.iter_customers(), engine.now(),
             settings.features.half_life_days, names=engine.segment_names,
         )
+        if engine.traits is not None:
+            add_traits(profiles, engine.traits.total().segment_means(),
+                       settings.traits.horizon_days)
     finally:
         if api_handle is not None:
             api_handle.close()
@@ -198,15 +201,24 @@ def segments(
     as_json: Annotated[bool, typer.Option("--json", help="JSON with centroid vectors.")] = False,
 ) -> None:
     """One row per segment: size and profile in original units."""
-    from streamseg.core.profiles import format_table, profile_segments
+    from streamseg.core.profiles import add_traits, format_table, profile_segments
 
     settings = _settings(config, _nested(store={"uri": store}))
     engine = _open_engine(settings)
     centroids = engine.model.centroids if engine.model.ready else None
     profiles = profile_segments(engine.store.iter_customers(), engine.now(),
                                 settings.features.half_life_days, centroids, engine.segment_names)
+    quality = None
+    if engine.traits is not None:
+        total = engine.traits.total()
+        add_traits(profiles, total.segment_means(), settings.traits.horizon_days)
+        quality = total.quality.summary()
     if as_json:
-        typer.echo(json.dumps([p.to_dict(with_centroid=True) for p in profiles], indent=2))
+        # A list, as before traits; each segment's traits carry the trait model's running
+        # quality (one model for all segments: the same figures in each).
+        typer.echo(json.dumps([p.to_dict(with_centroid=True) | (
+            {"traits": {**p.traits, "model_quality": quality}} if p.traits else {})
+            for p in profiles], indent=2))
     else:
         typer.echo(format_table(profiles))
 
@@ -217,7 +229,7 @@ def get(
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Show one customer's segment and features."""
+    """Show one customer's segment, features and traits."""
     settings = _settings(config, _nested(store={"uri": store}))
     engine = _open_engine(settings)
     state = engine.store.get(settings.customer_key(customer_id))
@@ -233,7 +245,7 @@ def export(
     store: StoreOption = None,
     out: Annotated[str, typer.Option(help="Output .jsonl path, '-' for stdout.")] = "-",
 ) -> None:
-    """Every customer as JSON Lines: segment, features (original units), vector."""
+    """Every customer as JSON Lines: segment, features (original units), vector, traits."""
     settings = _settings(config, _nested(store={"uri": store}))
     engine = _open_engine(settings)
     handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
@@ -250,9 +262,12 @@ def export(
 
 
 def _customer_document(state: Any, engine: Any, settings: Settings) -> dict[str, Any]:
-    features = None
+    features = traits = None
     if state.features.has_purchases:
-        features = settings.features.snapshot(state.features, engine.now()).to_dict()
+        now = max(engine.now(), state.features.reference_time or 0.0)
+        features = settings.features.snapshot(state.features, now).to_dict()
+        if engine.traits is not None:  # as of the service clock, like the features
+            traits = engine.traits.predict(state.features, now).to_dict()
     return {
         "customer_id": state.customer_id,
         "segment": state.segment,
@@ -261,6 +276,7 @@ def _customer_document(state: Any, engine: Any, settings: Settings) -> dict[str,
         "vector": state.vector,
         "updated_at": state.updated_at,
         "model_version": state.model_version,
+        "traits": traits,
     }
 
 

@@ -222,6 +222,60 @@ class ModelSettings(_Section):
         return self
 
 
+class TraitSettings(_Section):
+    """Predictive traits (see streamseg.traits and the README, "Predictive traits")."""
+
+    enabled: bool = Field(
+        True, description="Predict every customer's purchase probability and expected spend "
+        "within traits.horizon_days, learned online from the stream's own delayed labels.",
+    )
+    horizon_days: float = Field(
+        90.0, gt=0, le=730,
+        description="Horizon H of the traits: the probability to buy at least once, and the "
+        "expected spend, within the next H days of event time. A snapshot's label is known H "
+        "days after it. Fixed for a store (the stored snapshots and the learned model are "
+        "for this H).",
+    )
+    snapshot_every_days: float = Field(
+        90.0, gt=0,
+        description="Days of event time between two snapshots of a customer (taken whether "
+        "or not they buy). A customer waits for at most ceil(horizon_days / "
+        "snapshot_every_days) labels, at about 7 bytes of store each; at most 6. Fixed for a "
+        "store.",
+    )
+
+    risk_bands: dict[str, float] = Field(
+        default_factory=lambda: {"at_risk": 0.0, "watch": 0.2, "likely": 0.5},
+        description="Risk bands of the purchase probability: band name -> lowest probability "
+        "of the band, increasing, the first 0. A customer whose band changes gets a "
+        "CloudEvents event of type io.streamseg.risk.changed on the change stream (their first "
+        "band is set without one). Fixed for a store (customers' bands are stored).",
+    )
+    risk_hysteresis: float = Field(
+        0.05, ge=0, lt=0.5,
+        description="A customer leaves their risk band only once the probability is beyond "
+        "its bounds by this much (against flapping at a border).",
+    )
+
+    @model_validator(mode="after")
+    def _bands_increase(self) -> TraitSettings:
+        lows = list(self.risk_bands.values())
+        rising = all(b > a for a, b in zip(lows, lows[1:], strict=False))
+        if not lows or lows[0] != 0.0 or not rising or lows[-1] >= 1.0:
+            raise ValueError(f"traits.risk_bands ({self.risk_bands}) must map names to "
+                             "increasing lowest probabilities, the first 0 and all below 1")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_pending(self) -> TraitSettings:
+        if self.horizon_days / self.snapshot_every_days > 6:
+            raise ValueError(
+                f"traits.snapshot_every_days ({self.snapshot_every_days}) must be at least "
+                f"traits.horizon_days / 6 ({self.horizon_days / 6:g}): each customer keeps "
+                "every snapshot that waits for its label")
+        return self
+
+
 class NamingSettings(_Section):
     rules: list[NameRule] = Field(
         default_factory=lambda: list(DEFAULT_RULES),
@@ -334,6 +388,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     naming: NamingSettings = Field(default_factory=NamingSettings)
+    traits: TraitSettings = Field(default_factory=TraitSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

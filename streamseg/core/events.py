@@ -242,6 +242,63 @@ class SegmentChange(BaseModel):
         return self.model_dump_json()
 
 
+#: CloudEvents ``type`` of a risk-band change (see streamseg.traits.bands).
+RISK_EVENT_TYPE: Final = "io.streamseg.risk.changed"
+
+
+class RiskBandChangeData(BaseModel):
+    """The ``data`` of a risk-band-change CloudEvent: the customer's predicted purchase
+    probability crossed into another band (``traits.risk_bands``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    from_band: str = Field(description="The band the customer was in.")
+    to_band: str = Field(description="The band the customer is in now.")
+    purchase_probability: float = Field(
+        description="Probability of a purchase within the next horizon_days, now.")
+    expected_spend: float = Field(description="Expected spend within the horizon, now.")
+    horizon_days: float
+    event_time: datetime = Field(description="Event time (the service clock) of the change.")
+
+
+class RiskBandChange(BaseModel):
+    """A risk-band-change event in the CloudEvents 1.0 structured JSON format, on the
+    change stream next to segment changes (same key, same delivery guarantees)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: Literal["io.streamseg.risk.changed"] = RISK_EVENT_TYPE
+    time: datetime
+    subject: str = Field(description="The customer id.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: RiskBandChangeData
+
+    @classmethod
+    def create(cls, data: RiskBandChangeData, source: str = "streamseg") -> RiskBandChange:
+        key = (f"risk|{data.customer_id}|{data.from_band}|{data.to_band}|"
+               f"{data.event_time.isoformat()}")
+        return cls(id=str(uuid.uuid5(_CHANGE_ID_NAMESPACE, key)), source=source,
+                   time=data.event_time, subject=data.customer_id, data=data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+#: What the change stream carries.
+ChangeEvent = SegmentChange | RiskBandChange
+
+
+def parse_change(text: str) -> ChangeEvent:
+    """A change event of either type from its JSON (an outbox item)."""
+    if f'"type":"{RISK_EVENT_TYPE}"' in text:
+        return RiskBandChange.model_validate_json(text)
+    return SegmentChange.model_validate_json(text)
+
+
 def event_json_schema() -> dict[str, Any]:
     """JSON Schema of :class:`TransactionEvent` (``streamseg schema``)."""
     return TransactionEvent.model_json_schema()

@@ -34,6 +34,9 @@ class SegmentProfile:
     refund_share: float
     name: str | None = None
     centroid_vector: list[float] | None = field(default=None)
+    #: The mean predictive traits of its customers (see streamseg.traits), when known:
+    #: ``{"purchase_probability", "expected_spend", "horizon_days"}``.
+    traits: dict[str, float] | None = None
 
     def to_dict(self, with_centroid: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -58,6 +61,7 @@ def profile_segments(
     """
     columns: dict[int, list[list[float]]] = {}
     total = 0
+    medians: dict[str, Any]
     for state in states:
         if state.segment is None or not state.features.has_purchases:
             continue
@@ -86,8 +90,33 @@ def profile_segments(
     return profiles
 
 
+def add_traits(profiles: list[SegmentProfile], means: dict[int, dict[str, float]],
+               horizon_days: float) -> None:
+    """Give each profile its segment's mean traits (``TraitShare.segment_means``)."""
+    for profile in profiles:
+        if profile.segment in means:
+            profile.traits = {**means[profile.segment], "horizon_days": horizon_days}
+
+
+def traits_sentence(profile: SegmentProfile) -> str | None:
+    """The segment's mean traits in words.
+
+    >>> p = SegmentProfile(4, 10, 0.1, 20, 1.5, 60, 32, 400, 0.0, name="VIP", traits={
+    ...     "purchase_probability": 0.8123, "expected_spend": 54.2, "horizon_days": 90})
+    >>> traits_sentence(p)
+    'VIP: 81% likely to buy in 90 days, $54 expected'
+    """
+    if profile.traits is None:
+        return None
+    t = profile.traits
+    return (f"{profile.name or f'segment {profile.segment}'}: "
+            f"{t['purchase_probability']:.0%} likely to buy in {t['horizon_days']:g} days, "
+            f"${t['expected_spend']:,.0f} expected")
+
+
 def format_table(profiles: list[SegmentProfile]) -> str:
-    """A plain-text table of profiles (``streamseg segments``)."""
+    """A plain-text table of profiles (``streamseg segments``), then each segment's mean
+    traits in words."""
     header = (f"{'id':>3} {'name':<20} {'size':>7} {'share':>6} {'recency d':>9} "
               f"{'orders/90d':>10} {'spend/90d':>10} {'avg order':>9} {'tenure d':>8}")
     lines = [header, "-" * len(header)]
@@ -97,4 +126,7 @@ def format_table(profiles: list[SegmentProfile]) -> str:
             f"{p.recency_days:>9.0f} {p.orders_90d:>10.2f} {p.spend_90d:>10.2f} "
             f"{p.avg_order_value:>9.2f} {p.tenure_days:>8.0f}"
         )
+    sentences = [sentence for p in profiles if (sentence := traits_sentence(p))]
+    if sentences:
+        lines += ["", *sentences]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from streamseg.core.features import CustomerFeatures
+from streamseg.traits.schedule import Snapshot
 
 #: The partition of a source that one worker reads whole (a file, stdin); a Kafka
 #: partition is named by its stream key, ``kafka:<topic>:<n>``.
@@ -35,6 +36,16 @@ class CustomerState:
     # The partition whose owner writes this customer (see streamseg.store.base): where
     # its events come from. None: not known (a state written before partitions were).
     partition: str | None = None
+    #: Snapshots waiting for their label (streamseg.traits.schedule), oldest first.
+    snapshots: list[Snapshot] = field(default_factory=list)
+    #: Predictive traits as of ``updated_at``: (purchase probability, expected spend
+    #: within the horizon); None before the first scoring with traits.
+    traits: tuple[float, float] | None = None
+    #: Risk band (its place in traits.risk_bands); None before the first traits.
+    risk_band: int | None = None
+    # Not stored: the time up to which grid points were taken (None: ``updated_at``, the
+    # time of the last scoring, which took every point before it).
+    traits_since: float | None = field(default=None, compare=False, repr=False)
     # Not stored: the unstandardised vector the standardiser last learned for this
     # customer, kept while the state is cached so that it can be unlearned without
     # recomputing it (None: recompute from the features as they were at updated_at).
@@ -53,6 +64,9 @@ class CustomerState:
             "applied": self.applied,
             "recent_ids": self.recent_ids,
             "partition": self.partition,
+            "snapshots": [[s.at, s.cell, s.orders, s.spend] for s in self.snapshots],
+            "traits": None if self.traits is None else list(self.traits),
+            "risk_band": self.risk_band,
         }
 
     @classmethod
@@ -69,6 +83,11 @@ class CustomerState:
             applied=data.get("applied") or {},
             recent_ids=data.get("recent_ids") or [],
             partition=data.get("partition"),
+            snapshots=[Snapshot(float(at), int(cell), int(orders), float(spend))
+                       for at, cell, orders, spend in data.get("snapshots") or []],
+            traits=None if data.get("traits") is None else (float(data["traits"][0]),
+                                                            float(data["traits"][1])),
+            risk_band=data.get("risk_band"),
         )
 
     def vector_array(self) -> np.ndarray | None:

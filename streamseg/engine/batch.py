@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamseg.core.events import ChangeReason, DeadLetter, SegmentChange
+from streamseg.core.events import ChangeReason, DeadLetter, RiskBandChange, SegmentChange
 from streamseg.core.state import CustomerState
 from streamseg.store import SampleRow
 
@@ -17,6 +17,9 @@ class BatchOutcome:
 
     states: list[CustomerState] = field(default_factory=list)
     changes: list[SegmentChange] = field(default_factory=list)
+    #: Risk-band changes (streamseg.traits.bands): written and published with the
+    #: segment changes, counted apart.
+    risk_changes: list[RiskBandChange] = field(default_factory=list)
     rejected: list[DeadLetter] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -37,6 +40,9 @@ class Batch:
     #: Each loaded customer's segment when the batch loaded it (a customer the batch
     #: creates is absent): what the partitions' sizes change by.
     before: dict[str, int | None] = field(default_factory=dict)
+    #: Each loaded customer's traits when the batch loaded them (what the partitions'
+    #: per-segment sums of traits change by).
+    before_traits: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     #: Customers to re-score at the end of the batch, with why.
     to_score: dict[str, tuple[CustomerState, ChangeReason]] = field(default_factory=dict)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)

@@ -4,9 +4,34 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streamseg.core.events import ChangeReason, SegmentChange, SegmentChangeData
+from streamseg.core.events import (
+    ChangeReason,
+    RiskBandChange,
+    RiskBandChangeData,
+    SegmentChange,
+    SegmentChangeData,
+)
+from streamseg.core.state import CustomerState
 
-__all__ = ["segment_change"]
+__all__ = ["risk_change", "segment_change"]
+
+
+def risk_change(state: CustomerState, from_band: str, to_band: str,
+                horizon_days: float) -> RiskBandChange:
+    """The event of a customer whose risk band changed, at their scoring time.
+
+    >>> from streamseg.core.features import CustomerFeatures
+    >>> state = CustomerState("c1", CustomerFeatures.empty(), updated_at=0.0,
+    ...                       traits=(0.12, 3.5))
+    >>> event = risk_change(state, "watch", "at_risk", 90)
+    >>> event.type, event.subject, event.data.to_band, event.data.purchase_probability
+    ('io.streamseg.risk.changed', 'c1', 'at_risk', 0.12)
+    """
+    assert state.traits is not None and state.updated_at is not None
+    return RiskBandChange.create(RiskBandChangeData(
+        customer_id=state.customer_id, from_band=from_band, to_band=to_band,
+        purchase_probability=state.traits[0], expected_spend=state.traits[1],
+        horizon_days=horizon_days, event_time=datetime.fromtimestamp(state.updated_at, tz=UTC)))
 
 
 def segment_change(customer_id: str, previous: int | None, segment: int,

@@ -40,7 +40,7 @@ from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.batch import Batch, BatchOutcome
 from streamseg.engine.cache import StateCache
-from streamseg.engine.changes import segment_change
+from streamseg.engine.changes import risk_change, segment_change
 from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.refiner import Refiner
@@ -50,6 +50,8 @@ from streamseg.engine.timer import InactivityTimer, next_rescore_at
 from streamseg.engine.view import SharedView
 from streamseg.model import Assignment, CustomerKMeans
 from streamseg.store import LOCAL_PARTITION, Partition, Store
+from streamseg.traits.bands import RiskBands
+from streamseg.traits.learner import TraitLearner
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,12 @@ class SegmentationEngine(SharedView):
         self._pending: list[Assignment] = []
         self._published_stamp: str | None = None
         self._followed: dict[str, Any] = {}
+        #: Predictive traits (None: traits.enabled is false); each partition's share of
+        #: the trait model travels with its model share (see streamseg.traits.learner).
+        self.traits: TraitLearner | None = (
+            TraitLearner(settings.traits.horizon_days, settings.traits.snapshot_every_days)
+            if settings.traits.enabled else None)
+        self.bands = RiskBands(settings.traits.risk_bands, settings.traits.risk_hysteresis)
         self.refresh_view()
 
     # -- ownership --------------------------------------------------------------------
@@ -131,6 +139,8 @@ class SegmentationEngine(SharedView):
             self.adopt_published(force=True)  # seeded meanwhile: the stats need centroids
         self.partitions[partition.name] = partition
         self.shares.own(partition.name, share)
+        if self.traits is not None:
+            self.traits.own(partition.name, (partition.model or {}).get("traits"))
         if isinstance(self.model, CustomerKMeans):
             rows = self.store.read_sample([partition.name]).get(partition.name, {})
             self._pending += self.model.own(
@@ -152,6 +162,8 @@ class SegmentationEngine(SharedView):
             kept[name] = self._share(name)
             self.partitions.pop(name, None)
             self.shares.release(name)
+            if self.traits is not None:
+                self.traits.release(name)
             if isinstance(self.model, CustomerKMeans):
                 self.model.disown(name)
         self.shares.set_others(kept)
@@ -201,6 +213,9 @@ class SegmentationEngine(SharedView):
                 outcome.duplicates += 1  # the same event produced twice
                 continue
             self._note_scored_raw(state)
+            if self.traits is not None:
+                state.partition = record.partition  # whose share learns its labels
+                self.traits.on_event(state, event.epoch, event.amount, event.type)
             state.features.apply(
                 event.epoch, event.amount, event.type,
                 half_life_days=self.settings.features.half_life_days,
@@ -299,6 +314,8 @@ class SegmentationEngine(SharedView):
         outcome.states = [s for s in outcome.states if s.partition in self.partitions]
         written = {s.customer_id for s in outcome.states}
         outcome.changes = [c for c in outcome.changes if c.data.customer_id in written]
+        outcome.risk_changes = [c for c in outcome.risk_changes
+                                if c.data.customer_id in written]
         self._count_into_partitions(batch, outcome.states)
         if isinstance(self.model, CustomerKMeans):
             outcome.sample = {name: rows for name, rows in self.model.take_sample_changes().items()
@@ -306,7 +323,12 @@ class SegmentationEngine(SharedView):
         touched = {s.partition for s in outcome.states} | set(outcome.sample)
         for name in touched:
             if name is not None and name in self.partitions:
-                self.partitions[name].model = self._share(name).to_json()
+                share = self._share(name).to_json()
+                if self.traits is not None:
+                    # The labels its customers' matured snapshots gave, in the same write
+                    # as the customers whose snapshots they were: learned exactly once.
+                    share["traits"] = self.traits.share_json(name)
+                self.partitions[name].model = share
         self.cache.put_many(outcome.states)
         return outcome
 
@@ -325,6 +347,9 @@ class SegmentationEngine(SharedView):
         """Move each written customer's count from its segment before the batch to its
         segment now, in its partition's absolute sizes."""
         for state in states:
+            if self.traits is not None:
+                self.traits.count(state, (batch.before.get(state.customer_id),
+                                          batch.before_traits.get(state.customer_id)))
             partition = self.partitions[state.partition]  # type: ignore[index]
             sizes = partition.sizes
             if state.customer_id not in batch.before:
@@ -388,6 +413,7 @@ class SegmentationEngine(SharedView):
                 if state.partition is None:
                     state.partition = partition_of_applied(state)
                 batch.before[cid] = state.segment
+                batch.before_traits[cid] = state.traits
 
     def _score_all(self, batch: Batch) -> None:
         """Re-score every customer the batch marked, at the service clock, at once.
@@ -410,9 +436,13 @@ class SegmentationEngine(SharedView):
             now = max(clock, state.features.reference_time or 0.0)
             snapshot = features.snapshot(state.features, now)
             raws[row] = snapshot.raw_vector()
+            if state.traits_since is None:  # the traits' grid went up to the last scoring
+                state.traits_since = state.updated_at
             state.updated_at = now
             state.next_rescore_at = next_rescore_at(now, snapshot.recency_days, features)
             rows_of.setdefault(state.partition or LOCAL_PARTITION, []).append(row)
+        if self.traits is not None:
+            self._score_traits(states, clock, batch.outcome)
         for name, rows in rows_of.items():
             scaler = self.shares.scaler_of(name)
             old_raws = [states[row].scored_raw for row in rows
@@ -437,6 +467,35 @@ class SegmentationEngine(SharedView):
         reasons = {cid: reason for cid, (_, reason) in batch.to_score.items()}
         batch.to_score.clear()
         self._apply_assignments(batch, assignments, reasons)
+
+    def _score_traits(self, states: Sequence[CustomerState], clock: float,
+                      outcome: BatchOutcome) -> None:
+        """Mature and take each customer's snapshots at their partition's clock, learn
+        the labels, then predict everyone's traits as of the service clock, and note
+        the customers whose risk band changed."""
+        traits = self.traits
+        assert traits is not None
+        until: dict[str, float] = {}
+        for state in states:
+            name = state.partition or LOCAL_PARTITION
+            if name not in until:
+                # A partition whose consumer is behind has purchases still unread: its
+                # snapshots mature on its own clock (see Shares.inactivity_clock).
+                own = self.shares.inactivity_clock(name, self.behind)
+                until[name] = clock if own is None else min(clock, own)
+            traits.at_clock(state, until[name])
+        traits.refresh()
+        for state in states:
+            predicted = traits.predict(state.features, state.updated_at or clock)
+            # Rounded as the stores keep them (the cached state must equal the stored one).
+            state.traits = (round(predicted.purchase_probability, 4),
+                            round(predicted.expected_spend, 2))
+            band = self.bands.band_of(state.traits[0], state.risk_band)
+            if state.risk_band is not None and band != state.risk_band:
+                outcome.risk_changes.append(risk_change(
+                    state, self.bands.name(state.risk_band), self.bands.name(band),
+                    traits.horizon_days))
+            state.risk_band = band
 
     def _apply_assignments(
         self,

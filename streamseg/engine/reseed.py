@@ -52,6 +52,7 @@ from streamseg.processing.commit import BatchCommit
 from streamseg.processing.history import SizeHistory
 from streamseg.processing.lease import worker_id
 from streamseg.store import LOCAL_PARTITION, Partition, Store, open_store
+from streamseg.traits.learner import regroup_traits
 
 __all__ = ["ReseedSummary", "reseed", "reseed_in_progress"]
 
@@ -215,7 +216,12 @@ class _Reseed:
                 commit.republish(partition.outbox)
             engine.partitions = partitions
             for name, partition in partitions.items():
+                learned = (partition.model or {}).get("traits")
                 partition.model = engine._share(name).to_json()
+                if learned is not None:
+                    # The trait model stays; its per-segment sums follow the new segments.
+                    partition.model["traits"] = regroup_traits(learned, [
+                        s for s in self.all_states if (s.partition or LOCAL_PARTITION) == name])
             sample = self._sample(partitions)
             for start in range(0, max(1, len(states)), CHUNK):
                 chunk = states[start:start + CHUNK]

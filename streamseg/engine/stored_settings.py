@@ -64,6 +64,12 @@ FIXED: dict[str, str] = {
     "features.half_life_days": f"stored sums are decayed with this half-life; {_NEW_STORE}",
     "features.first_gap_days": f"stored vectors were computed with it; {_NEW_STORE}",
     "features.grace_gaps": f"stored vectors were computed with it; {_NEW_STORE}",
+    "traits.horizon_days": ("the customers' pending snapshots wait for labels over this "
+                            "horizon and the trait model learned it; " + _NEW_STORE),
+    "traits.snapshot_every_days": ("the customers' pending snapshots are on this grid; "
+                                   + _NEW_STORE),
+    "traits.risk_bands": ("customers' risk bands are stored by their place in this list; "
+                          + _NEW_STORE),
     "pipeline.clock": f"stored times and the watermark follow this clock; {_NEW_STORE}",
     "privacy.key_id": ("stored customer ids were hashed with another key (or none); "
                        f"use the key the store was written with, {_NEW_STORE}"),

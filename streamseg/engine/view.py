@@ -21,6 +21,7 @@ from streamseg.engine.stored_settings import apply_adjustable
 from streamseg.model import Assignment, CustomerKMeans, SegmentModel
 from streamseg.model.stats import ClusterStats
 from streamseg.store import Partition, Store
+from streamseg.traits.learner import TraitLearner
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,19 @@ class SharedView:
     _published_stamp: str | None
     _followed: dict[str, Any]
     _pending: list[Assignment]
+    traits: TraitLearner | None
 
     def refresh_view(self) -> None:
         """Read the other partitions' shares, and adopt the refiner's last version."""
         names = [n for n in self.store.partition_names() if n not in self.partitions]
         dim = len(VECTOR_FIELDS)
+        parts = self.store.read_partitions(names)
         shares = {name: Share.from_json(part.model, dim, SCALE_FLOOR)
-                  for name, part in self.store.read_partitions(names).items()}
+                  for name, part in parts.items()}
         self.shares.set_others(shares)
+        if getattr(self, "traits", None) is not None:  # None while the engine starts
+            self.traits.set_others(  # type: ignore[union-attr]
+                {name: (part.model or {}).get("traits") for name, part in parts.items()})
         self.sync_others()
         if not self.refiner:
             self.adopt_published()

@@ -21,7 +21,7 @@ Dead letters (:func:`dead_letter_record`)
 
 from __future__ import annotations
 
-from streamseg.core.events import DeadLetter, SegmentChange
+from streamseg.core.events import ChangeEvent, DeadLetter
 from streamseg.io.sink import SinkRecord
 
 __all__ = ["MAX_REASON_HEADER_BYTES", "change_record", "dead_letter_record"]
@@ -32,8 +32,8 @@ MAX_REASON_HEADER_BYTES = 1024
 _CLOUDEVENTS_JSON = b"application/cloudevents+json"
 
 
-def change_record(change: SegmentChange) -> SinkRecord:
-    """A segment change as a keyed, structured-mode CloudEvents record."""
+def change_record(change: ChangeEvent) -> SinkRecord:
+    """A segment (or risk-band) change as a keyed, structured-mode CloudEvents record."""
     return SinkRecord(
         change.to_json(),
         change.subject.encode("utf-8"),

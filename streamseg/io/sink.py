@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from streamseg.core.events import DeadLetter, SegmentChange
+from streamseg.core.events import ChangeEvent, DeadLetter
 
 __all__ = ["ChangeSink", "DeadLetterSink", "Formatter", "Sink", "SinkRecord"]
 
@@ -55,7 +55,7 @@ class Sink(ABC, Generic[T]):
         self.flush()
 
 
-#: Publishes segment-change events.
-ChangeSink = Sink[SegmentChange]
+#: Publishes segment-change (and risk-band-change) events.
+ChangeSink = Sink[ChangeEvent]
 #: Keeps rejected payloads with their reason.
 DeadLetterSink = Sink[DeadLetter]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamseg.core.events import SegmentChange
+from streamseg.core.events import ChangeEvent, parse_change
 from streamseg.core.state import CustomerState
 from streamseg.engine import BatchOutcome
 from streamseg.io import ChangeSink, DeadLetterSink, Source
@@ -77,7 +77,7 @@ class BatchCommit:
         if self.source is not None:
             self.source.written(positions)
         # 4. this batch's changes, acknowledged by the next settle
-        self.changes.publish(outcome.changes)
+        self.changes.publish([*outcome.changes, *outcome.risk_changes])
         self._unsettled = positions
 
     def _write(self, outcome: BatchOutcome, positions: dict[str, int],
@@ -91,7 +91,8 @@ class BatchCommit:
             states.setdefault(name, []).append(state)
             partition_of[state.customer_id] = name
         outboxes: dict[str, list[str]] = {}
-        for change in outcome.changes:
+        published: list[ChangeEvent] = [*outcome.changes, *outcome.risk_changes]
+        for change in published:
             name = partition_of[change.data.customer_id]
             outboxes.setdefault(name, []).append(change.to_json())
         moved: dict[str, dict[str, int]] = {}
@@ -135,7 +136,7 @@ class BatchCommit:
         partition's previous owner, may have lost them. Consumers may see such a change
         twice; it carries the same CloudEvents ``id``."""
         if outbox:
-            self.changes.publish([SegmentChange.model_validate_json(item) for item in outbox])
+            self.changes.publish([parse_change(item) for item in outbox])
             self.changes.flush()
 
     def write_final(self, model_checkpoint: dict[str, Any] | None, meta: dict[str, Any],

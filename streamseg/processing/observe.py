@@ -60,6 +60,8 @@ class Observer:
             return
         self._last_refresh = now
         metrics.set_partition_sizes(engine.partitions)
+        if engine.traits is not None:
+            metrics.set_trait_quality(engine.traits.total().quality.summary())
         lag = getattr(self.source, "lag", None)
         if callable(lag):
             self._set_lag(lag())

@@ -73,6 +73,7 @@ import streamseg
 from streamseg.config import Settings
 from streamseg.serve.auth import TOKENS_ENV, TokenVerifier, check_exposure
 from streamseg.store import Store, open_store
+from streamseg.traits.learner import TraitLearner, read_traits
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,24 @@ class Profile(BaseModel):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+class CustomerTraits(BaseModel):
+    """Predictive traits of one customer (see the README, "Predictive traits")."""
+
+    purchase_probability: float = Field(
+        description="Probability of at least one purchase within the next horizon_days.")
+    expected_spend: float = Field(description="Expected spend within the next horizon_days.")
+    horizon_days: float = Field(description="The horizon (traits.horizon_days).")
+
+
+class SegmentTraits(BaseModel):
+    """The mean traits of a segment's customers (each as of their last scoring)."""
+
+    purchase_probability: float = Field(
+        description="Mean probability of a purchase within the next horizon_days.")
+    expected_spend: float = Field(description="Mean expected spend within the horizon.")
+    horizon_days: float = Field(description="The horizon (traits.horizon_days).")
+
+
 class SegmentInfo(BaseModel):
     """One segment: who is in it and what its centre looks like."""
 
@@ -138,6 +157,8 @@ class SegmentInfo(BaseModel):
     profile: Profile | None = Field(
         description="The segment's centre in original units (null if not recorded)."
     )
+    traits: SegmentTraits | None = Field(
+        None, description="Mean predictive traits of its customers (null without traits).")
 
 
 class SegmentsResponse(BaseModel):
@@ -185,6 +206,9 @@ class CustomerResponse(BaseModel):
         description="Event time of the customer's last scoring (ISO 8601)."
     )
     model_version: int = Field(description="Version of the model that last assigned them.")
+    traits: CustomerTraits | None = Field(
+        None, description="Predictive traits at the service clock (null with traits disabled "
+        "or for a customer with no purchase).")
 
 
 class Status(BaseModel):
@@ -207,6 +231,8 @@ class _Meta:
     watermark: float | None = None
     segments: dict[int, SegmentInfo] = field(default_factory=dict)
     read_at: float = float("-inf")  # time.monotonic() of the read
+    #: The trait model (the sum of the partitions' shares); None: traits disabled.
+    traits: TraitLearner | None = None
 
 
 class _StoreReader:
@@ -222,6 +248,8 @@ class _StoreReader:
         self._lock = threading.Lock()
         self._meta_ttl = meta_ttl_seconds
         self._meta = _Meta()
+        #: (horizon_days, snapshot_every_days) of the traits; None: disabled.
+        self.traits_settings: tuple[float, float] | None = None
 
     def call(self, what: Callable[[Store], _T]) -> _T:
         """Run ``what(store)`` under the lock; a failing store becomes a 503."""
@@ -237,12 +265,14 @@ class _StoreReader:
         if time.monotonic() - cached.read_at < self._meta_ttl:
             return cached
         raw = self.call(lambda store: store.meta())
-        self._meta = _decode_meta(raw, self.call)
+        self._meta = _decode_meta(raw, self.call, self.traits_settings)
         return self._meta
 
 
-def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], Any]) -> _Meta:
-    """Segment summaries (id, name, size, centre) from the metadata the pipeline writes."""
+def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], Any],
+                 traits_settings: tuple[float, float] | None = None) -> _Meta:
+    """Segment summaries (id, name, size, centre) from the metadata the pipeline writes,
+    and the trait model with each segment's mean traits from the partitions' shares."""
     summaries: list[dict[str, Any]] = list(raw.get("segments") or [])
     if summaries:
         sizes = {int(s["segment"]): int(s.get("size") or 0) for s in summaries}
@@ -252,6 +282,11 @@ def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], A
         sizes = call(lambda store: store.segment_sizes())
         summaries = [{"segment": segment} for segment in sorted(sizes)]
     total = sum(sizes.values())
+    traits = means = None
+    if traits_settings is not None:
+        horizon, every = traits_settings
+        traits = call(lambda store: read_traits(store, horizon, every))
+        means = traits.total().segment_means()
     segments: dict[int, SegmentInfo] = {}
     for summary in summaries:
         segment = int(summary["segment"])
@@ -262,12 +297,15 @@ def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], A
             size=sizes[segment],
             share=round(sizes[segment] / total, 4) if total else 0.0,
             profile=Profile.model_validate(centre) if centre else None,
+            traits=(SegmentTraits(**means[segment], horizon_days=traits_settings[0])
+                    if means and segment in means and traits_settings else None),
         )
     watermark = raw.get("watermark")
     return _Meta(
         watermark=None if watermark is None else float(watermark),
         segments=segments,
         read_at=time.monotonic(),
+        traits=traits,
     )
 
 
@@ -351,6 +389,9 @@ def create_app(
     if store is None:
         store = open_store(settings.store)
     reader = _StoreReader(store, meta_ttl_seconds)
+    if settings.traits.enabled:
+        reader.traits_settings = (settings.traits.horizon_days,
+                                  settings.traits.snapshot_every_days)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -390,12 +431,15 @@ def create_app(
             raise HTTPException(404, f"customer {customer_id!r} not found")
         meta = reader.meta()
         now = service_clock(meta)
-        features = None
+        features = traits = None
         if state.features.has_purchases:
             # Without a watermark (nothing written yet) the snapshot is taken at the
             # customer's own latest event: snapshot() never goes back before it.
             snap = settings.features.snapshot(state.features, now or 0.0)
             features = Features.model_validate(snap.to_dict())
+            if meta.traits is not None:
+                traits = CustomerTraits(**meta.traits.predict(state.features, max(
+                    now or 0.0, state.features.reference_time or 0.0)).to_dict())
         info = meta.segments.get(state.segment) if state.segment is not None else None
         return CustomerResponse(
             customer_id=customer_id,
@@ -408,6 +452,7 @@ def create_app(
             as_of=_timestamp(now),
             updated_at=_timestamp(state.updated_at),
             model_version=state.model_version,
+            traits=traits,
         )
 
     @app.get("/segments", response_model=SegmentsResponse,

@@ -73,6 +73,26 @@ class Metrics:
         self.segment_changes = Counter(
             "streamseg_segment_changes_total", "Segment changes published.",
             ["from_segment", "to_segment", "reason"], registry=r)
+        self.risk_band_changes = Counter(
+            "streamseg_risk_band_changes_total",
+            "Risk-band changes published (io.streamseg.risk.changed).",
+            ["from_band", "to_band"], registry=r)
+        # The trait model's progressive validation, over every partition (each worker's
+        # view of the sum of the partitions' shares): every worker reports alike, so
+        # take max() across workers, never sum().
+        self.trait_examples = Gauge(
+            "streamseg_trait_examples", "Labelled snapshots the trait model has learned, "
+            "over all partitions (every worker reports the same: max() across workers).",
+            registry=r)
+        self.trait_auc = Gauge(
+            "streamseg_trait_auc", "Progressive ROC AUC of purchase_probability, each label "
+            "predicted before it was learned (max() across workers).", registry=r)
+        self.trait_calibration_error = Gauge(
+            "streamseg_trait_calibration_error", "Progressive expected calibration error of "
+            "purchase_probability over deciles (max() across workers).", registry=r)
+        self.trait_spend_rmse = Gauge(
+            "streamseg_trait_spend_rmse", "Progressive RMSE of expected_spend (max() across "
+            "workers).", registry=r)
         self.rescored = Counter(
             "streamseg_inactivity_rescored_total",
             "Idle customers re-scored by the inactivity timer.", registry=r)
@@ -138,6 +158,19 @@ class Metrics:
                 from_segment="none" if data.from_segment is None else str(data.from_segment),
                 to_segment=str(data.to_segment), reason=data.reason,
             ).inc()
+        for risk in outcome.risk_changes:
+            self.risk_band_changes.labels(from_band=risk.data.from_band,
+                                          to_band=risk.data.to_band).inc()
+
+    def set_trait_quality(self, summary: dict[str, Any]) -> None:
+        """The trait model's progressive validation figures (``Quality.summary()``); a
+        figure not known yet leaves its gauge as it is."""
+        self.trait_examples.set(summary["examples"])
+        for gauge, name in ((self.trait_auc, "auc"),
+                            (self.trait_calibration_error, "calibration_error"),
+                            (self.trait_spend_rmse, "spend_rmse")):
+            if summary.get(name) is not None:
+                gauge.set(summary[name])
 
     def set_partition_sizes(self, partitions: dict[str, Partition]) -> None:
         """The sizes and customer counts of the partitions this worker owns; the series

@@ -22,6 +22,10 @@ vector     if bit 1: varint dimension, then that many f32 (f64 if bit 2)
 applied    varint count, then (varint stream id, zigzag varint offset) pairs; stream
            ids are the store's small ids of ``{p}:streams``
 recent     varint count, then that many u32 event-id hashes
+snapshots  if header bit 3: varint count, then per snapshot (oldest first) varints of
+           its time (whole seconds), cell, orders and total spend in cents (the
+           snapshots that wait for their label, :mod:`streamseg.traits.schedule`)
+band       if header bit 4: varint the risk band (:mod:`streamseg.traits.bands`)
 =========  ==========================================================================
 
 Codec version 1 (layout v1) is the same without the partition varint; it still decodes
@@ -29,8 +33,15 @@ Codec version 1 (layout v1) is the same without the partition varint; it still d
 varint, which is what the migration of a v1 prefix does (:mod:`.migrate`).
 
 Every value comes back exactly as it was written. The **readable record** is text that
-apps read without this codec (:class:`~streamseg.store.redis.SegmentReader`):
-``segment|updated_at|model_version[|name]``.
+apps read without this codec (:class:`~streamseg.store.redis.SegmentReader`), in one of
+two versions:
+
+* version 1 (no traits): ``segment|updated_at|model_version[|name]``;
+* version 2: ``v2|segment|updated_at|model_version|purchase_probability|expected_spend[|name]``
+  (the traits empty when not predicted yet). The leading ``v2`` tells a reader of
+  version 1 that it is not a segment; the name stays last, so it may hold ``|``.
+
+A record of traits is written as version 2, one without as version 1.
 
 Why hand-written rather than a kept library (msgpack, msgspec): size, which is memory
 and round trips. ``python -m streamseg.bench.codec --redis redis://127.0.0.1:6379/0``
@@ -50,7 +61,12 @@ fixed places of chunk 0, which a self-describing format does not give.
 >>> data = _pack_public(CustomerState("c1", CustomerFeatures.empty(), segment=2,
 ...                                   segment_name="VIP", updated_at=1714557600.0))
 >>> data, _unpack_public(data)
-(b'2|1714557600|0|VIP', (2, 1714557600.0, 0, 'VIP'))
+(b'2|1714557600|0|VIP', (2, 1714557600.0, 0, 'VIP', None))
+>>> data = _pack_public(CustomerState("c1", CustomerFeatures.empty(), segment=2,
+...                                   segment_name="VIP", updated_at=1714557600.0,
+...                                   traits=(0.8123, 54.2)))
+>>> data, _unpack_public(data)
+(b'v2|2|1714557600|0|0.8123|54.2|VIP', (2, 1714557600.0, 0, 'VIP', (0.8123, 54.2)))
 """
 
 from __future__ import annotations
@@ -63,6 +79,7 @@ from typing import Any
 from streamseg.core.features import CustomerFeatures
 from streamseg.store.base import CustomerState
 from streamseg.store.redis.keys import _CHUNK_BYTES, _MAX_CHUNKS
+from streamseg.traits.schedule import Snapshot
 
 
 # ------------------------------------------------------------------------ integers
@@ -110,6 +127,8 @@ _CODEC_V1 = 1  # no partition: read, and upgraded by the migration of a v1 prefi
 _HAS_RESCORE = 0x01
 _HAS_VECTOR = 0x02
 _VECTOR_F64 = 0x04
+_HAS_SNAPSHOTS = 0x08
+_HAS_BAND = 0x10
 _FEATURE_FLOATS = (
     "reference_time", "last_purchase", "first_purchase", "decayed_orders", "decayed_spend",
     "total_spend", "refunded",
@@ -219,6 +238,17 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
     recent = state.recent_ids
     _varint(len(recent), body)
     body += struct.pack(f"<{len(recent)}I", *recent)
+    if state.snapshots:
+        header |= _HAS_SNAPSHOTS
+        _varint(len(state.snapshots), body)
+        for snapshot in state.snapshots:
+            _varint(int(snapshot.at), body)
+            _varint(snapshot.cell, body)
+            _varint(snapshot.orders, body)
+            _varint(round(snapshot.spend * 100), body)
+    if state.risk_band is not None:
+        header |= _HAS_BAND
+        _varint(state.risk_band, body)
     out = bytearray([header]) + head
     _varint(len(body), out)
     out += body
@@ -281,7 +311,18 @@ def _upgrade_state(data: bytes, partition_id: int) -> bytes:
 def _unpack_state(
     cid: str, data: bytes, stream_name: Callable[[int], str]
 ) -> tuple[float | None, CustomerFeatures, list[float] | None, dict[str, int], list[int]]:
-    """The packed state's values but the partition (see :func:`_state_partition`)."""
+    """The packed state's values but the partition (see :func:`_state_partition`) and
+    the snapshots (:func:`_unpack_snapshots`)."""
+    return _unpack_all(cid, data, stream_name)[:5]
+
+
+def _unpack_snapshots(cid: str, data: bytes) -> list[Snapshot]:
+    """The snapshots of a packed state that wait for their label."""
+    snapshots: list[Snapshot] = _unpack_all(cid, data, lambda _: "")[5]
+    return snapshots
+
+
+def _unpack_all(cid: str, data: bytes, stream_name: Callable[[int], str]) -> tuple[Any, ...]:
     header = data[0]
     if header >> 6 not in (_CODEC_VERSION, _CODEC_V1):
         raise ValueError(f"customer {cid!r}: unknown state codec version {header >> 6}")
@@ -305,7 +346,20 @@ def _unpack_state(
         applied[stream_name(stream_id)] = _unzigzag(offset)
     count, pos = _read_varint(data, pos)
     recent = list(struct.unpack_from(f"<{count}I", data, pos))
-    return next_rescore_at, features, vector, applied, recent
+    pos += 4 * count
+    snapshots: list[Snapshot] = []
+    if header & _HAS_SNAPSHOTS:
+        count, pos = _read_varint(data, pos)
+        for _ in range(count):
+            at, pos = _read_varint(data, pos)
+            cell, pos = _read_varint(data, pos)
+            orders, pos = _read_varint(data, pos)
+            cents, pos = _read_varint(data, pos)
+            snapshots.append(Snapshot(float(at), cell, orders, cents / 100))
+    band: int | None = None
+    if header & _HAS_BAND:
+        band, pos = _read_varint(data, pos)
+    return next_rescore_at, features, vector, applied, recent, snapshots, band
 
 
 # ------------------------------------------------------------------ readable record
@@ -315,25 +369,43 @@ def _fmt_float(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+#: The first field of a readable record of version 2 (see the module docstring).
+PUBLIC_V2 = "v2"
+
+
 def _pack_public(state: CustomerState) -> bytes:
-    """The readable record of a customer: ``segment|updated_at|model_version[|name]``."""
+    """The readable record of a customer (see the module docstring): version 2 with
+    traits, version 1 without."""
     parts = [
         "" if state.segment is None else str(int(state.segment)),
         "" if state.updated_at is None else _fmt_float(state.updated_at),
         str(int(state.model_version)),
     ]
+    if state.traits is not None:
+        parts = [PUBLIC_V2, *parts, _fmt_float(state.traits[0]), _fmt_float(state.traits[1])]
     if state.segment_name is not None:
         parts.append(state.segment_name)
     return "|".join(parts).encode("utf-8")
 
 
-def _unpack_public(data: bytes) -> tuple[int | None, float | None, int, str | None]:
-    parts = data.decode("utf-8").split("|", 3)
-    segment = int(parts[0]) if parts[0] else None
-    updated_at = float(parts[1]) if parts[1] else None
-    model_version = int(parts[2])
-    name = parts[3] if len(parts) > 3 else None
-    return segment, updated_at, model_version, name
+def _unpack_public(data: bytes) -> tuple[int | None, float | None, int, str | None,
+                                          tuple[float, float] | None]:
+    """(segment, updated_at, model_version, name, traits) of a record of either version."""
+    text = data.decode("utf-8")
+    traits: tuple[float, float] | None = None
+    if text.startswith(PUBLIC_V2 + "|"):
+        parts = text.split("|", 6)
+        segment_text, updated_text, version_text, p, spend = parts[1:6]
+        name = parts[6] if len(parts) > 6 else None
+        if p and spend:
+            traits = (float(p), float(spend))
+    else:
+        parts = text.split("|", 3)
+        segment_text, updated_text, version_text = parts[:3]
+        name = parts[3] if len(parts) > 3 else None
+    segment = int(segment_text) if segment_text else None
+    updated_at = float(updated_text) if updated_text else None
+    return segment, updated_at, int(version_text), name, traits
 
 
 def _sizes(table: Any) -> dict[int, int]:

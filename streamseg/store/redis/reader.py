@@ -8,6 +8,7 @@ the partitions' ``s:<segment>`` fields. A prefix of layout v1 (not yet migrated,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import SecretStr
@@ -55,6 +56,7 @@ class SegmentReader:
         self.prefix = prefix
         self._keys = Keys(prefix)
         self._buckets: int | None = None
+        self._horizon_days: float | None = None
 
     def _bucket_count(self) -> int | None:
         if self._buckets is None:
@@ -65,8 +67,20 @@ class SegmentReader:
             self._buckets = _parse_layout(value, key)[1]  # fixed: cached
         return self._buckets
 
+    def _horizon(self) -> float | None:
+        """The store's traits.horizon_days (from its settings record; read once)."""
+        if self._horizon_days is None:
+            settings = _raw(self._redis.hget(self._keys.meta, "settings"))
+            if settings is not None:
+                value = json.loads(settings).get("traits.horizon_days")
+                self._horizon_days = None if value is None else float(value)
+        return self._horizon_days
+
     def segment_of(self, customer_id: str) -> dict[str, Any] | None:
-        """``{"segment", "name", "updated_at", "model_version"}``, or None if unknown."""
+        """``{"segment", "name", "updated_at", "model_version", "traits"}``, or None if
+        unknown. ``traits`` is ``{"purchase_probability", "expected_spend",
+        "horizon_days"}`` as of ``updated_at`` (None for a record without traits: written
+        with traits disabled, or by a version before them)."""
         buckets = self._bucket_count()
         if buckets is None:
             return None
@@ -75,9 +89,12 @@ class SegmentReader:
         public = _raw(self._redis.hget(self._keys.bucket(bucket), field))
         if public is None:
             return None
-        segment, updated_at, model_version, name = _unpack_public(public)
+        segment, updated_at, model_version, name, traits = _unpack_public(public)
         return {"segment": segment, "name": name, "updated_at": updated_at,
-                "model_version": model_version}
+                "model_version": model_version,
+                "traits": None if traits is None else {
+                    "purchase_probability": traits[0], "expected_spend": traits[1],
+                    "horizon_days": self._horizon()}}
 
     def sizes(self) -> dict[int, int]:
         """Customers per segment (segments without customers are left out): the sum over

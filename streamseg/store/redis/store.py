@@ -62,7 +62,7 @@ from streamseg.store.base import (
     Store,
 )
 from streamseg.store.redis.batch import encode_batch
-from streamseg.store.redis.codec import _state_partition, _unpack_public, _unpack_state
+from streamseg.store.redis.codec import _state_partition, _unpack_all, _unpack_public
 from streamseg.store.redis.connection import _connect, _raw, _split_options, _text
 from streamseg.store.redis.due import due_customers, partition_page
 from streamseg.store.redis.keys import (
@@ -163,13 +163,14 @@ class RedisStore(Store):
 
     # -- customers --------------------------------------------------------------------
     def _decode(self, cid: str, public: bytes, packed: bytes | None) -> CustomerState:
-        segment, updated_at, model_version, name = _unpack_public(public)
+        segment, updated_at, model_version, name, traits = _unpack_public(public)
         state = CustomerState(customer_id=cid, features=CustomerFeatures.empty(),
                               segment=segment, segment_name=name, updated_at=updated_at,
-                              model_version=model_version)
+                              model_version=model_version, traits=traits)
         if packed:
             (state.next_rescore_at, state.features, state.vector, state.applied,
-             state.recent_ids) = _unpack_state(cid, packed, self._streams.name)
+             state.recent_ids, state.snapshots, state.risk_band) = _unpack_all(
+                 cid, packed, self._streams.name)
             partition_id = _state_partition(packed)
             state.partition = self._streams.name(partition_id) if partition_id else None
         return state

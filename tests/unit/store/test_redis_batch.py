@@ -159,7 +159,7 @@ def test_customers_read_back_from_the_bucket_hash() -> None:
     for cid, public, packed in customers_in(table):
         state = CustomerState(cid, CustomerFeatures.empty())
         (state.segment, state.updated_at, state.model_version,
-         state.segment_name) = _unpack_public(public)
+         state.segment_name, state.traits) = _unpack_public(public)
         (state.next_rescore_at, state.features, state.vector, state.applied,
          state.recent_ids) = _unpack_state(cid, packed, names.__getitem__)
         state.partition = names[_state_partition(packed)]

@@ -20,7 +20,9 @@ from streamseg.store.redis.codec import (
     _sizes,
     _state_length,
     _state_partition,
+    _unpack_all,
     _unpack_public,
+    _unpack_snapshots,
     _unpack_state,
     _unzigzag,
     _upgrade_state,
@@ -28,6 +30,7 @@ from streamseg.store.redis.codec import (
     _zigzag,
 )
 from streamseg.store.redis.keys import _CHUNK_BYTES, _CHUNKS_READ, _chunks
+from streamseg.traits.schedule import Snapshot
 
 STREAMS = {"kafka:events:0": 1, "kafka:events:1": 2, "local": 3}
 NAMES = {index: name for name, index in STREAMS.items()}
@@ -47,11 +50,30 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
     back = CustomerState(state.customer_id, CustomerFeatures.empty())
     (back.next_rescore_at, back.features, back.vector, back.applied,
      back.recent_ids) = _unpack_state(state.customer_id, data, names.__getitem__)
+    back.snapshots = _unpack_snapshots(state.customer_id, data)
+    back.risk_band = _unpack_all(state.customer_id, data, names.__getitem__)[6]
     partition = _state_partition(data)
     back.partition = names[partition] if partition else None
     (back.segment, back.updated_at, back.model_version,
-     back.segment_name) = _unpack_public(_pack_public(state))
+     back.segment_name, back.traits) = _unpack_public(_pack_public(state))
     return back
+
+
+def test_snapshots_and_traits_round_trip() -> None:
+    state = CustomerState("c1", _features(), segment=3, segment_name="A|B",
+                          updated_at=1_714_644_000.5, traits=(0.8123, 54.2), risk_band=2,
+                          snapshots=[Snapshot(1_714_000_000.0, 301, 2, 24.99),
+                                     Snapshot(1_721_776_000.0, 12, 7, 1234.56)])
+    back = _round_trip(state)
+    assert back == state
+    assert _pack_public(state).startswith(b"v2|3|")  # versioned: a v1 reader sees no segment
+    state.traits = None
+    assert not _pack_public(state).startswith(b"v2")  # without traits, the v1 record
+
+
+def test_version_1_records_still_read() -> None:
+    assert _unpack_public(b"2|1714557600|7|VIP|x") == (2, 1714557600.0, 7, "VIP|x", None)
+    assert _unpack_public(b"v2|2|1714557600|7|||VIP") == (2, 1714557600.0, 7, "VIP", None)
 
 
 def test_state_with_every_optional_field_none() -> None:
@@ -221,13 +243,13 @@ def test_public_record_is_readable_text() -> None:
                           updated_at=1_714_557_600.125, model_version=12)
     data = _pack_public(state)
     assert data == "0|1714557600.125|12|A|B é".encode()
-    assert _unpack_public(data) == (0, 1_714_557_600.125, 12, "A|B é")
+    assert _unpack_public(data) == (0, 1_714_557_600.125, 12, "A|B é", None)
 
 
 def test_public_record_without_segment_time_or_name() -> None:
     state = CustomerState("c", CustomerFeatures.empty())
     assert _pack_public(state) == b"||0"
-    assert _unpack_public(b"||0") == (None, None, 0, None)
+    assert _unpack_public(b"||0") == (None, None, 0, None, None)
 
 
 def test_sizes_leave_out_empty_segments() -> None:

@@ -1,0 +1,272 @@
+"""Predictive traits of every customer, learned online from delayed labels.
+
+:class:`TraitLearner` is what the engine holds: for every partition it owns, the sums of
+the trait model over that partition's labelled snapshots (:class:`~.cells.CellStats`) and
+its progressive validation figures (:class:`~.quality.Quality`); the other partitions'
+as last read from the store. The model every worker predicts with is the sum over all
+partitions, so several workers predict with one model, and each label is learned once:
+by the owner of its customer's partition, in the same fenced write that removes the
+snapshot from the customer's state (the partition's share, :meth:`share_json`).
+
+Per customer (:meth:`on_event`, :meth:`at_clock`): snapshots on the customer's grid and
+their labels as in :mod:`.schedule`; each label is predicted first (progressive
+validation), then learned.
+
+>>> from streamseg.core.features import CustomerFeatures
+>>> from streamseg.core.state import CustomerState
+>>> day = 86_400.0
+>>> learner = TraitLearner(horizon_days=90, every_days=30)
+>>> learner.own("local", None)
+>>> state = CustomerState("c1", CustomerFeatures.empty(), partition="local")
+>>> state.features.apply(0.0, 20.0, "purchase", half_life_days=90)
+>>> round(phase_of("c1", 30 * day) / day, 1)  # the customer's grid: days 26.2, 56.2, ...
+26.2
+>>> learner.at_clock(state, 100 * day)       # three snapshots taken, none mature yet
+>>> learner.examples(), [round(s.at / day, 1) for s in state.snapshots]
+(0, [26.2, 56.2, 86.2])
+>>> learner.on_event(state, 130 * day, 30.0, "purchase")  # before the event is applied
+>>> state.features.apply(130 * day, 30.0, "purchase", half_life_days=90)
+>>> learner.examples(), [round(s.at / day, 1) for s in state.snapshots]  # day 26.2 learned
+(1, [56.2, 86.2, 116.2])
+>>> learner.refresh()
+>>> traits = learner.predict(state.features, 130 * day)
+>>> 0 < traits.purchase_probability < 1, traits.horizon_days
+(True, 90)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
+from streamseg.core.state import CustomerState
+from streamseg.store.base import Store
+from streamseg.traits.cells import CellStats, CellTable, cell_at
+from streamseg.traits.quality import Quality
+from streamseg.traits.schedule import Grid, Label, phase_of
+
+__all__ = ["SHARE_FORMAT", "TraitLearner", "TraitShare", "Traits", "phase_of", "read_traits",
+           "regroup_traits"]
+
+SHARE_FORMAT = 1
+
+
+@dataclass(slots=True, frozen=True)
+class Traits:
+    """A customer's predictive traits for the next ``horizon_days``."""
+
+    purchase_probability: float
+    expected_spend: float
+    horizon_days: float
+
+    def to_dict(self) -> dict[str, float]:
+        """As ``streamseg export``, ``get`` and the API show them (these names)."""
+        return {"purchase_probability": round(self.purchase_probability, 4),
+                "expected_spend": round(self.expected_spend, 2),
+                "horizon_days": self.horizon_days}
+
+
+#: Units of the per-segment sums of traits (integers, so that adding and removing a
+#: customer leaves them exact): probability in 1/10,000, spend in cents.
+_P_UNIT, _SPEND_UNIT = 10_000, 100
+
+
+@dataclass(slots=True)
+class TraitShare:
+    """One partition's share: its model sums, its validation sums, and per segment the
+    count and sums of its customers' traits (absolute values, as its sizes)."""
+
+    stats: CellStats = field(default_factory=CellStats)
+    quality: Quality = field(default_factory=Quality)
+    segments: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, other: TraitShare) -> None:
+        self.stats.add(other.stats)
+        self.quality.add(other.quality)
+        for segment, sums in other.segments.items():
+            mine = self.segments.setdefault(segment, [0, 0, 0])
+            for i, value in enumerate(sums):
+                mine[i] += value
+
+    def count(self, segment: int | None, traits: tuple[float, float] | None,
+              sign: int) -> None:
+        """Add (``sign`` 1) or remove (-1) a customer's traits in their segment."""
+        if segment is None or traits is None:
+            return
+        sums = self.segments.setdefault(segment, [0, 0, 0])
+        sums[0] += sign
+        sums[1] += sign * round(traits[0] * _P_UNIT)
+        sums[2] += sign * round(traits[1] * _SPEND_UNIT)
+        if sums[0] <= 0:
+            del self.segments[segment]
+
+    def segment_means(self) -> dict[int, dict[str, float]]:
+        """Per segment: the mean purchase probability and expected spend of its customers
+        (as of their last scoring)."""
+        return {segment: {"purchase_probability": round(p / n / _P_UNIT, 4),
+                          "expected_spend": round(spend / n / _SPEND_UNIT, 2)}
+                for segment, (n, p, spend) in sorted(self.segments.items()) if n > 0}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": SHARE_FORMAT, "stats": self.stats.to_json(),
+                "quality": self.quality.to_json(),
+                "segments": {str(k): v for k, v in sorted(self.segments.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TraitShare:
+        if not data:
+            return cls()
+        if data.get("format") != SHARE_FORMAT:
+            raise ValueError(f"unsupported trait share format {data.get('format')!r}")
+        return cls(CellStats.from_json(data.get("stats")), Quality.from_json(data.get("quality")),
+                   {int(k): [int(x) for x in v]
+                    for k, v in (data.get("segments") or {}).items()})
+
+
+def regroup_traits(data: dict[str, Any], states: Iterable[CustomerState]) -> dict[str, Any]:
+    """A partition's stored share with its per-segment sums recomputed from its
+    customers ``states`` (after ``streamseg reseed`` moved them all)."""
+    share = TraitShare.from_json(data)
+    share.segments = {}
+    for state in states:
+        share.count(state.segment, state.traits, 1)
+    return share.to_json()
+
+
+def read_traits(store: Store, horizon_days: float, every_days: float) -> TraitLearner:
+    """The trait model of a store, as the sum of every partition's share (for readers:
+    ``streamseg get`` / ``export`` / ``segments``, the API)."""
+    learner = TraitLearner(horizon_days, every_days)
+    learner.set_others({name: (part.model or {}).get("traits")
+                        for name, part in store.read_partitions().items()})
+    return learner
+
+
+class TraitLearner:
+    """Snapshots, delayed labels and the trait model of every partition (see above)."""
+
+    def __init__(self, horizon_days: float, every_days: float) -> None:
+        self.horizon_days = horizon_days
+        self.every_days = every_days
+        self.own_shares: dict[str, TraitShare] = {}
+        self.others = TraitShare()
+        self._table: CellTable | None = None
+        # Labels learned since the table was fitted: refitted at the next refresh(), not
+        # at every label (a fit costs about a millisecond).
+        self._dirty = False
+
+    # -- partitions -----------------------------------------------------------------
+    def own(self, name: str, data: dict[str, Any] | None) -> None:
+        """This worker owns ``name`` now, whose stored share is ``data``."""
+        self.own_shares[name] = TraitShare.from_json(data)
+        self._table = None
+
+    def release(self, name: str) -> None:
+        self.own_shares.pop(name, None)
+        self._table = None
+
+    def set_others(self, shares: dict[str, dict[str, Any] | None]) -> None:
+        """The other partitions' shares, as just read from the store."""
+        total = TraitShare()
+        for data in shares.values():
+            total.add(TraitShare.from_json(data))
+        self.others = total
+        self._table = None
+
+    def count(self, state: CustomerState, before: tuple[int | None, tuple[float, float] | None]
+              ) -> None:
+        """A written customer's traits move from what they were (segment, traits) when
+        the batch loaded them to what they are now, in their partition's sums."""
+        share = self.own_shares.get(state.partition or "")
+        if share is None or before == (state.segment, state.traits):
+            return
+        share.count(before[0], before[1], -1)
+        share.count(state.segment, state.traits, 1)
+
+    def share_json(self, name: str) -> dict[str, Any] | None:
+        share = self.own_shares.get(name)
+        return None if share is None else share.to_json()
+
+    def total(self) -> TraitShare:
+        """The sum over every partition (this worker's view)."""
+        total = TraitShare()
+        total.add(self.others)
+        for share in self.own_shares.values():
+            total.add(share)
+        return total
+
+    def table(self) -> CellTable:
+        if self._table is None:
+            self._table = self.total().stats.table()
+        return self._table
+
+    def examples(self) -> int:
+        return self.total().quality.examples
+
+    # -- per customer ---------------------------------------------------------------
+    def _grid(self, customer_id: str) -> Grid:
+        return Grid.of(customer_id, self.every_days, self.horizon_days)
+
+    def on_event(self, state: CustomerState, time: float, amount: float, kind: str) -> None:
+        """Before an event at ``time`` is applied: take the grid points before it, mature
+        what ended before it, and move the baseline of snapshots it is late for."""
+        features = state.features
+        if not features.has_purchases:
+            return
+        grid = self._grid(state.customer_id)
+        # Grid points first, then what matured: a point the customer passed long ago
+        # (no visit since) gets its label at once, and at most ceil(H / every) wait.
+        self._take(state, grid, time)
+        self._learn(state, grid.mature(features, state.snapshots, time))
+        grid.backdate(state.snapshots, time, amount, kind)
+
+    def at_clock(self, state: CustomerState, until: float) -> None:
+        """The customer is scored at ``until`` (the clock of their partition): take the
+        grid points before it, mature what ended before it."""
+        if not state.features.has_purchases:
+            return
+        grid = self._grid(state.customer_id)
+        self._take(state, grid, until)
+        self._learn(state, grid.mature(state.features, state.snapshots, until))
+
+    def _take(self, state: CustomerState, grid: Grid, until: float) -> None:
+        since = state.traits_since if state.traits_since is not None else state.updated_at
+        if since is not None and since >= until:
+            state.traits_since = since
+            return
+        features = state.features
+        grid.take(features, state.snapshots, since, until, lambda at: cell_at(features, at))
+        state.traits_since = until
+
+    def _learn(self, state: CustomerState, labels: list[Label]) -> None:
+        if not labels:
+            return
+        share = self.own_shares.get(state.partition or "")
+        if share is None:  # not this worker's partition: its owner learns it
+            return
+        table = self.table()
+        for label in labels:
+            snapshot = label.snapshot
+            p = table.probability_of_cell(snapshot.cell)
+            spend = table.spend_of_cell(snapshot.cell, p, snapshot.orders, snapshot.avg_order)
+            share.quality.update(p, label.bought, spend, label.spend)
+            share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend)
+        self._dirty = True
+
+    def refresh(self) -> None:
+        """Predict with what was learned so far (the engine calls it before scoring)."""
+        if self._dirty:
+            self._table, self._dirty = None, False
+
+    def predict(self, features: CustomerFeatures, now: float) -> Traits:
+        """The traits of a customer (with purchases) as of ``now``."""
+        assert features.last_purchase is not None and features.first_purchase is not None
+        recency = max(0.0, now - features.last_purchase) / SECONDS_PER_DAY
+        tenure = max(0.0, now - features.first_purchase) / SECONDS_PER_DAY
+        table = self.table()
+        p = table.probability(recency, features.orders, tenure)
+        spend = table.spend(p, recency, features.orders,
+                            features.total_spend / features.orders)
+        return Traits(p, spend, self.horizon_days)
