@@ -117,6 +117,10 @@ def score(
             expected_calibration_error(bought, probability)),
         "spend_rmse": None if amount is None else _rounded(rmse(spend, amount)),
         "spend_spearman": _rounded(spearman(spend, ranking if amount is None else amount)),
+        # Calibration in the large: compare with the cutoff's buyer_share and mean_spend.
+        "mean_probability": None if probability is None else _rounded(
+            float(probability.mean())),
+        "mean_expected_spend": None if amount is None else _rounded(float(amount.mean())),
     }
 
 

@@ -61,14 +61,41 @@ def test_small_run_scores_bgnbd_and_the_recency_baseline(small_run) -> None:
     assert bg["gamma_gamma_customers"] > 0
 
 
-def test_small_run_says_when_the_store_has_no_traits(small_run) -> None:
-    # Until the service writes traits, the streamseg column is an error, never a number.
+def test_small_run_scores_the_services_traits(small_run) -> None:
+    # The streamseg column: every customer's traits read back from `streamseg export`.
     result, _ = small_run
     entry = result["cutoffs"][0]
-    assert entry["methods"]["streamseg"]["error"].startswith("this store has no traits")
-    assert entry["methods"]["streamseg"]["replayed_events"] == entry["events_up_to_cutoff"]
-    assert set(entry["targets"].values()) == {None}
-    assert "this store has no traits" in traits.format_table(result)
+    ours = entry["methods"]["streamseg"]
+    assert "error" not in ours, ours
+    assert ours["replayed_events"] == entry["events_up_to_cutoff"]
+    assert 0.6 < ours["purchase_auc"] <= 1
+    assert 0 <= ours["purchase_ece"] < 0.2
+    assert ours["spend_rmse"] > 0 and 0 < ours["spend_spearman"] <= 1
+    assert 0 < ours["mean_probability"] < 1 and ours["mean_expected_spend"] > 0
+    assert set(entry["targets"]) == {"auc_at_least_bgnbd", "spend_rmse_at_most_bgnbd_gg",
+                                     "ece_at_most_0.03"}
+    assert all(isinstance(met, bool) for met in entry["targets"].values())
+    assert "error" not in traits.format_table(result)
+
+
+def test_a_store_without_traits_is_said_never_scored() -> None:
+    documents = [{"customer_id": "1", "segment": 0, "traits": None},
+                 {"customer_id": "2", "segment": 1}]
+    with pytest.raises(traits.NoTraits, match="this store has no traits"):
+        traits.traits_from_documents(documents, 90)
+
+
+def test_the_table_shows_a_columns_error_instead_of_figures() -> None:
+    missing = {"error": "this store has no traits (none of its 3 customers has any)"}
+    scores = {"purchase_auc": 0.75, "purchase_ece": 0.02, "spend_rmse": 30.0,
+              "spend_spearman": 0.3}
+    result = {"customers": "seen", "outcome": "next 90 days", "cutoffs": [
+        {"cutoff": "1997-06-30", "customers": 3, "buyers": 1,
+         "methods": {"streamseg": missing, "bgnbd": scores, "recency": scores},
+         "targets": traits.targets({"streamseg": missing, "bgnbd": scores})}]}
+    table = traits.format_table(result)
+    assert "0.7500" in table and "error" in table
+    assert "streamseg: this store has no traits" in table
     assert "not measured" in traits.format_targets(result)
 
 
