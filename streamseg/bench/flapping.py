@@ -17,6 +17,7 @@ from typing import Any
 
 from streamseg.bench.common import run_file
 from streamseg.bench.simulate import ARCHETYPES, STREAM_END, Archetype, simulate_stream
+from streamseg.core.events import CHANGE_EVENT_TYPE
 
 #: Archetypes whose behaviour does not change over the stream: nobody starts or stops.
 STATIONARY: dict[str, Archetype] = {
@@ -39,7 +40,10 @@ def flapping_share(changes_path: Path, midpoint: float) -> dict[str, Any]:
     customers: set[str] = set()
     reasons: Counter[str] = Counter()
     for line in changes_path.read_text().splitlines():
-        data = json.loads(line)["data"]
+        event = json.loads(line)
+        if event["type"] != CHANGE_EVENT_TYPE:
+            continue  # a risk band's change, not a segment's
+        data = event["data"]
         customers.add(data["customer_id"])
         if data["reason"] == "first_assignment":
             continue

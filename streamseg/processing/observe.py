@@ -60,8 +60,9 @@ class Observer:
             return
         self._last_refresh = now
         metrics.set_partition_sizes(engine.partitions)
-        if engine.traits is not None:
-            metrics.set_trait_quality(engine.traits.total().quality.summary())
+        traits = getattr(engine, "traits", None)  # None: traits disabled
+        if traits is not None:
+            metrics.set_trait_quality(traits.total().quality.summary())
         lag = getattr(self.source, "lag", None)
         if callable(lag):
             self._set_lag(lag())

@@ -164,7 +164,11 @@ class TraitLearner:
         self._table = None
 
     def release(self, name: str) -> None:
-        self.own_shares.pop(name, None)
+        """``name`` moved to another worker: its share counts among the others' (as last
+        known here) until the next read of the store."""
+        share = self.own_shares.pop(name, None)
+        if share is not None:
+            self.others.add(share)
         self._table = None
 
     def set_others(self, shares: dict[str, dict[str, Any] | None]) -> None:

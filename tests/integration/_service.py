@@ -345,7 +345,8 @@ def last_changes(messages: Iterable[Any]) -> dict[str, dict[str, Any]]:
     for message in messages:
         change = json.loads(message.value)
         assert message.key.decode() == change["subject"] == change["data"]["customer_id"]
-        last[change["subject"]] = change["data"]
+        if change["type"] == "io.streamseg.segment.changed":  # not a risk band's change
+            last[change["subject"]] = change["data"]
     return last
 
 

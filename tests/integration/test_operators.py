@@ -29,7 +29,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamseg.core.events import CHANGE_EVENT_TYPE
+from streamseg.core.events import CHANGE_EVENT_TYPE, RISK_EVENT_TYPE
 from tests._ops import (
     ALERTS,
     PROMETHEUS_SERIES,
@@ -295,7 +295,7 @@ def test_every_change_event_on_the_topic_is_a_valid_cloudevent(live: Live) -> No
         assert event.get_specversion() == "1.0", where
         assert event.get_id() and isinstance(event.get_id(), str), where
         assert event.get_source() == "streamseg", where
-        assert event.get_type() == CHANGE_EVENT_TYPE, where
+        assert event.get_type() in {CHANGE_EVENT_TYPE, RISK_EVENT_TYPE}, where
         assert event.get_subject() == message.key.decode() == event.get_extension(
             "partitionkey"), where
         time = event.get_time()
@@ -303,6 +303,9 @@ def test_every_change_event_on_the_topic_is_a_valid_cloudevent(live: Live) -> No
         assert event.get_datacontenttype() == "application/json", where
         data = event.get_data()
         assert isinstance(data, dict) and data["customer_id"] == event.get_subject(), where
+        if event.get_type() == RISK_EVENT_TYPE:  # a risk band's change: no reason
+            assert data["to_band"] in {"at_risk", "watch", "likely"}, where
+            continue
         assert data["reason"] in {"first_assignment", "behaviour", "inactivity",
                                   "model_update"}, where
         subjects.add(event.get_subject() or "")
