@@ -492,21 +492,18 @@ def bench_traits(
     """Predictive traits vs BG/NBD (x Gamma-Gamma) and recency on the bundled CDNOW sample:
     purchase AUC and calibration error (deciles), spend RMSE and Spearman, per cutoff.
 
-    Needs lifetimes (pip install -e ".[bench]"). Exits 1 when the store has no traits
-    (the other columns are still printed).
+    Needs lifetimes (pip install -e ".[bench]"). Exits 1 when a column could not be
+    measured, e.g. a store without traits (the others are still printed).
     """
     from streamseg.bench import traits
     from streamseg.bench.bgnbd import LifetimesMissing
-    from streamseg.bench.holdout import parse_day
+    from streamseg.bench.holdout import parse_days
 
     try:
-        days = sorted({parse_day(part) for part in cutoffs.split(",") if part.strip()})
+        days = parse_days(cutoffs)
     except ValueError as error:
         typer.echo(f"error: --cutoffs: {error}", err=True)
         raise typer.Exit(2) from None
-    if not days:
-        typer.echo("error: --cutoffs: at least one date", err=True)
-        raise typer.Exit(2)
     try:
         result = traits.run(cutoffs=days, say=lambda line: typer.echo(line, err=True))
     except (LifetimesMissing, ValueError) as error:
@@ -515,11 +512,9 @@ def bench_traits(
     if as_json:
         _print_json(result)
     else:
-        typer.echo(traits.format_table(result))
-        typer.echo(traits.format_targets(result))
-    if any("error" in entry["methods"]["streamseg"] for entry in result["cutoffs"]):
+        typer.echo(traits.format_report(result))
+    if any("error" in m for entry in result["cutoffs"] for m in entry["methods"].values()):
         raise typer.Exit(1)
-
 
 if __name__ == "__main__":  # pragma: no cover
     app()

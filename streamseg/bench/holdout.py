@@ -44,6 +44,18 @@ def parse_day(text: str) -> date:
         raise ValueError(f"cutoff {text!r}: expected a date as YYYY-MM-DD") from None
 
 
+def parse_days(text: str) -> list[date]:
+    """Comma-separated YYYY-MM-DD days, sorted, without repeats; at least one.
+
+    >>> parse_days("1997-09-30, 1997-06-30")
+    [datetime.date(1997, 6, 30), datetime.date(1997, 9, 30)]
+    """
+    days = sorted({parse_day(part) for part in text.split(",") if part.strip()})
+    if not days:
+        raise ValueError("at least one date (YYYY-MM-DD)")
+    return days
+
+
 @dataclass(frozen=True)
 class Transactions:
     """Purchases as parallel arrays: customer id, day, amount (in file order)."""

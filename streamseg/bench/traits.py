@@ -276,3 +276,8 @@ def format_targets(result: dict[str, Any]) -> str:
         parts = [f"{name} {word[value]}" for name, value in entry["targets"].items()]
         lines.append(f"  {entry['cutoff']}: " + ", ".join(parts))
     return "\n".join(lines)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The table, then the targets."""
+    return format_table(result) + "\n" + format_targets(result)

@@ -7,6 +7,7 @@ traits, BG/NBD and the baseline, scored against outcomes counted here independen
 from __future__ import annotations
 
 import csv
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -124,3 +125,13 @@ def test_cli_names_a_bad_cutoff(cutoffs: str) -> None:
     done = CliRunner().invoke(app, ["bench", "traits", "--cutoffs", cutoffs])
     assert done.exit_code == 2
     assert "--cutoffs" in done.output
+
+
+def test_cli_prints_the_json_of_one_cutoff() -> None:
+    done = CliRunner().invoke(app, ["bench", "traits", "--cutoffs", "1997-06-30", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    (entry,) = result["cutoffs"]
+    assert entry["cutoff"] == "1997-06-30" and entry["customers"] == 2357
+    assert set(entry["methods"]) == {"streamseg", "bgnbd", "recency"}
+    assert not any("error" in method for method in entry["methods"].values())
