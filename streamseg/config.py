@@ -236,8 +236,8 @@ class TraitSettings(_Section):
         "days after it. Fixed for a store (the stored snapshots and the learned model are "
         "for this H).",
     )
-    snapshot_every_days: float = Field(
-        90.0, gt=0,
+    snapshot_every_days: int = Field(
+        90, ge=1,
         description="Days of event time between two snapshots of a customer (taken whether "
         "or not they buy). A customer waits for at most ceil(horizon_days / "
         "snapshot_every_days) labels, at about 7 bytes of store each; at most 6. Fixed for a "
@@ -250,6 +250,12 @@ class TraitSettings(_Section):
         "of the band, increasing, the first 0. A customer whose band changes gets a "
         "CloudEvents event of type io.streamseg.risk.changed on the change stream (their first "
         "band is set without one). Fixed for a store (customers' bands are stored).",
+    )
+    risk_min_examples: int = Field(
+        1000, ge=0,
+        description="Risk-band changes are published once the trait model has learned this "
+        "many labels over all partitions (its first predictions move a lot); bands are "
+        "followed silently before.",
     )
     risk_hysteresis: float = Field(
         0.05, ge=0, lt=0.5,

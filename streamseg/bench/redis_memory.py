@@ -9,8 +9,9 @@ again and returns the growth per customer.
 archetypes, a year of purchases and refunds with sub-second event times), ids like
 ``cust-000123``, a 6-dimensional float32 vector, a segment with a name, a model version,
 a next re-score time, the Kafka offset last applied and the hashes of the last 8 event
-ids (``pipeline.dedupe_window``), spread over the 12 partitions of a topic -- what
-workers write.
+ids (``pipeline.dedupe_window``), the predictive traits and, for a customer who bought
+since their last grid point, the snapshot that waits for its label (``traits``),
+spread over the 12 partitions of a topic -- what workers write.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from __future__ import annotations
 import uuid
 import zlib
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 
 from streamseg.bench.simulate import simulate_stream
 from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
 from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite
+from streamseg.traits.cells import cell_at
+from streamseg.traits.schedule import Grid, Snapshot
 
 #: Partitions of the simulated topic.
 PARTITIONS = 12
@@ -53,6 +57,16 @@ def realistic_states(customers: int, seed: int = 7, dedupe_window: int = 8
     states = []
     for cid, feats in features.items():
         now = feats.reference_time or 0.0
+        # The traits' defaults (streamseg.traits): one snapshot waits per customer.
+        # The snapshot waiting for its label is stored when a purchase followed it.
+        grid = Grid.of(cid, 90.0, 90.0)
+        snapshots: list[Snapshot] = [
+            grid.snapshot(feats, t, partial(cell_at, feats))
+            for t in grid.points(now - grid.horizon, now)
+            if feats.last_purchase is not None and feats.last_purchase > t]
+        probability = round(float(rng.beta(1.0, 3.0)), 3)
+        spend = float(round(probability * feats.total_spend / max(1, feats.orders)
+                            * float(rng.uniform(1, 3))))
         vector = rng.standard_normal(len(VECTOR_FIELDS)).astype(np.float32).astype(float)
         segment = int(rng.integers(len(_NAMES)))
         partition = int(cid.rsplit("-", 1)[-1]) % partitions
@@ -69,6 +83,8 @@ def realistic_states(customers: int, seed: int = 7, dedupe_window: int = 8
                 applied={f"kafka:transactions:{partition}": applied[cid]},
                 recent_ids=recent[cid] if dedupe_window else [],
                 partition=f"kafka:transactions:{partition}",
+                snapshots=snapshots,
+                traits=(probability, spend),
             )
         )
     return states

@@ -40,6 +40,8 @@ from streamseg.core.scaling import OnlineStandardizer
 from streamseg.engine.shared import Share
 from streamseg.model.stats import ClusterStats
 from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite, SampleRow
+from streamseg.traits.cells import CELLS
+from streamseg.traits.learner import TraitShare
 
 __all__ = ["PARTITIONS", "Workload", "evolve", "generate_states", "owned_partitions",
            "partition_name"]
@@ -256,4 +258,22 @@ def realistic_shares(states: Iterable[CustomerState], rng: np.random.Generator
         scaler.learn_many(raw)
         stats = ClusterStats.of(x, np.asarray(labels[name]), k=SEGMENTS)
         shares[name] = Share(scaler, clocks[name], stats, updates=3 * len(rows)).to_json()
+        shares[name]["traits"] = _trait_share(labels[name], rng)
     return shares
+
+
+def _trait_share(segments: list[int], rng: np.random.Generator) -> dict[str, Any]:
+    """A partition's share of the trait model after a year of labels: every cell seen,
+    a full histogram of predictions, per-segment sums (its size)."""
+    share = TraitShare()
+    for _ in range(20 * len(segments)):
+        cell = int(rng.integers(CELLS))
+        p = float(rng.random())
+        bought = bool(rng.random() < p)
+        spend = float(rng.uniform(10, 200)) if bought else 0.0
+        share.stats.learn(cell, float(rng.uniform(10, 100)), bought, spend)
+        share.quality.update(p, bought, p * 50.0, spend)
+    for segment in segments:
+        share.count(segment, (round(float(rng.random()), 4), round(float(rng.uniform(0, 99)), 2)),
+                    1)
+    return share.to_json()

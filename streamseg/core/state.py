@@ -36,15 +36,17 @@ class CustomerState:
     # The partition whose owner writes this customer (see streamseg.store.base): where
     # its events come from. None: not known (a state written before partitions were).
     partition: str | None = None
-    #: Snapshots waiting for their label (streamseg.traits.schedule), oldest first.
+    #: Snapshots waiting for their label that had to be stored (a purchase followed
+    #: them; streamseg.traits.schedule), oldest first.
     snapshots: list[Snapshot] = field(default_factory=list)
     #: Predictive traits as of ``updated_at``: (purchase probability, expected spend
     #: within the horizon); None before the first scoring with traits.
     traits: tuple[float, float] | None = None
-    #: Risk band (its place in traits.risk_bands); None before the first traits.
+    #: Risk band (its place in traits.risk_bands) when it is not the band its purchase
+    #: probability falls in (hysteresis kept it): None = that band.
     risk_band: int | None = None
-    # Not stored: the time up to which grid points were taken (None: ``updated_at``, the
-    # time of the last scoring, which took every point before it).
+    #: The time up to which the traits' snapshot grid was processed; None: ``updated_at``
+    #: (they differ only while a partition's consumer is behind).
     traits_since: float | None = field(default=None, compare=False, repr=False)
     # Not stored: the unstandardised vector the standardiser last learned for this
     # customer, kept while the state is cached so that it can be unlearned without
@@ -67,6 +69,7 @@ class CustomerState:
             "snapshots": [[s.at, s.cell, s.orders, s.spend] for s in self.snapshots],
             "traits": None if self.traits is None else list(self.traits),
             "risk_band": self.risk_band,
+            "traits_since": self.traits_since,
         }
 
     @classmethod
@@ -88,6 +91,7 @@ class CustomerState:
             traits=None if data.get("traits") is None else (float(data["traits"][0]),
                                                             float(data["traits"][1])),
             risk_band=data.get("risk_band"),
+            traits_since=data.get("traits_since"),
         )
 
     def vector_array(self) -> np.ndarray | None:

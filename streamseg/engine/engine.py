@@ -484,18 +484,25 @@ class SegmentationEngine(SharedView):
                 own = self.shares.inactivity_clock(name, self.behind)
                 until[name] = clock if own is None else min(clock, own)
             traits.at_clock(state, until[name])
+            if state.traits_since == state.updated_at:
+                state.traits_since = None  # the usual case: stored as nothing
         traits.refresh()
+        # The first predictions of a model move a lot: band changes are published once
+        # it has learned traits.risk_min_examples labels (bands are followed before).
+        publish = traits.examples() >= self.settings.traits.risk_min_examples
         for state in states:
             predicted = traits.predict(state.features, state.updated_at or clock)
-            # Rounded as the stores keep them (the cached state must equal the stored one).
-            state.traits = (round(predicted.purchase_probability, 4),
-                            round(predicted.expected_spend, 2))
-            band = self.bands.band_of(state.traits[0], state.risk_band)
-            if state.risk_band is not None and band != state.risk_band:
+            before = self.bands.current(state.risk_band, state.traits)
+            # Rounded as the readable record keeps them (the cached state must equal the
+            # stored one): the probability to 0.001, the spend to a whole unit.
+            state.traits = (round(predicted.purchase_probability, 3),
+                            float(round(predicted.expected_spend)))
+            band = self.bands.band_of(state.traits[0], before)
+            if before is not None and band != before and publish:
                 outcome.risk_changes.append(risk_change(
-                    state, self.bands.name(state.risk_band), self.bands.name(band),
+                    state, self.bands.name(before), self.bands.name(band),
                     traits.horizon_days))
-            state.risk_band = band
+            state.risk_band = None if band == self.bands.plain(state.traits[0]) else band
 
     def _apply_assignments(
         self,

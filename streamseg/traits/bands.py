@@ -34,6 +34,17 @@ class RiskBands:
     def name(self, band: int) -> str:
         return self.names[band]
 
+    def plain(self, probability: float) -> int:
+        """The band ``probability`` falls in, without hysteresis."""
+        return max(0, bisect.bisect_right(self.lows, probability) - 1)
+
+    def current(self, kept: int | None, traits: tuple[float, float] | None) -> int | None:
+        """A customer's band from what their state keeps: the band hysteresis kept them
+        in, else the band of their probability (None: no traits yet)."""
+        if kept is not None:
+            return kept
+        return None if traits is None else self.plain(traits[0])
+
     def band_of(self, probability: float, current: int | None) -> int:
         """The band of ``probability`` for a customer now in ``current`` (None: none)."""
         plain = bisect.bisect_right(self.lows, probability) - 1

@@ -52,7 +52,7 @@ CELLS = _R * _F * _T
 #: Pseudo-counts of the shrinkage of a cell's spend to its parent's, and of a
 #: customer's average order to the population's (in orders).
 PRIOR_WEIGHT = 20.0
-ORDER_PRIOR = 1.0
+ORDER_PRIOR = 3.0
 #: Ridge penalty of the logistic fit (on the coefficients but the intercept).
 RIDGE = 1e-2
 # Columns of the per-cell sums.
@@ -143,8 +143,9 @@ class CellStats:
         row = self.sums[cell]
         row[_N] += 1.0
         row[_BOUGHT] += 1.0 if bought else 0.0
-        row[_REL] += spend / avg_order if avg_order > 0 else 0.0
-        self.avg_orders += avg_order
+        # Rounded as stored (short to write; a restored model equals the one kept).
+        row[_REL] = round(row[_REL] + (spend / avg_order if avg_order > 0 else 0.0), 6)
+        self.avg_orders = round(self.avg_orders + avg_order, 6)
 
     def add(self, other: CellStats) -> None:
         self.sums += other.sums
@@ -166,18 +167,22 @@ class CellStats:
 
     def to_json(self) -> dict[str, Any]:
         """Sparse: only the cells seen."""
+        # One string rather than nested lists: cheap to copy, encode and decode, which
+        # happens with every write of the partition.
         seen = np.flatnonzero(self.sums[:, _N])
-        return {"cells": [[int(c), int(n), int(b), rel]
-                          for c, (n, b, rel) in zip(seen.tolist(), self.sums[seen].tolist(),
-                                                    strict=True)],
-                "avg_orders": self.avg_orders}
+        cells = ";".join(f"{c},{int(n)},{int(b)},{rel!r}"
+                         for c, (n, b, rel) in zip(seen.tolist(), self.sums[seen].tolist(),
+                                                   strict=True))
+        return {"cells": cells, "avg_orders": self.avg_orders}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CellStats:
         stats = cls()
         if data:
-            for cell, n, bought, rel in data.get("cells") or []:
-                stats.sums[int(cell)] = (n, bought, rel)
+            for item in (data.get("cells") or "").split(";"):
+                if item:
+                    cell, n, bought, rel = item.split(",")
+                    stats.sums[int(cell)] = (int(n), int(bought), float(rel))
             stats.avg_orders = float(data.get("avg_orders", 0.0))
         return stats
 
@@ -191,10 +196,15 @@ class CellTable:
     rel: np.ndarray
     mean_order: float
     examples: int
+    #: ``w`` as floats, for the scalar path.
+    coefficients: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coefficients", tuple(self.w.tolist()))
 
     def probability(self, recency_days: float, orders: int, tenure_days: float) -> float:
         # Scalar arithmetic (this runs for every customer scored): design() by hand.
-        w0, w1, w2, w3, w4, w5 = self.w.tolist()
+        w0, w1, w2, w3, w4, w5 = self.coefficients
         r = math.log1p(recency_days)
         o = math.log1p(orders)
         gap = math.log1p(tenure_days / max(orders, 1))

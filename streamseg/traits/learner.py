@@ -19,15 +19,15 @@ validation), then learned.
 >>> learner.own("local", None)
 >>> state = CustomerState("c1", CustomerFeatures.empty(), partition="local")
 >>> state.features.apply(0.0, 20.0, "purchase", half_life_days=90)
->>> round(phase_of("c1", 30 * day) / day, 1)  # the customer's grid: days 26.2, 56.2, ...
-26.2
->>> learner.at_clock(state, 100 * day)       # three snapshots taken, none mature yet
->>> learner.examples(), [round(s.at / day, 1) for s in state.snapshots]
-(0, [26.2, 56.2, 86.2])
+>>> phase_of("c1", 30 * day) / day  # the customer's grid: days 17, 47, 77, ...
+17.0
+>>> learner.at_clock(state, 100 * day)       # three grid points wait, none stored
+>>> learner.examples(), state.snapshots
+(0, [])
 >>> learner.on_event(state, 130 * day, 30.0, "purchase")  # before the event is applied
 >>> state.features.apply(130 * day, 30.0, "purchase", half_life_days=90)
->>> learner.examples(), [round(s.at / day, 1) for s in state.snapshots]  # day 26.2 learned
-(1, [56.2, 86.2, 116.2])
+>>> learner.examples(), [s.at / day for s in state.snapshots]  # day 17 learned
+(1, [47.0, 77.0, 107.0])
 >>> learner.refresh()
 >>> traits = learner.predict(state.features, 130 * day)
 >>> 0 < traits.purchase_probability < 1, traits.horizon_days
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
@@ -45,7 +46,7 @@ from streamseg.core.state import CustomerState
 from streamseg.store.base import Store
 from streamseg.traits.cells import CellStats, CellTable, cell_at
 from streamseg.traits.quality import Quality
-from streamseg.traits.schedule import Grid, Label, phase_of
+from streamseg.traits.schedule import Grid, Label, Snapshot, phase_of
 
 __all__ = ["SHARE_FORMAT", "TraitLearner", "TraitShare", "Traits", "phase_of", "read_traits",
            "regroup_traits"]
@@ -69,8 +70,9 @@ class Traits:
 
 
 #: Units of the per-segment sums of traits (integers, so that adding and removing a
-#: customer leaves them exact): probability in 1/10,000, spend in cents.
-_P_UNIT, _SPEND_UNIT = 10_000, 100
+#: customer leaves them exact): probability in 1/1,000, spend in whole units (as the
+#: customers' states keep them).
+_P_UNIT, _SPEND_UNIT = 1000, 1
 
 
 @dataclass(slots=True)
@@ -109,9 +111,11 @@ class TraitShare:
                           "expected_spend": round(spend / n / _SPEND_UNIT, 2)}
                 for segment, (n, p, spend) in sorted(self.segments.items()) if n > 0}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"format": SHARE_FORMAT, "stats": self.stats.to_json(),
-                "quality": self.quality.to_json(),
+    def to_json(self, learned: tuple[dict[str, Any], dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+        """As stored; ``learned``: the model and quality parts, when already encoded."""
+        stats, quality = learned or (self.stats.to_json(), self.quality.to_json())
+        return {"format": SHARE_FORMAT, "stats": stats, "quality": quality,
                 "segments": {str(k): v for k, v in sorted(self.segments.items())}}
 
     @classmethod
@@ -123,6 +127,10 @@ class TraitShare:
         return cls(CellStats.from_json(data.get("stats")), Quality.from_json(data.get("quality")),
                    {int(k): [int(x) for x in v]
                     for k, v in (data.get("segments") or {}).items()})
+
+
+def _at(snapshot: Snapshot) -> float:
+    return snapshot.at
 
 
 def regroup_traits(data: dict[str, Any], states: Iterable[CustomerState]) -> dict[str, Any]:
@@ -156,11 +164,14 @@ class TraitLearner:
         # Labels learned since the table was fitted: refitted at the next refresh(), not
         # at every label (a fit costs about a millisecond).
         self._dirty = False
+        #: Per own partition, its model and quality parts as last encoded.
+        self._encoded: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -- partitions -----------------------------------------------------------------
     def own(self, name: str, data: dict[str, Any] | None) -> None:
         """This worker owns ``name`` now, whose stored share is ``data``."""
         self.own_shares[name] = TraitShare.from_json(data)
+        self._encoded.pop(name, None)
         self._table = None
 
     def release(self, name: str) -> None:
@@ -190,8 +201,15 @@ class TraitLearner:
         share.count(state.segment, state.traits, 1)
 
     def share_json(self, name: str) -> dict[str, Any] | None:
+        """The partition's share as stored (its model and quality parts are encoded
+        again only after it learned)."""
         share = self.own_shares.get(name)
-        return None if share is None else share.to_json()
+        if share is None:
+            return None
+        learned = self._encoded.get(name)
+        if learned is None:
+            learned = self._encoded[name] = (share.stats.to_json(), share.quality.to_json())
+        return share.to_json(learned)
 
     def total(self) -> TraitShare:
         """The sum over every partition (this worker's view)."""
@@ -214,35 +232,47 @@ class TraitLearner:
         return Grid.of(customer_id, self.every_days, self.horizon_days)
 
     def on_event(self, state: CustomerState, time: float, amount: float, kind: str) -> None:
-        """Before an event at ``time`` is applied: take the grid points before it, mature
-        what ended before it, and move the baseline of snapshots it is late for."""
+        """Before an event at ``time`` is applied: the waiting grid points before it are
+        materialised (a purchase follows them), what ended before it matures, and the
+        baseline of snapshots it is late for moves (:mod:`.schedule`)."""
         features = state.features
         if not features.has_purchases:
             return
         grid = self._grid(state.customer_id)
-        # Grid points first, then what matured: a point the customer passed long ago
-        # (no visit since) gets its label at once, and at most ceil(H / every) wait.
-        self._take(state, grid, time)
+        since = self._progress(state)
+        # A purchase follows the waiting grid points before it: they must be stored now,
+        # while the features are still those of their time (a refund changes neither
+        # the recency, the orders nor the spend they need).
+        due = ([t for t in grid.implicit(features, since, time) if t < time]
+               if kind == "purchase" else [])
+        if due:
+            state.snapshots += [grid.snapshot(features, t, partial(cell_at, features))
+                                for t in due]
+            state.snapshots.sort(key=_at)
         self._learn(state, grid.mature(features, state.snapshots, time))
         grid.backdate(state.snapshots, time, amount, kind)
+        state.traits_since = time if since is None else max(since, time)
 
     def at_clock(self, state: CustomerState, until: float) -> None:
-        """The customer is scored at ``until`` (the clock of their partition): take the
-        grid points before it, mature what ended before it."""
-        if not state.features.has_purchases:
+        """The customer is scored with their partition's clock at ``until``: what ended
+        before it matures, the stored snapshots and the implicit grid points (those
+        after the last purchase: labelled "did not buy")."""
+        features = state.features
+        if not features.has_purchases:
             return
         grid = self._grid(state.customer_id)
-        self._take(state, grid, until)
-        self._learn(state, grid.mature(state.features, state.snapshots, until))
+        since = self._progress(state)
+        self._learn(state, grid.mature(features, state.snapshots, until))
+        matured = [t for t in grid.implicit(features, since, until) if t + grid.horizon < until]
+        if matured:
+            self._learn(state, [Label(grid.snapshot(features, t, partial(cell_at, features)),
+                                      False, 0.0) for t in matured])
+        state.traits_since = until if since is None else max(since, until)
 
-    def _take(self, state: CustomerState, grid: Grid, until: float) -> None:
-        since = state.traits_since if state.traits_since is not None else state.updated_at
-        if since is not None and since >= until:
-            state.traits_since = since
-            return
-        features = state.features
-        grid.take(features, state.snapshots, since, until, lambda at: cell_at(features, at))
-        state.traits_since = until
+    @staticmethod
+    def _progress(state: CustomerState) -> float | None:
+        """The time up to which the customer's grid was processed."""
+        return state.traits_since if state.traits_since is not None else state.updated_at
 
     def _learn(self, state: CustomerState, labels: list[Label]) -> None:
         if not labels:
@@ -258,6 +288,7 @@ class TraitLearner:
             share.quality.update(p, label.bought, spend, label.spend)
             share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend)
         self._dirty = True
+        self._encoded.pop(state.partition or "", None)
 
     def refresh(self) -> None:
         """Predict with what was learned so far (the engine calls it before scoring)."""

@@ -43,8 +43,9 @@ class Quality:
                spend: float) -> None:
         row = self.hist[min(BINS - 1, max(0, int(probability * BINS)))]
         row[0 if bought else 1] += 1.0
-        row[2] += probability
-        self.spend_sse += (predicted_spend - spend) ** 2
+        # Rounded as stored (short to write; a restored figure equals the one kept).
+        row[2] = round(row[2] + probability, 6)
+        self.spend_sse = round(self.spend_sse + (predicted_spend - spend) ** 2, 4)
 
     def add(self, other: Quality) -> None:
         self.hist += other.hist
@@ -84,15 +85,19 @@ class Quality:
                 "calibration_error": self.calibration_error(), "spend_rmse": self.rmse()}
 
     def to_json(self) -> dict[str, Any]:
-        return {"bins": {str(b): self.hist[b].tolist()
-                         for b in np.flatnonzero(self.hist[:, :2].sum(axis=1))},
-                "spend_sse": self.spend_sse}
+        seen = np.flatnonzero(self.hist[:, :2].sum(axis=1))
+        bins = ";".join(f"{b},{int(pos)},{int(neg)},{p!r}"
+                        for b, (pos, neg, p) in zip(seen.tolist(), self.hist[seen].tolist(),
+                                                    strict=True))
+        return {"bins": bins, "spend_sse": self.spend_sse}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Quality:
         quality = cls()
         if data:
-            for b, row in (data.get("bins") or {}).items():
-                quality.hist[int(b)] = row
+            for item in (data.get("bins") or "").split(";"):
+                if item:
+                    b, pos, neg, p = item.split(",")
+                    quality.hist[int(b)] = (int(pos), int(neg), float(p))
             quality.spend_sse = float(data.get("spend_sse", 0.0))
         return quality

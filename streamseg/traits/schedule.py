@@ -3,10 +3,10 @@
 Snapshots are taken on a grid in event time, one every ``every`` seconds, whether or
 not the customer buys: a snapshot at each purchase would only teach the model about
 customers who just bought. The grid is shifted per customer by a phase derived from
-the customer id (``crc32(id) % every``), so that snapshots fall at every age of a
-customer's life alike and not all on the same day; grid point ``k`` is at
-``phase + k * every`` (seconds since the epoch). A snapshot at ``t`` sees every event
-at or before ``t``.
+the customer id (``crc32(id) % every``, in whole days), so that snapshots fall at every
+age of a customer's life alike and not all on the same day; grid point ``k`` is at
+``phase + k * every``, a whole number of days since the epoch (UTC midnight). A
+snapshot at ``t`` sees every event at or before ``t``.
 
 A snapshot's label is what the customer did in ``(t, t + horizon]``: whether they
 bought (their last purchase is then after ``t``) and how much they spent (their total
@@ -19,23 +19,30 @@ spend then, less the total at ``t``). It *matures* once time has passed ``t + ho
   ``t + horizon``: no event after the horizon was applied (it would have matured the
   snapshot first), so the totals are those at ``t + horizon``.
 
-An event that arrives late, at or before ``t`` of a pending snapshot, moves that
-snapshot's baseline (it belongs to the past the snapshot saw, not to its future).
+What is stored. A grid point after the customer's last purchase needs nothing: the
+customer's features have not moved since, so its cell, orders and spend are those of
+now, and its label, if it matures before another purchase, is "did not buy". Such a
+point is *implicit*: the points ``t`` with ``max(first purchase, last purchase,
+progress - horizon) <= t < progress`` (``progress``: the time up to which the customer
+was processed). Only when a purchase follows a point before its horizon ends is the
+point *materialised* (:class:`Snapshot`: its time, cell, orders and spend), just before
+the purchase is applied; it waits in the customer's state until it matures. So a
+customer carries at most ``ceil(horizon / every)`` snapshots, and an idle one none.
 
-Pending snapshots are consecutive grid points, at most ``ceil(horizon / every)`` of them
-(:func:`max_pending`): a snapshot matures before the grid has gone ``horizon`` further.
+An event that arrives late, at or before ``t`` of a materialised snapshot, moves that
+snapshot's baseline (it belongs to the past the snapshot saw, not to its future).
 
 >>> day = 86_400.0
 >>> from streamseg.core.features import CustomerFeatures
 >>> f = CustomerFeatures.empty()
 >>> f.apply(0.0, 10.0, "purchase", half_life_days=90)
 >>> grid = Grid(every=30 * day, horizon=90 * day, phase=0.0)
->>> pending: list[Snapshot] = []
->>> taken = grid.take(f, pending, since=None, until=65 * day, cell_of=lambda s: 0)
->>> [s.at / day for s in pending]   # grid points 0, 30 and 60 days
+>>> [t / day for t in grid.points(0.0, 65 * day)]   # grid points before day 65
 [0.0, 30.0, 60.0]
->>> grid.mature(f, pending, 91 * day)  # the snapshot at day 0: nothing bought since
-[Label(snapshot=Snapshot(at=0.0, cell=0, orders=1, spend=10.0), bought=False, spend=0.0)]
+>>> pending = [grid.snapshot(f, t, lambda at: 0) for t in grid.points(0.0, 65 * day)]
+>>> f.apply(70 * day, 25.0, "purchase", half_life_days=90)   # bought on day 70
+>>> [(l.snapshot.at / day, l.bought, l.spend) for l in grid.mature(f, pending, 100 * day)]
+[(0.0, True, 25.0)]
 """
 
 from __future__ import annotations
@@ -76,8 +83,10 @@ class Label:
 
 
 def phase_of(customer_id: str, every: float) -> float:
-    """The customer's shift of the grid: whole seconds in ``[0, every)``."""
-    return float(zlib.crc32(customer_id.encode()) % max(1, int(every)))
+    """The customer's shift of the grid: whole days in ``[0, every)`` (``every`` in
+    seconds), so that grid points are whole days since the epoch (stored as such)."""
+    days = max(1, int(every // SECONDS_PER_DAY))
+    return float(zlib.crc32(customer_id.encode()) % days) * SECONDS_PER_DAY
 
 
 def max_pending(horizon_days: float, every_days: float) -> int:
@@ -99,8 +108,8 @@ class Grid:
 
     @classmethod
     def of(cls, customer_id: str, every_days: float, horizon_days: float) -> Grid:
-        # Whole seconds: snapshot times are stored as integers.
-        every = float(max(1, round(every_days * SECONDS_PER_DAY)))
+        # Whole days: snapshot times are stored as days since the epoch.
+        every = float(max(1, round(every_days))) * SECONDS_PER_DAY
         return cls(every, horizon_days * SECONDS_PER_DAY, phase_of(customer_id, every))
 
     def point(self, k: int) -> float:
@@ -110,28 +119,32 @@ class Grid:
         """The index of the first grid point at or after ``time``."""
         return math.ceil((time - self.phase) / self.every)
 
-    def take(self, features: CustomerFeatures, pending: list[Snapshot], since: float | None,
-             until: float, cell_of: Callable[[float], int]) -> int:
-        """Append a snapshot for every grid point in ``[since, until)`` (``since`` None:
-        from the customer's first purchase); return how many.
-
-        ``since`` is where the last call stopped (a point at ``since`` is not taken yet:
-        an event at that very time may still come). ``cell_of(t)`` gives the cell of the
-        customer's features as of ``t``; the features must not hold events after ``t``
-        (true in both paths: the event path takes points before the event's time).
-        """
-        if features.first_purchase is None:
-            return 0
-        start = features.first_purchase if since is None else max(since, features.first_purchase)
+    def points(self, start: float, end: float) -> list[float]:
+        """The grid points in ``[start, end)``."""
         k = self.first_at_or_after(start)
-        taken = 0
-        while (at := self.point(k)) < until:
-            # Spend to the cent: stores keep it so (and give back what they were given).
-            pending.append(Snapshot(at, cell_of(at), features.orders,
-                                    round(features.total_spend, 2)))
-            taken += 1
+        out: list[float] = []
+        while (at := self.point(k)) < end:
+            out.append(at)
             k += 1
-        return taken
+        return out
+
+    def implicit(self, features: CustomerFeatures, progress: float | None,
+                 until: float) -> list[float]:
+        """The grid points that wait for their label without being stored, plus the new
+        ones up to ``until``: those at or after the customer's last purchase, not matured
+        at ``progress`` (the time the customer was processed up to; None: never)."""
+        first, last = features.first_purchase, features.last_purchase
+        if first is None or last is None:
+            return []
+        low = max(first, last) if progress is None else max(first, last, progress - self.horizon)
+        return self.points(low, until)
+
+    @staticmethod
+    def snapshot(features: CustomerFeatures, at: float, cell_of: Callable[[float], int]
+                 ) -> Snapshot:
+        """The customer as of grid point ``at`` (the features hold no purchase after it).
+        Spend to the cent: stores keep it so (and give back what they were given)."""
+        return Snapshot(at, cell_of(at), features.orders, round(features.total_spend, 2))
 
     def mature(self, features: CustomerFeatures, pending: list[Snapshot],
                before: float) -> list[Label]:

@@ -16,6 +16,7 @@ from streamseg.bench.simulate import write_stream
 from streamseg.config import load_settings
 from streamseg.store.redis import RedisStore, SegmentReader
 from streamseg.store.redis.keys import _public_field, bucket_of
+from streamseg.traits.bands import RiskBands
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,7 @@ def test_traits_in_redis_and_risk_changes_on_the_topic_once(
         "sinks": {"changes": f"kafka://{kafka_servers}/{topic}",
                   "dead_letter": str(tmp_path / "dead.jsonl")},
         "model": {"warmup": 100},
+        "traits": {"risk_min_examples": 50},
     })
     for _ in range(3):  # stopped in the middle and restarted: outboxes republished
         _run(settings, max_batches=4)
@@ -75,10 +77,13 @@ def test_traits_in_redis_and_risk_changes_on_the_topic_once(
     try:
         states = {s.customer_id: s for s in store.iter_customers()}
         names = list(settings.traits.risk_bands)
+        bands = RiskBands(settings.traits.risk_bands, settings.traits.risk_hysteresis)
         for customer, chain in chains.items():
             for before, after in zip(chain, chain[1:], strict=False):
                 assert after["from_band"] == before["to_band"], customer  # none twice
-            assert chain[-1]["to_band"] == names[states[customer].risk_band or 0]
+            state = states[customer]
+            band = bands.current(state.risk_band, state.traits)
+            assert band is not None and chain[-1]["to_band"] == names[band]
         some = next(iter(states))
         record = reader.segment_of(some)
         assert record is not None and record["segment"] == states[some].segment

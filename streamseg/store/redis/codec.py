@@ -23,9 +23,12 @@ applied    varint count, then (varint stream id, zigzag varint offset) pairs; st
            ids are the store's small ids of ``{p}:streams``
 recent     varint count, then that many u32 event-id hashes
 snapshots  if header bit 3: varint count, then per snapshot (oldest first) varints of
-           its time (whole seconds), cell, orders and total spend in cents (the
+           its time (whole days since the epoch), cell, orders and total spend in cents (the
            snapshots that wait for their label, :mod:`streamseg.traits.schedule`)
-band       if header bit 4: varint the risk band (:mod:`streamseg.traits.bands`)
+band       if header bit 4: varint the risk band kept by hysteresis
+           (:mod:`streamseg.traits.bands`)
+since      if header bit 5: f64 the time the traits' grid was processed up to, when it
+           is not ``updated_at``
 =========  ==========================================================================
 
 Codec version 1 (layout v1) is the same without the partition varint; it still decodes
@@ -129,6 +132,7 @@ _HAS_VECTOR = 0x02
 _VECTOR_F64 = 0x04
 _HAS_SNAPSHOTS = 0x08
 _HAS_BAND = 0x10
+_HAS_SINCE = 0x20
 _FEATURE_FLOATS = (
     "reference_time", "last_purchase", "first_purchase", "decayed_orders", "decayed_spend",
     "total_spend", "refunded",
@@ -242,13 +246,20 @@ def _pack_state(state: CustomerState, stream_ids: dict[str, int]) -> bytes:
         header |= _HAS_SNAPSHOTS
         _varint(len(state.snapshots), body)
         for snapshot in state.snapshots:
-            _varint(int(snapshot.at), body)
+            days, rest = divmod(int(snapshot.at), 86_400)
+            if rest or snapshot.at != int(snapshot.at):
+                raise ValueError(f"customer {state.customer_id!r}: snapshot time "
+                                 f"{snapshot.at} is not a whole day")
+            _varint(days, body)
             _varint(snapshot.cell, body)
             _varint(snapshot.orders, body)
             _varint(round(snapshot.spend * 100), body)
     if state.risk_band is not None:
         header |= _HAS_BAND
         _varint(state.risk_band, body)
+    if state.traits_since is not None and state.traits_since != state.updated_at:
+        header |= _HAS_SINCE
+        body += _F64.pack(float(state.traits_since))
     out = bytearray([header]) + head
     _varint(len(body), out)
     out += body
@@ -355,11 +366,14 @@ def _unpack_all(cid: str, data: bytes, stream_name: Callable[[int], str]) -> tup
             cell, pos = _read_varint(data, pos)
             orders, pos = _read_varint(data, pos)
             cents, pos = _read_varint(data, pos)
-            snapshots.append(Snapshot(float(at), cell, orders, cents / 100))
+            snapshots.append(Snapshot(at * 86_400.0, cell, orders, cents / 100))
     band: int | None = None
     if header & _HAS_BAND:
         band, pos = _read_varint(data, pos)
-    return next_rescore_at, features, vector, applied, recent, snapshots, band
+    since: float | None = None
+    if header & _HAS_SINCE:
+        since = _F64.unpack_from(data, pos)[0]
+    return next_rescore_at, features, vector, applied, recent, snapshots, band, since
 
 
 # ------------------------------------------------------------------ readable record

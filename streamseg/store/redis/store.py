@@ -169,7 +169,8 @@ class RedisStore(Store):
                               model_version=model_version, traits=traits)
         if packed:
             (state.next_rescore_at, state.features, state.vector, state.applied,
-             state.recent_ids, state.snapshots, state.risk_band) = _unpack_all(
+             state.recent_ids, state.snapshots, state.risk_band,
+             state.traits_since) = _unpack_all(
                  cid, packed, self._streams.name)
             partition_id = _state_partition(packed)
             state.partition = self._streams.name(partition_id) if partition_id else None

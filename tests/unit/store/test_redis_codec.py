@@ -51,7 +51,8 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
     (back.next_rescore_at, back.features, back.vector, back.applied,
      back.recent_ids) = _unpack_state(state.customer_id, data, names.__getitem__)
     back.snapshots = _unpack_snapshots(state.customer_id, data)
-    back.risk_band = _unpack_all(state.customer_id, data, names.__getitem__)[6]
+    back.risk_band, back.traits_since = _unpack_all(state.customer_id, data,
+                                                    names.__getitem__)[6:8]
     partition = _state_partition(data)
     back.partition = names[partition] if partition else None
     (back.segment, back.updated_at, back.model_version,
@@ -61,14 +62,21 @@ def _round_trip(state: CustomerState, names: dict[int, str] = NAMES,
 
 def test_snapshots_and_traits_round_trip() -> None:
     state = CustomerState("c1", _features(), segment=3, segment_name="A|B",
-                          updated_at=1_714_644_000.5, traits=(0.8123, 54.2), risk_band=2,
-                          snapshots=[Snapshot(1_714_000_000.0, 301, 2, 24.99),
-                                     Snapshot(1_721_776_000.0, 12, 7, 1234.56)])
+                          updated_at=1_714_644_000.5, traits=(0.812, 54.0), risk_band=2,
+                          traits_since=1_714_600_000.25,
+                          snapshots=[Snapshot(19_837 * 86_400.0, 301, 2, 24.99),
+                                     Snapshot(19_927 * 86_400.0, 12, 7, 1234.56)])
     back = _round_trip(state)
-    assert back == state
+    assert back == state and back.traits_since == state.traits_since
     assert _pack_public(state).startswith(b"v2|3|")  # versioned: a v1 reader sees no segment
     state.traits = None
     assert not _pack_public(state).startswith(b"v2")  # without traits, the v1 record
+
+
+def test_a_snapshot_time_that_is_not_a_whole_day_is_refused() -> None:
+    state = CustomerState("c1", _features(), snapshots=[Snapshot(1_714_000_000.5, 1, 1, 1.0)])
+    with pytest.raises(ValueError, match="not a whole day"):
+        _pack_state(state, STREAMS)
 
 
 def test_version_1_records_still_read() -> None:

@@ -36,9 +36,10 @@ def test_buys_again_within_horizon_is_positive_once() -> None:
     learner = TraitLearner(horizon_days=H, every_days=H)
     learner.own("local", None)
     state, snap = _customer("a")
-    learner.at_clock(state, snap + DAY)               # the snapshot is taken
+    learner.at_clock(state, snap + DAY)               # the grid point waits, unstored
+    assert state.snapshots == []
+    _buy(learner, state, snap + 30 * DAY, 25.0)       # within the horizon: now stored
     assert [s.at for s in state.snapshots] == [snap]
-    _buy(learner, state, snap + 30 * DAY, 25.0)       # within the horizon
     assert _labels(learner) == (0, 0, 0.0)            # not learned before H has passed
     learner.at_clock(state, snap + H * DAY)           # exactly H: not yet past it
     assert _labels(learner) == (0, 0, 0.0)
