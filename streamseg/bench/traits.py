@@ -260,6 +260,10 @@ def format_table(result: dict[str, Any]) -> str:
             cells = "".join(f"{_cell(entry['methods'][m], key):>14}" for m in METHODS)
             lines.append(f"{lead}{label:<23}{cells}")
             lead = " " * len(lead)
+    lines += [f"note: {entry['cutoff']}: outcomes observed for {entry['outcome_days_observed']} "
+              f"of {result['horizon_days']} days only (the log ends before)"
+              for entry in result["cutoffs"]
+              if entry["outcome_days_observed"] < result["horizon_days"]]
     for method, label in METHODS.items():
         errors = {entry["methods"][method]["error"] for entry in result["cutoffs"]
                   if "error" in entry["methods"][method]}

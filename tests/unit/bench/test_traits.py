@@ -90,13 +90,14 @@ def test_the_table_shows_a_columns_error_instead_of_figures() -> None:
     missing = {"error": "this store has no traits (none of its 3 customers has any)"}
     scores = {"purchase_auc": 0.75, "purchase_ece": 0.02, "spend_rmse": 30.0,
               "spend_spearman": 0.3}
-    result = {"customers": "seen", "outcome": "next 90 days", "cutoffs": [
-        {"cutoff": "1997-06-30", "customers": 3, "buyers": 1,
+    result = {"customers": "seen", "outcome": "next 90 days", "horizon_days": 90, "cutoffs": [
+        {"cutoff": "1998-06-01", "customers": 3, "buyers": 1, "outcome_days_observed": 29,
          "methods": {"streamseg": missing, "bgnbd": scores, "recency": scores},
          "targets": traits.targets({"streamseg": missing, "bgnbd": scores})}]}
     table = traits.format_table(result)
     assert "0.7500" in table and "error" in table
     assert "streamseg: this store has no traits" in table
+    assert "outcomes observed for 29 of 90 days only" in table
     assert "not measured" in traits.format_targets(result)
 
 
