@@ -452,6 +452,7 @@ class Application:
             processed=t.processed, rejected=t.rejected, duplicates=t.duplicates,
             changes=t.changes, rescored=t.rescored, customers=self.store.count(),
             segments=self.store.segment_sizes(), seconds=seconds,
+            risk_changes=t.risk_changes,
         )
 
     # -- starting and stopping -------------------------------------------------------

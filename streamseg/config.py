@@ -227,7 +227,8 @@ class TraitSettings(_Section):
 
     enabled: bool = Field(
         True, description="Predict every customer's purchase probability and expected spend "
-        "within traits.horizon_days, learned online from the stream's own delayed labels.",
+        "within traits.horizon_days, learned online from the stream's own delayed labels. "
+        "Fixed for a store written with a value (a store of an earlier release takes either).",
     )
     horizon_days: float = Field(
         90.0, gt=0, le=730,

@@ -64,6 +64,9 @@ FIXED: dict[str, str] = {
     "features.half_life_days": f"stored sums are decayed with this half-life; {_NEW_STORE}",
     "features.first_gap_days": f"stored vectors were computed with it; {_NEW_STORE}",
     "features.grace_gaps": f"stored vectors were computed with it; {_NEW_STORE}",
+    "traits.enabled": ("snapshots and labels are followed at every event while traits are "
+                       "on; switched off and on again, stored snapshots would be labelled "
+                       "with purchases they did not see; " + _NEW_STORE),
     "traits.horizon_days": ("the customers' pending snapshots wait for labels over this "
                             "horizon and the trait model learned it; " + _NEW_STORE),
     "traits.snapshot_every_days": ("the customers' pending snapshots are on this grid; "

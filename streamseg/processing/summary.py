@@ -18,12 +18,15 @@ class RunTotals:
     duplicates: int = 0
     changes: int = 0
     rescored: int = 0
+    #: Risk-band changes (published on the change stream too, counted apart).
+    risk_changes: int = 0
 
     def add(self, outcome: BatchOutcome) -> None:
         self.processed += outcome.applied
         self.rejected += len(outcome.rejected)
         self.duplicates += outcome.duplicates
         self.changes += len(outcome.changes)
+        self.risk_changes += len(outcome.risk_changes)
         self.rescored += outcome.rescored
 
     def as_dict(self) -> dict[str, int]:
@@ -42,6 +45,8 @@ class RunSummary:
     customers: int
     segments: dict[int, int]
     seconds: float
+    #: Risk-band changes published (besides the segment changes).
+    risk_changes: int = 0
 
     @property
     def events_per_second(self) -> float:

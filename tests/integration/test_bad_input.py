@@ -496,8 +496,11 @@ def test_ten_thousand_bad_and_good_payloads_are_each_accounted_for(
             assert state.segment is not None, cid
 
     # Segment changes only ever name customers who bought something.
-    changes = _read_topic(kafka_servers, changes_topic, summary.changes)
-    assert len(changes) == summary.changes > 0
+    changes = _read_topic(kafka_servers, changes_topic,
+                          summary.changes + summary.risk_changes)
+    assert len(changes) == summary.changes + summary.risk_changes
+    assert sum(json.loads(m.value)["type"] == "io.streamseg.segment.changed"
+               for m in changes) == summary.changes > 0
     assert {json.loads(m.value)["subject"] for m in changes} <= set(orders)
     store.close()
 

@@ -457,10 +457,13 @@ def test_iter_and_reader(redis_url: str, small_store: RedisStore) -> None:
     assert sorted(s.customer_id for s in small_store.iter_customers()) == [
         "v", "w", "x", "y", "z"]
     reader = SegmentReader(redis_url, prefix=small_store.prefix)
+    # Written without traits: version 1 records, read as such.
     assert reader.segment_of("x") == {"segment": 4, "name": "Segment 4",
-                                      "updated_at": 1_714_557_600.623456, "model_version": 3}
+                                      "updated_at": 1_714_557_600.623456, "model_version": 3,
+                                      "traits": None}
     assert reader.segment_of("z") == {"segment": None, "name": None,
-                                      "updated_at": 1_714_557_600.623456, "model_version": 3}
+                                      "updated_at": 1_714_557_600.623456, "model_version": 3,
+                                      "traits": None}
     assert reader.segment_of("nobody") is None
     assert reader.sizes() == {1: 1, 4: 3}  # summed over partitions
     assert SegmentReader(redis_url, prefix="no-such-prefix").segment_of("x") is None
