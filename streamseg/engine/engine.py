@@ -35,18 +35,19 @@ import numpy as np
 from streamseg.config import Settings
 from streamseg.core.events import ChangeReason, RawRecord
 from streamseg.core.features import SCALE_FLOOR, VECTOR_FIELDS, CustomerFeatures
-from streamseg.core.naming import SegmentNamer, centroid_units
+from streamseg.core.naming import SegmentNamer
 from streamseg.core.scaling import OnlineStandardizer
 from streamseg.core.state import CustomerState
 from streamseg.engine.batch import Batch, BatchOutcome
 from streamseg.engine.cache import StateCache
-from streamseg.engine.changes import risk_change, segment_change
-from streamseg.engine.checkpoint import model_checkpoint, restore_model
+from streamseg.engine.changes import segment_change
+from streamseg.engine.checkpoint import restore_model
 from streamseg.engine.intake import Intake
 from streamseg.engine.refiner import Refiner
 from streamseg.engine.shared import Share, Shares
 from streamseg.engine.sweep import Sweep, Sweeping
 from streamseg.engine.timer import InactivityTimer, next_rescore_at
+from streamseg.engine.traits import TraitScoring
 from streamseg.engine.vectors import standardise
 from streamseg.engine.view import SharedView
 from streamseg.model import Assignment, CustomerKMeans
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 __all__ = ["SegmentationEngine"]
 
 
-class SegmentationEngine(SharedView, Sweeping):
+class SegmentationEngine(SharedView, Sweeping, TraitScoring):
     """Features, standardiser and model, advanced one batch at a time.
 
     >>> from streamseg.config import load_settings
@@ -338,32 +339,6 @@ class SegmentationEngine(SharedView, Sweeping):
             if state.segment is not None:
                 sizes[state.segment] = sizes.get(state.segment, 0) + 1
 
-    # -- what the engine has learnt ---------------------------------------------------
-    def refresh_segment_names(self) -> None:
-        """Re-derive segment names from the current centroids (O(k^2), cheap)."""
-        if not self.model.ready:
-            return
-        centroids = self.model.centroids
-        self.segment_names = self.namer.name(centroids, centroid_units(centroids, self.scaler),
-                                             self.segment_names)
-
-    def segment_summaries(self) -> list[dict[str, Any]]:
-        """Each segment's id, name, size and centre in original units (from the model)."""
-        if not self.model.ready:
-            return []
-        centroids = self.model.centroids
-        sizes = self.model.sizes
-        return [
-            {"segment": segment, "name": self.segment_names.get(segment),
-             "size": int(sizes[segment]), "centre": units}
-            for segment, units in enumerate(centroid_units(centroids, self.scaler))
-        ]
-
-    def model_checkpoint(self) -> dict[str, Any]:
-        """The model checkpoint this worker publishes (see :mod:`.checkpoint`)."""
-        return model_checkpoint(self.settings.model.kind, self.model, self.segment_names,
-                                self.relabels, self.refined_at)
-
     # -- steps -----------------------------------------------------------------------
     def _load(self, batch: Batch, customer_ids: Iterable[str]) -> None:
         """Make the states of ``customer_ids`` available to the batch: cache, then store."""
@@ -439,42 +414,6 @@ class SegmentationEngine(SharedView, Sweeping):
         reasons = {cid: reason for cid, (_, reason) in batch.to_score.items()}
         batch.to_score.clear()
         self._apply_assignments(batch, assignments, reasons)
-
-    def _score_traits(self, states: Sequence[CustomerState], clock: float,
-                      outcome: BatchOutcome) -> None:
-        """Mature and take each customer's snapshots at their partition's clock, learn
-        the labels, then predict everyone's traits as of the service clock, and note
-        the customers whose risk band changed."""
-        traits = self.traits
-        assert traits is not None
-        until: dict[str, float] = {}
-        for state in states:
-            name = state.partition or LOCAL_PARTITION
-            if name not in until:
-                # A partition whose consumer is behind has purchases still unread: its
-                # snapshots mature on its own clock (see Shares.inactivity_clock).
-                own = self.shares.inactivity_clock(name, self.behind)
-                until[name] = clock if own is None else min(clock, own)
-            traits.at_clock(state, until[name])
-            if state.traits_since == state.updated_at:
-                state.traits_since = None  # the usual case: stored as nothing
-        traits.refresh()
-        # The first predictions of a model move a lot: band changes are published once
-        # it has learned traits.risk_min_examples labels (bands are followed before).
-        publish = traits.examples() >= self.settings.traits.risk_min_examples
-        for state in states:
-            predicted = traits.predict(state.features, state.updated_at or clock)
-            before = self.bands.current(state.risk_band, state.traits)
-            # Rounded as the readable record keeps them (the cached state must equal the
-            # stored one): the probability to 0.001, the spend to a whole unit.
-            state.traits = (round(predicted.purchase_probability, 3),
-                            float(round(predicted.expected_spend)))
-            band = self.bands.band_of(state.traits[0], before)
-            if before is not None and band != before and publish:
-                outcome.risk_changes.append(risk_change(
-                    state, self.bands.name(before), self.bands.name(band),
-                    traits.horizon_days))
-            state.risk_band = None if band == self.bands.plain(state.traits[0]) else band
 
     def _apply_assignments(
         self,

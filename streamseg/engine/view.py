@@ -4,18 +4,21 @@ Every ``pipeline.view_refresh_s`` a worker reads the shares of the partitions it
 not own (:mod:`.shared`) and gives their statistics to its model, so that its centroids
 are the means over every customer; a worker that does not refine adopts the version the
 refiner last published (its centroids, names, the moves of this worker's sampled
-customers, and its adjustable parameters). :class:`SharedView` is that part of
+customers, and its adjustable parameters). The refiner derives the segments' names
+and writes the model checkpoint the others adopt. :class:`SharedView` is that part of
 :class:`~streamseg.engine.SegmentationEngine`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamseg.config import Settings
 from streamseg.core.features import SCALE_FLOOR, VECTOR_FIELDS
-from streamseg.engine.checkpoint import restore_model
+from streamseg.core.naming import SegmentNamer, centroid_units
+from streamseg.core.scaling import OnlineStandardizer
+from streamseg.engine.checkpoint import model_checkpoint, restore_model
 from streamseg.engine.shared import Share, Shares
 from streamseg.engine.stored_settings import apply_adjustable
 from streamseg.model import Assignment, CustomerKMeans, SegmentModel
@@ -44,6 +47,11 @@ class SharedView:
     _followed: dict[str, Any]
     _pending: list[Assignment]
     traits: TraitLearner | None
+    namer: SegmentNamer
+
+    if TYPE_CHECKING:  # the engine's
+        @property
+        def scaler(self) -> OnlineStandardizer: ...
 
     def refresh_view(self) -> None:
         """Read the other partitions' shares, and adopt the refiner's last version."""
@@ -121,3 +129,29 @@ class SharedView:
         """This worker refines now: the model learns with its own settings again."""
         self.refiner = True
         apply_adjustable(self.model, self.settings)
+
+    # -- what this worker publishes, or shows ---------------------------------------
+    def refresh_segment_names(self) -> None:
+        """Re-derive segment names from the current centroids (O(k^2), cheap)."""
+        if not self.model.ready:
+            return
+        centroids = self.model.centroids
+        self.segment_names = self.namer.name(centroids, centroid_units(centroids, self.scaler),
+                                             self.segment_names)
+
+    def segment_summaries(self) -> list[dict[str, Any]]:
+        """Each segment's id, name, size and centre in original units (from the model)."""
+        if not self.model.ready:
+            return []
+        centroids = self.model.centroids
+        sizes = self.model.sizes
+        return [
+            {"segment": segment, "name": self.segment_names.get(segment),
+             "size": int(sizes[segment]), "centre": units}
+            for segment, units in enumerate(centroid_units(centroids, self.scaler))
+        ]
+
+    def model_checkpoint(self) -> dict[str, Any]:
+        """The model checkpoint this worker publishes (see :mod:`.checkpoint`)."""
+        return model_checkpoint(self.settings.model.kind, self.model, self.segment_names,
+                                self.relabels, self.refined_at)
