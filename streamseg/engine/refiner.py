@@ -154,4 +154,7 @@ class Refiner:
                  "this worker's and %d of the others' moved", model.version,
                  model.n_sampled + len(assigned), len(assigned), len(refinement.moved),
                  len(refinement.relabels))
+        if model.pinned:
+            log.info("refinement %d reorganises the segments (judged on the sample): its "
+                     "centroids are held until every partition was swept", model.version)
         return refinement.moved
