@@ -37,6 +37,10 @@ The clock
     from an engine built at start-up, because a long-running API must follow the
     pipeline's clock as it moves on.
 
+This module's job is the routes, the app factory and serving them; the response bodies
+are in :mod:`streamseg.serve.api_models` (re-exported here), the store access in
+:mod:`streamseg.serve.api_reader`.
+
 >>> import json, urllib.request
 >>> from streamseg.config import load_settings
 >>> from streamseg.store import MemoryStore
@@ -48,35 +52,35 @@ The clock
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-)
 
 import streamseg
 from streamseg.config import Settings
+from streamseg.serve.api_models import (
+    CustomerResponse,
+    CustomerTraits,
+    ErrorBody,
+    Features,
+    Profile,
+    SegmentInfo,
+    SegmentsResponse,
+    SegmentTraits,  # noqa: F401 - importable from here, as before the split
+    Status,
+)
+from streamseg.serve.api_reader import _lookup_key, _Meta, _StoreReader, _timestamp
 from streamseg.serve.auth import TOKENS_ENV, TokenVerifier, check_exposure
 from streamseg.serve.docs import add_offline_docs
 from streamseg.store import Store, open_reader
-from streamseg.traits.learner import TraitLearner, read_traits
 
-log = logging.getLogger(__name__)
 
 __all__ = [
     "ApiHandle",
@@ -98,233 +102,6 @@ DEFAULT_PORT = 8000
 # requests. The pipeline rewrites it once per batch; re-reading (and JSON-decoding the
 # size history with it) on every customer lookup would cost more than the lookup.
 DEFAULT_META_TTL_SECONDS = 1.0
-
-_T = TypeVar("_T")
-
-
-# -- response bodies (these models are what the OpenAPI spec documents) -----------------
-class Profile(BaseModel):
-    """A typical customer in original units.
-
-    Fields are those the pipeline records for segment centres; all optional, and new
-    ones pass through, so the API follows the feature set without a change here.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    recency_days: float | None = Field(None, description="Days since the last purchase.")
-    overdue_days: float | None = Field(
-        None, description="Days since the last purchase beyond the customer's own usual gap."
-    )
-    orders_90d: float | None = Field(None, description="Orders per 90 days (decayed rate).")
-    spend_90d: float | None = Field(None, description="Spend per 90 days (decayed rate).")
-    avg_order_value: float | None = Field(None, description="Average order value.")
-    tenure_days: float | None = Field(None, description="Days since the first purchase.")
-    refund_share: float | None = Field(None, description="Share of spend refunded, 0..1.")
-
-    # No return annotation on purpose: pydantic would take ``dict`` from it as the
-    # serialisation schema, and the OpenAPI spec would lose the fields documented above.
-    @model_serializer(mode="wrap")
-    def _omit_unrecorded(self, handler: SerializerFunctionWrapHandler):
-        """Leave out fields the pipeline did not record rather than send nulls."""
-        return {k: v for k, v in handler(self).items() if v is not None}
-
-
-class CustomerTraits(BaseModel):
-    """Predictive traits of one customer (see the README, "Predictive traits")."""
-
-    purchase_probability: float = Field(
-        description="Probability of at least one purchase within the next horizon_days.")
-    expected_spend: float = Field(description="Expected spend within the next horizon_days.")
-    horizon_days: float = Field(description="The horizon (traits.horizon_days).")
-
-
-class SegmentTraits(BaseModel):
-    """The mean traits of a segment's customers (each as of their last scoring)."""
-
-    purchase_probability: float = Field(
-        description="Mean probability of a purchase within the next horizon_days.")
-    expected_spend: float = Field(description="Mean expected spend within the horizon.")
-    horizon_days: float = Field(description="The horizon (traits.horizon_days).")
-
-
-class SegmentInfo(BaseModel):
-    """One segment: who is in it and what its centre looks like."""
-
-    segment: int = Field(description="Segment id (stable while the model runs).")
-    name: str | None = Field(description="Plain-words name derived from the centre.")
-    size: int = Field(description="Customers currently in the segment.")
-    share: float = Field(description="size / customers in any segment, 0..1.")
-    profile: Profile | None = Field(
-        description="The segment's centre in original units (null if not recorded)."
-    )
-    traits: SegmentTraits | None = Field(
-        None, description="Mean predictive traits of its customers (null without traits).")
-
-
-class SegmentsResponse(BaseModel):
-    """All segments, as of the last batch the pipeline wrote."""
-
-    as_of: datetime | None = Field(description="Service clock of the figures (ISO 8601).")
-    customers: int = Field(description="Customers in any segment (sum of the sizes).")
-    segments: list[SegmentInfo]
-
-
-class Features(BaseModel):
-    """A customer's features at one instant, in original units.
-
-    New snapshot fields pass through (``extra="allow"``) before they are documented here.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    recency_days: float = Field(description="Days since the last purchase.")
-    overdue_days: float | None = Field(
-        None, description="Days since the last purchase beyond the customer's own usual gap."
-    )
-    tenure_days: float = Field(description="Days since the first purchase.")
-    orders: int = Field(description="Orders ever.")
-    decayed_orders: float = Field(description="Orders, time-decayed (half-life weighting).")
-    orders_90d: float = Field(description="Orders per 90 days (time-decayed rate).")
-    spend_90d: float = Field(description="Spend per 90 days (time-decayed rate).")
-    avg_order_value: float = Field(description="Average order value over all orders.")
-    total_spend: float = Field(description="Spend ever (before refunds).")
-    refund_share: float = Field(description="Share of spend refunded, 0..1.")
-
-
-class CustomerResponse(BaseModel):
-    """One customer's segment and features."""
-
-    customer_id: str = Field(description="The id as requested.")
-    segment: int | None = Field(description="Segment id; null until the model is seeded.")
-    segment_name: str | None = Field(description="The segment's current name.")
-    segment_profile: SegmentInfo | None = Field(description="The customer's segment.")
-    features: Features | None = Field(
-        description="Features at the service clock; null for a customer with no purchase."
-    )
-    as_of: datetime | None = Field(description="Service clock the features are taken at.")
-    updated_at: datetime | None = Field(
-        description="Event time of the customer's last scoring (ISO 8601)."
-    )
-    model_version: int = Field(description="Version of the model that last assigned them.")
-    traits: CustomerTraits | None = Field(
-        None, description="Predictive traits at the service clock (null with traits disabled "
-        "or for a customer with no purchase).")
-
-
-class Status(BaseModel):
-    """Liveness or readiness."""
-
-    status: str = Field(examples=["ok"])
-
-
-class ErrorBody(BaseModel):
-    """An error, FastAPI's usual shape."""
-
-    detail: str = Field(examples=["customer 'x' not found"])
-
-
-# -- reading the store ------------------------------------------------------------------
-@dataclass(slots=True)
-class _Meta:
-    """What the pipeline last wrote besides customer states, decoded once."""
-
-    watermark: float | None = None
-    segments: dict[int, SegmentInfo] = field(default_factory=dict)
-    read_at: float = float("-inf")  # time.monotonic() of the read
-    #: The trait model (the sum of the partitions' shares); None: traits disabled.
-    traits: TraitLearner | None = None
-
-
-class _StoreReader:
-    """Serialises store calls and caches the store's metadata for a short while.
-
-    FastAPI runs plain ``def`` endpoints in a thread pool. A SQLite connection must not be
-    used by two threads at once, so every store call takes one lock; store calls are
-    point reads, so the lock is held for microseconds.
-    """
-
-    def __init__(self, store: Store, meta_ttl_seconds: float) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._meta_ttl = meta_ttl_seconds
-        self._meta = _Meta()
-        #: (horizon_days, snapshot_every_days) of the traits; None: disabled.
-        self.traits_settings: tuple[float, float] | None = None
-
-    def call(self, what: Callable[[Store], _T]) -> _T:
-        """Run ``what(store)`` under the lock; a failing store becomes a 503."""
-        try:
-            with self._lock:
-                return what(self.store)
-        except Exception as error:  # noqa: BLE001 - any backend error means unavailable
-            log.warning("store call failed: %s", error)
-            raise HTTPException(503, f"store unavailable: {type(error).__name__}") from error
-
-    def meta(self) -> _Meta:
-        cached = self._meta
-        if time.monotonic() - cached.read_at < self._meta_ttl:
-            return cached
-        raw = self.call(lambda store: store.meta())
-        self._meta = _decode_meta(raw, self.call, self.traits_settings)
-        return self._meta
-
-
-def _decode_meta(raw: dict[str, Any], call: Callable[[Callable[[Store], Any]], Any],
-                 traits_settings: tuple[float, float] | None = None) -> _Meta:
-    """Segment summaries (id, name, size, centre) from the metadata the pipeline writes,
-    and the trait model with each segment's mean traits from the partitions' shares."""
-    summaries: list[dict[str, Any]] = list(raw.get("segments") or [])
-    if summaries:
-        sizes = {int(s["segment"]): int(s.get("size") or 0) for s in summaries}
-    else:
-        # A store written before summaries were recorded: sizes from the store itself
-        # (one GROUP BY in SQLite), without profiles.
-        sizes = call(lambda store: store.segment_sizes())
-        summaries = [{"segment": segment} for segment in sorted(sizes)]
-    total = sum(sizes.values())
-    traits = means = None
-    if traits_settings is not None:
-        horizon, every = traits_settings
-        traits = call(lambda store: read_traits(store, horizon, every))
-        means = traits.total().segment_means()
-    segments: dict[int, SegmentInfo] = {}
-    for summary in summaries:
-        segment = int(summary["segment"])
-        centre = summary.get("centre")
-        segments[segment] = SegmentInfo(
-            segment=segment,
-            name=summary.get("name"),
-            size=sizes[segment],
-            share=round(sizes[segment] / total, 4) if total else 0.0,
-            profile=Profile.model_validate(centre) if centre else None,
-            traits=(SegmentTraits(**means[segment], horizon_days=traits_settings[0])
-                    if means and segment in means and traits_settings else None),
-        )
-    watermark = raw.get("watermark")
-    return _Meta(
-        watermark=None if watermark is None else float(watermark),
-        segments=segments,
-        read_at=time.monotonic(),
-        traits=traits,
-    )
-
-
-def _lookup_key(customer_id: str, settings: Settings) -> str:
-    """The store key of a requested customer id.
-
-    The one place to pseudonymise: with ``privacy.pseudonymise_key`` set the pipeline
-    stores a keyed hash instead of the id, so the API looks customers up by the same
-    hash. Responses and errors echo the id as requested, never the key.
-
-    >>> _lookup_key("0042", Settings())
-    '0042'
-    """
-    return settings.customer_key(customer_id)
-
-
-def _timestamp(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
 
 
 # -- authentication ---------------------------------------------------------------------
