@@ -81,7 +81,6 @@ from streamseg.serve.auth import TOKENS_ENV, TokenVerifier, check_exposure
 from streamseg.serve.docs import add_offline_docs
 from streamseg.store import Store, open_reader
 
-
 __all__ = [
     "ApiHandle",
     "CustomerResponse",
