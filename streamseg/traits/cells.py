@@ -16,6 +16,11 @@ its snapshots that bought). Expected spend is the cell's mean spend relative to 
 average order, times the customer's average order shrunk to the population's, as the
 Gamma-Gamma model does (one large first order says little about the next).
 
+Both are then calibrated online (:class:`Calibration`): recent-weighted sums over the
+matured labels of what the model predicted and what happened, which add up too, scale
+the odds of buying and the spend, so that the traits follow a cohort whose buying
+drifts as it ages.
+
 >>> stats = CellStats()
 >>> for _ in range(50):
 ...     stats.learn(cell_of(5, 4, 400), 40.0, True, 80.0)    # recent regulars buy again
@@ -39,7 +44,7 @@ import numpy as np
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
 
-__all__ = ["CELLS", "CellStats", "CellTable", "cell_at", "cell_of"]
+__all__ = ["CELLS", "Calibration", "CellStats", "CellTable", "cell_at", "cell_of"]
 
 #: Band edges: recency in days, orders, tenure in days (a value at an edge is above it).
 RECENCY_EDGES = (3.0, 7.0, 14.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 365.0,
@@ -55,8 +60,95 @@ PRIOR_WEIGHT = 20.0
 ORDER_PRIOR = 3.0
 #: Ridge penalty of the logistic fit (on the coefficients but the intercept).
 RIDGE = 1e-2
+#: Half-life (days of event time) of the weights of the calibration sums: recent labels
+#: count more, so that the calibration follows a cohort whose buying drifts.
+CALIBRATION_HALF_LIFE_DAYS = 90.0
+#: Pseudo-count (in decayed labels) that holds a young calibration at 1.
+CALIBRATION_PRIOR = 50.0
 # Columns of the per-cell sums.
 _N, _BOUGHT, _REL = range(3)
+# Columns of the calibration sums: weight, predicted probability, bought, predicted
+# spend squared, predicted times realised spend.
+_CW, _CP, _CB, _XX, _XY = range(5)
+_CALIB = 5
+_LN2 = math.log(2.0)
+
+
+@dataclass(slots=True)
+class Calibration:
+    """Decayed sums over matured labels of what the model predicted for them (before
+    calibration) and what they did; each label weighs ``2 ** ((at - ref) / half-life)``,
+    ``at`` its snapshot's event time, ``ref`` the latest such time seen. Sums decayed to a
+    common reference time add up, so the calibration of several partitions is the sum of
+    theirs (:meth:`add` decays both to the later reference first).
+
+    >>> day = 86_400.0
+    >>> c = Calibration()
+    >>> c.learn(0.0, 0.5, False, 20.0, 0.0)
+    >>> c.learn(90 * day, 0.5, True, 20.0, 10.0)   # one half-life later: twice the weight
+    >>> round(float(c.sums[_CB] / c.sums[_CW]), 4), round(float(c.sums[_XY] / c.sums[_XX]), 4)
+    (0.6667, 0.3333)
+    """
+
+    sums: np.ndarray = field(default_factory=lambda: np.zeros(_CALIB))
+    #: The reference time (seconds; the latest snapshot time learned).
+    ref: float = 0.0
+
+    def _decay_to(self, ref: float) -> None:
+        if ref > self.ref:
+            if self.sums[_CW]:
+                factor = math.exp(-(ref - self.ref) / SECONDS_PER_DAY
+                                  / CALIBRATION_HALF_LIFE_DAYS * _LN2)
+                self.sums = np.round(self.sums * factor, 6)
+            self.ref = ref
+
+    def learn(self, at: float, probability: float, bought: bool, predicted_spend: float,
+              spend: float) -> None:
+        self._decay_to(at)
+        w = math.exp(-(self.ref - at) / SECONDS_PER_DAY / CALIBRATION_HALF_LIFE_DAYS * _LN2)
+        # Rounded as stored (short to write; a restored model equals the one kept).
+        row = np.zeros(_CALIB)
+        row[:3] = (1.0, probability, 1.0 if bought else 0.0)
+        row[3:] = (predicted_spend ** 2, predicted_spend * spend)
+        self.sums = np.round(self.sums + w * row, 6)
+
+    def add(self, other: Calibration) -> None:
+        if not other.sums[_CW]:
+            return
+        mine = other.sums
+        if other.ref < self.ref:
+            mine = mine * math.exp(-(self.ref - other.ref) / SECONDS_PER_DAY
+                                   / CALIBRATION_HALF_LIFE_DAYS * _LN2)
+        else:
+            self._decay_to(other.ref)
+        self.sums = np.round(self.sums + mine, 6)
+
+    def factors(self) -> tuple[float, float]:
+        """What multiplies the model's odds of buying (buyers over predicted buyers) and
+        its spend (least squares through the origin of the realised spend on the
+        predicted), both shrunk to 1 by CALIBRATION_PRIOR pseudo-labels."""
+        w, p, b = self.sums[:3].tolist()
+        p_factor = 1.0
+        if w > 0 and p > 0:
+            p_factor = (b + CALIBRATION_PRIOR * p / w) / (p + CALIBRATION_PRIOR * p / w)
+        xx, xy = self.sums[3:].tolist()
+        spend_factor = 1.0
+        if w > 0 and xx > 0:
+            # Least squares (through the origin) of the realised spend on the model's.
+            prior = CALIBRATION_PRIOR * xx / w
+            spend_factor = (xy + prior) / (xx + prior)
+        return p_factor, spend_factor
+
+    def to_json(self) -> str:
+        return ",".join(repr(x) for x in [self.ref, *self.sums.tolist()])
+
+    @classmethod
+    def from_json(cls, data: str | None) -> Calibration:
+        calibration = cls()
+        if data:
+            ref, *sums = (float(x) for x in data.split(","))
+            calibration.ref, calibration.sums = ref, np.array(sums)
+        return calibration
 
 
 def _centres(edges: tuple[float, ...], top: float) -> np.ndarray:
@@ -134,6 +226,8 @@ class CellStats:
     sums: np.ndarray = field(default_factory=lambda: np.zeros((CELLS, 3)))
     #: Sum of the snapshots' average orders (the population's average order).
     avg_orders: float = 0.0
+    #: What the model predicted for the labels against what they did (recent-weighted).
+    calibration: Calibration = field(default_factory=Calibration)
 
     @property
     def examples(self) -> int:
@@ -150,6 +244,7 @@ class CellStats:
     def add(self, other: CellStats) -> None:
         self.sums += other.sums
         self.avg_orders += other.avg_orders
+        self.calibration.add(other.calibration)
 
     def table(self) -> CellTable:
         """What predictions need (computed once per model change)."""
@@ -163,7 +258,9 @@ class CellStats:
         rel = (sums[..., _REL] + PRIOR_WEIGHT * rel_all) / (sums[..., _BOUGHT] + PRIOR_WEIGHT)
         n_all = n.sum()
         mean_order = self.avg_orders / n_all if n_all else 0.0
-        return CellTable(w, rel.reshape(-1), float(mean_order), int(n_all))
+        p_factor, spend_factor = self.calibration.factors()
+        return CellTable(w, rel.reshape(-1), float(mean_order), int(n_all), p_factor,
+                         spend_factor)
 
     def to_json(self) -> dict[str, Any]:
         """Sparse: only the cells seen."""
@@ -173,7 +270,8 @@ class CellStats:
         cells = ";".join(f"{c},{int(n)},{int(b)},{rel!r}"
                          for c, (n, b, rel) in zip(seen.tolist(), self.sums[seen].tolist(),
                                                    strict=True))
-        return {"cells": cells, "avg_orders": self.avg_orders}
+        return {"cells": cells, "avg_orders": self.avg_orders,
+                "calibration": self.calibration.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CellStats:
@@ -184,6 +282,8 @@ class CellStats:
                     cell, n, bought, rel = item.split(",")
                     stats.sums[int(cell)] = (int(n), int(bought), float(rel))
             stats.avg_orders = float(data.get("avg_orders", 0.0))
+            # Shares written before the calibration have none (it starts from there).
+            stats.calibration = Calibration.from_json(data.get("calibration"))
         return stats
 
 
@@ -196,13 +296,26 @@ class CellTable:
     rel: np.ndarray
     mean_order: float
     examples: int
+    #: Calibration: what multiplies the odds of buying and the expected spend.
+    p_factor: float = 1.0
+    spend_factor: float = 1.0
     #: ``w`` as floats, for the scalar path.
     coefficients: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coefficients", tuple(self.w.tolist()))
 
+    def calibrated(self, probability: float) -> float:
+        """The model's probability with its odds times the calibration's factor."""
+        odds = probability * self.p_factor
+        return odds / (odds + 1.0 - probability) if odds > 0 else 0.0
+
+    def calibrated_spend(self, spend: float) -> float:
+        """The model's spend times the calibration's factor."""
+        return spend * self.spend_factor
+
     def probability(self, recency_days: float, orders: int, tenure_days: float) -> float:
+        """The model's probability, before calibration (:meth:`calibrated`)."""
         # Scalar arithmetic (this runs for every customer scored): design() by hand.
         w0, w1, w2, w3, w4, w5 = self.coefficients
         r = math.log1p(recency_days)
@@ -213,7 +326,7 @@ class CellTable:
 
     def probability_of_cell(self, cell: int) -> float:
         """The probability of a customer at the centre of ``cell`` (what a snapshot
-        keeps of its features)."""
+        keeps of its features), before calibration."""
         z = float(_CELL_X[cell] @ self.w)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
@@ -223,9 +336,10 @@ class CellTable:
         return self._spend(probability, rf, orders, avg_order)
 
     def spend(self, probability: float, recency_days: float, orders: int,
-              avg_order: float) -> float:
-        """Expected spend within the horizon: the probability to buy times what a buyer
-        of the band spends, relative to their average order shrunk to the population's."""
+              avg_order: float, tenure_days: float = 0.0) -> float:
+        """Expected spend within the horizon: the probability to buy (before calibration)
+        times what a buyer of the band spends, relative to their average order shrunk to
+        the population's, before calibration (see :meth:`calibrated_spend`)."""
         r = bisect.bisect_right(RECENCY_EDGES, recency_days)
         f = bisect.bisect_right(ORDER_EDGES, orders)
         return self._spend(probability, r * _F + f, orders, avg_order)

@@ -285,7 +285,10 @@ class TraitLearner:
             snapshot = label.snapshot
             p = table.probability_of_cell(snapshot.cell)
             spend = table.spend_of_cell(snapshot.cell, p, snapshot.orders, snapshot.avg_order)
-            share.quality.update(p, label.bought, spend, label.spend)
+            share.quality.update(table.calibrated(p), label.bought,
+                                 table.calibrated_spend(spend), label.spend)
+            # The calibration compares the model's own predictions with the outcomes.
+            share.stats.calibration.learn(snapshot.at, p, label.bought, spend, label.spend)
             share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend)
         self._dirty = True
         self._encoded.pop(state.partition or "", None)
@@ -303,5 +306,5 @@ class TraitLearner:
         table = self.table()
         p = table.probability(recency, features.orders, tenure)
         spend = table.spend(p, recency, features.orders,
-                            features.total_spend / features.orders)
-        return Traits(p, spend, self.horizon_days)
+                            features.total_spend / features.orders, tenure)
+        return Traits(table.calibrated(p), table.calibrated_spend(spend), self.horizon_days)
