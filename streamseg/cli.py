@@ -323,7 +323,7 @@ def simulate(
     )] = None,
 ) -> None:
     """Write a synthetic stream of customer archetypes and its ground truth."""
-    from streamseg.bench.simulate import write_stream
+    from streamseg_bench.simulate import write_stream
 
     count, truth_file = write_stream(out, customers, seed, truth)
     typer.echo(f"wrote {count} events for {customers} customers to {out}; truth in {truth_file}")

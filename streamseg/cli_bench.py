@@ -1,6 +1,6 @@
 """``streamseg bench``: the benchmarks' commands.
 
-Each command imports its benchmark from :mod:`streamseg.bench` inside the command, so
+Each command imports its benchmark from :mod:`streamseg_bench` inside the command, so
 that the service's modules (and ``streamseg`` itself) never load the benchmarks or
 their libraries (scikit-learn, lifetimes). Registered on the main command line by
 :mod:`streamseg.cli`.
@@ -38,14 +38,14 @@ def bench_quality(
         min=2, help="model.reservoir_size for the runs (default: the setting's).")] = None,
 ) -> None:
     """Inertia vs batch k-means on CDNOW, ARI on simulated archetypes, by model kind."""
-    from streamseg.bench.quality import MODEL_KINDS, quality
+    from streamseg_bench.quality import MODEL_KINDS, quality
 
     chosen = tuple(kind.strip() for kind in kinds.split(",") if kind.strip())
     unknown = sorted(set(chosen) - set(MODEL_KINDS))
     if unknown or not chosen:
         raise typer.BadParameter(f"--kinds: {', '.join(unknown) or 'none given'}; choose "
                                  f"from {', '.join(MODEL_KINDS)}")
-    from streamseg.bench.simulate import ARCHETYPE_SETS
+    from streamseg_bench.simulate import ARCHETYPE_SETS
 
     if archetypes not in ARCHETYPE_SETS:
         raise typer.BadParameter(f"--archetypes: {archetypes}; choose from "
@@ -61,7 +61,7 @@ def bench_flapping(
 ) -> None:
     """Share of customers changing segment > 2 times in the second half of a stationary
     stream, without and with hysteresis."""
-    from streamseg.bench.flapping import flapping
+    from streamseg_bench.flapping import flapping
 
     _print_json(flapping(customers, seed, hysteresis=(0.0, 0.2)))
 
@@ -71,7 +71,7 @@ def bench_throughput(
     repeat: Annotated[int, typer.Option(help="Runs of each input.")] = 3,
 ) -> None:
     """Events/s of the pipeline on the embedded default (SQLite) and a larger file."""
-    from streamseg.bench.throughput import throughput
+    from streamseg_bench.throughput import throughput
 
     _print_json(throughput(repeat))
 
@@ -93,7 +93,7 @@ def bench_kafka(
 
     Needs the broker and Redis: `scripts/services up`.
     """
-    from streamseg.bench import kafka as bench_kafka
+    from streamseg_bench import kafka as bench_kafka
 
     _print_json(bench_kafka.run(events, customers, rate, seconds, kafka, redis_url,
                                 batch_size=batch_size))
@@ -114,7 +114,7 @@ def bench_redis(
 ) -> None:
     """Limits of one Redis: customers per GiB; customer writes/s by 1, 2, 4 writer
     processes and redis-server's CPU. Table on stderr, JSON on stdout."""
-    from streamseg.bench import redis_limits
+    from streamseg_bench import redis_limits
 
     try:
         options = redis_limits.parse_options(writers, batches, modes)
@@ -150,7 +150,7 @@ def bench_scale(
 
     Needs the broker and Redis: `scripts/services up`.
     """
-    from streamseg.bench import scale
+    from streamseg_bench import scale
 
     try:
         counts = sorted({int(part) for part in workers.split(",") if part.strip()})
@@ -191,9 +191,9 @@ def bench_traits(
     Needs lifetimes (pip install -e ".[bench]"). Exits 1 when a column could not be
     measured, e.g. a store without traits (the others are still printed).
     """
-    from streamseg.bench import traits
-    from streamseg.bench.bgnbd import LifetimesMissing
-    from streamseg.bench.holdout import parse_days
+    from streamseg_bench import traits
+    from streamseg_bench.bgnbd import LifetimesMissing
+    from streamseg_bench.holdout import parse_days
 
     try:
         days = parse_days(cutoffs)

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streamseg.bench.simulate import SIXTY_DAYS, simulate_stream
+from streamseg_bench.simulate import SIXTY_DAYS, simulate_stream
 
 #: Guard of every wait (a failure guard, never a performance assertion).
 DEADLINE_S = 120.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamseg.bench import kafka as bench_kafka
+from streamseg_bench import kafka as bench_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from streamseg.bench.redis_limits import private_redis, run
+from streamseg_bench.redis_limits import private_redis, run
 
 
 def _check(result: dict, runs: int) -> None:

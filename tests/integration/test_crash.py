@@ -36,10 +36,10 @@ import numpy as np
 import pytest
 import redis
 
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import load_settings
 from streamseg.engine import SegmentationEngine
 from streamseg.store.redis import RedisStore, _delete_prefix
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
 from tests.integration._service import (
     Service,
     assert_model_matches_store,

@@ -16,9 +16,9 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamseg.bench.simulate import simulate_stream
 from streamseg.config import load_settings
 from streamseg.store.redis import RedisStore, SegmentReader
+from streamseg_bench.simulate import simulate_stream
 
 from ._app import AppThread
 

@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import load_settings
 from streamseg.store.redis import _delete_prefix
+from streamseg_bench.simulate import write_stream
 
 STREAMSEG = [sys.executable, "-m", "streamseg.cli"]
 CUSTOMERS = 600

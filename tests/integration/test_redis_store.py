@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import redis
 
-from streamseg.bench.redis_memory import measure_memory_per_customer
 from streamseg.config import StoreSettings
 from streamseg.core.features import CustomerFeatures
 from streamseg.store import (
@@ -32,6 +31,7 @@ from streamseg.store.redis import RedisStore, SegmentReader, bucket_of
 from streamseg.store.redis.codec import _pack_public, _pack_state, _upgrade_state
 from streamseg.store.redis.keys import Keys, _chunk_field, _chunks, _public_field
 from streamseg.store.redis.migrate import Migration
+from streamseg_bench.redis_memory import measure_memory_per_customer
 from tests.unit.store import test_stores as contract
 
 pytestmark = pytest.mark.integration

@@ -32,12 +32,12 @@ import numpy as np
 import pytest
 import redis
 
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
-from streamseg.bench.simulate import simulate_stream
 from streamseg.config import StoreSettings
 from streamseg.core.state import CustomerState
 from streamseg.store import Store, open_store
 from streamseg.store.redis import _delete_prefix
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
+from streamseg_bench.simulate import simulate_stream
 from tests.integration._service import (
     SIXTY_DAYS,
     STREAM_END,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streamseg.bench.simulate import simulate_stream
+from streamseg_bench.simulate import simulate_stream
 from tests.integration._service import (
     Service,
     free_port,

@@ -12,11 +12,11 @@ import redis
 from kafka import KafkaConsumer
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import load_settings
 from streamseg.store.redis import RedisStore, SegmentReader
 from streamseg.store.redis.keys import _public_field, bucket_of
 from streamseg.traits.bands import RiskBands
+from streamseg_bench.simulate import write_stream
 
 pytestmark = pytest.mark.integration
 

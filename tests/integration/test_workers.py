@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 import redis
 
-from streamseg.bench.simulate import simulate_stream
 from streamseg.config import StoreSettings
 from streamseg.store import Store, open_store
 from streamseg.store.redis import _delete_prefix
+from streamseg_bench.simulate import simulate_stream
 from tests.integration._service import (
     SIXTY_DAYS,
     STREAM_END,

@@ -47,7 +47,7 @@ two versions:
 A record of traits is written as version 2, one without as version 1.
 
 Why hand-written rather than a kept library (msgpack, msgspec): size, which is memory
-and round trips. ``python -m streamseg.bench.codec --redis redis://127.0.0.1:6379/0``
+and round trips. ``python -m streamseg_bench.codec --redis redis://127.0.0.1:6379/0``
 packs the same content with each and measures the Redis memory each would take: only
 this codec keeps a typical customer within two chunks and the store within its budget
 of 250 bytes per customer (:mod:`.keys`). msgpack writes every float as 9 bytes and

@@ -2,7 +2,7 @@
 
 Memory shapes this layout. The budget is **250 bytes per customer** (growth of Redis
 ``used_memory`` per customer on simulated customers; ``python -m
-streamseg.bench.redis_memory [URL] [CUSTOMERS]`` measures it on the Redis at hand, since
+streamseg_bench.redis_memory [URL] [CUSTOMERS]`` measures it on the Redis at hand, since
 the figure depends on the Redis version and allocator). Every top-level key and every
 member of a large sorted set carries a fixed overhead before it holds anything (dict
 entry, object header, key name, table slot; a skip-list node for a sorted-set member): a

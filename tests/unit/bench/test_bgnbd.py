@@ -8,9 +8,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from streamseg.bench import bgnbd
-from streamseg.bench.holdout import Transactions
 from streamseg.config import SAMPLE_PATH
+from streamseg_bench import bgnbd
+from streamseg_bench.holdout import Transactions
 
 CUTOFF = date(1997, 9, 30)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamseg.bench.common import run_file, stored_vectors
-from streamseg.bench.simulate import write_stream
+from streamseg_bench.common import run_file, stored_vectors
+from streamseg_bench.simulate import write_stream
 
 
 def test_run_file_keeps_the_store_in_the_folder_and_merges_overrides(tmp_path: Path) -> None:

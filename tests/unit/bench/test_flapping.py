@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from streamseg.bench import common
-from streamseg.bench.flapping import STATIONARY, flapping_share
-from streamseg.bench.simulate import STREAM_END, simulate_stream
+from streamseg_bench import common
+from streamseg_bench.flapping import STATIONARY, flapping_share
+from streamseg_bench.simulate import STREAM_END, simulate_stream
 
 MIDPOINT = datetime(2024, 7, 1, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streamseg.bench import common, quality
-from streamseg.bench.simulate import SIXTY_DAYS, read_truth, simulate_stream, write_stream
 from streamseg.config import SAMPLE_PATH, SAMPLE_URI
+from streamseg_bench import common, quality
+from streamseg_bench.simulate import SIXTY_DAYS, read_truth, simulate_stream, write_stream
 
 
 def test_cdnow_inertia_within_ten_percent_of_batch_kmeans(tmp_path: Path) -> None:

@@ -10,18 +10,18 @@ from types import ModuleType
 import pytest
 from typer.testing import CliRunner
 
-from streamseg.bench import redis_limits, redis_workload, redis_writers
-from streamseg.bench.redis_limits import bytes_per, parse_options, reading, table
-from streamseg.bench.redis_workload import (
+from streamseg.cli import app
+from streamseg.store import MemoryStore
+from streamseg_bench import redis_limits, redis_workload, redis_writers
+from streamseg_bench.redis_limits import bytes_per, parse_options, reading, table
+from streamseg_bench.redis_workload import (
     PARTITIONS,
     Workload,
     generate_states,
     owned_partitions,
     partition_name,
 )
-from streamseg.bench.redis_writers import summarize
-from streamseg.cli import app
-from streamseg.store import MemoryStore
+from streamseg_bench.redis_writers import summarize
 
 
 @pytest.mark.parametrize("module", [redis_limits, redis_workload, redis_writers])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamseg.bench.scale import (
+from streamseg_bench.scale import (
     Run,
     check_targets,
     format_table,

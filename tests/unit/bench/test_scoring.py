@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from streamseg.bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
+from streamseg_bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamseg.bench.throughput import throughput
+from streamseg_bench.throughput import throughput
 
 
 def test_throughput_reports_every_run_of_both_inputs() -> None:

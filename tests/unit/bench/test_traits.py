@@ -13,9 +13,9 @@ from datetime import date, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from streamseg.bench import traits
 from streamseg.cli import app
 from streamseg.config import SAMPLE_PATH
+from streamseg_bench import traits
 
 CUTOFF = date(1997, 9, 30)
 

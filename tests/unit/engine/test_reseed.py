@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from streamseg.app import Application
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import ConfigError
 from streamseg.engine.reseed import reseed
 from streamseg.store import BatchWrite, open_store
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
 from tests.unit.test_app import _population, _run, _settings
 
 

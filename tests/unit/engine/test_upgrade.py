@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from streamseg.app import Application
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import SAMPLE_CSV, SAMPLE_PATH, load_settings
 from streamseg.engine import SegmentationEngine
 from streamseg.store import open_store
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
 
 FIXTURE = Path(__file__).parent / "data" / "store_before_shares.sqlite.gz"
 FIXTURE_EVENTS = 800  # the sample's first rows, which the fixture's store holds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamseg.bench.simulate import write_stream
+from streamseg_bench.simulate import write_stream
 
 STREAMSEG = [sys.executable, "-m", "streamseg.cli"]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.model import CustomerKMeans, SegmentModel
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
 
 Store = dict[str, tuple[np.ndarray, int]]
 

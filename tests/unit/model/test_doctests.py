@@ -7,7 +7,6 @@ import doctest
 import pytest
 
 import streamseg.model as model_pkg
-from streamseg.bench import measures as quality
 from streamseg.model import base as model_base
 from streamseg.model import (
     batch,
@@ -22,6 +21,7 @@ from streamseg.model import (
     stats,
 )
 from streamseg.model import customer_kmeans as ck
+from streamseg_bench import measures as quality
 
 MODULES = [
     model_pkg, model_base, ck, river_kmeans, quality,

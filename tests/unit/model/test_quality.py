@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
 from streamseg.config import SAMPLE_PATH
 from streamseg.model import CustomerKMeans
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
 from tests.unit.model._streams import (
     ari,
     blobs,

@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import Settings, load_settings
 from streamseg.model.sample import hash_of
 from streamseg.processing.silhouette import SilhouetteGauge, measure_silhouette
 from streamseg.store import open_reader
+from streamseg_bench.simulate import write_stream
 
 
 def _settings(folder: Path, **metrics: object) -> Settings:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import Settings, StoreSettings, load_settings
 from streamseg.report import redact_uri, write_report
 from streamseg.store import CustomerState, open_store
+from streamseg_bench.simulate import write_stream
 
 SAMPLE = 150  # fewer than the customers, so the map really samples
 

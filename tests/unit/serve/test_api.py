@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import Settings, StoreSettings, load_settings
 from streamseg.serve.api import create_app, start_api_in_thread
 from streamseg.store import CustomerState, MemoryStore, open_store
+from streamseg_bench.simulate import write_stream
 
 
 def _settings(folder: Path, **extra: Any) -> Settings:

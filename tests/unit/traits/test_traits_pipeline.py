@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from streamseg.app import Application
-from streamseg.bench.simulate import write_stream
 from streamseg.config import load_settings
 from streamseg.engine.stored_settings import StoredSettingsMismatch
 from streamseg.serve.api import create_app, start_api_in_thread
 from streamseg.store import open_store
 from streamseg.traits.bands import RiskBands
 from streamseg.traits.learner import TraitShare
+from streamseg_bench.simulate import write_stream
 
 KEYS = {"purchase_probability", "expected_spend", "horizon_days"}
 

@@ -10,9 +10,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from streamseg.bench.common import run_file
-from streamseg.bench.simulate import write_stream
 from streamseg.config import SAMPLE_URI
+from streamseg_bench.common import run_file
+from streamseg_bench.simulate import write_stream
 
 
 def throughput(repeat: int = 3, simulated_customers: int = 5000) -> dict[str, Any]:

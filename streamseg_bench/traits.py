@@ -4,7 +4,7 @@ For each cutoff, the events of the bundled CDNOW sample up to the cutoff day are
 through the service (a file replay into a fresh SQLite store, as ``bench quality``
 does), every customer's traits are read back as ``streamseg export`` writes them, and
 they are compared with what each customer did in the ``horizon_days`` after the cutoff
-(see :mod:`streamseg.bench.holdout`):
+(see :mod:`streamseg_bench.holdout`):
 
 - purchase (bought at least once): ROC AUC, and expected calibration error over deciles
   of predicted probability;
@@ -12,13 +12,13 @@ they are compared with what each customer did in the ``horizon_days`` after the 
 
 Side by side, on the same purchases up to the same cutoff: BG/NBD (its expected number
 of purchases ranks for AUC; its P(at least one purchase) is calibrated) and BG/NBD x
-Gamma-Gamma for spend, fitted with ``lifetimes`` (:mod:`streamseg.bench.bgnbd`), and a
+Gamma-Gamma for spend, fitted with ``lifetimes`` (:mod:`streamseg_bench.bgnbd`), and a
 trivial baseline, recency alone (fewer days since the last purchase ranks higher; it has
 no probability or amount, so no calibration error or RMSE).
 
 The customers are those seen up to the cutoff: every customer with a purchase on or
 before it (in the sample, everyone from the cutoff of 1997-06-30 on, since all of them
-first bought in 1997's first quarter). The scores are in :mod:`streamseg.bench.scoring`.
+first bought in 1997's first quarter). The scores are in :mod:`streamseg_bench.scoring`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.bench import bgnbd
-from streamseg.bench.common import run_file
-from streamseg.bench.holdout import Transactions, write_sample_prefix
-from streamseg.bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
 from streamseg.config import SAMPLE_CSV, SAMPLE_PATH, Settings
+from streamseg_bench import bgnbd
+from streamseg_bench.common import run_file
+from streamseg_bench.holdout import Transactions, write_sample_prefix
+from streamseg_bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
 
 #: The issue's cutoffs: each leaves 90 days of the sample (which ends 1998-06-30) after it.
 CUTOFFS = (date(1997, 6, 30), date(1997, 9, 30), date(1997, 12, 31), date(1998, 3, 31))
@@ -71,7 +71,7 @@ def traits_from_documents(
     >>> traits_from_documents([{"customer_id": "7", "segment": 1}], 90)
     Traceback (most recent call last):
     ...
-    streamseg.bench.traits.NoTraits: this store has no traits (none of its 1 customers has \
+    streamseg_bench.traits.NoTraits: this store has no traits (none of its 1 customers has \
 any in `streamseg export`)
     """
     found: dict[str, tuple[float, float]] = {}

@@ -5,7 +5,7 @@ indexes, the partitions' counters). :func:`measure_memory_per_customer` writes r
 customers under a fresh key prefix, reads ``used_memory`` before and after, deletes them
 again and returns the growth per customer.
 
-"Realistic" means: the features of simulated customers (:mod:`streamseg.bench.simulate`: five
+"Realistic" means: the features of simulated customers (:mod:`streamseg_bench.simulate`: five
 archetypes, a year of purchases and refunds with sub-second event times), ids like
 ``cust-000123``, a 6-dimensional float32 vector, a segment with a name, a model version,
 a next re-score time, the Kafka offset last applied and the hashes of the last 8 event
@@ -23,11 +23,11 @@ from functools import partial
 
 import numpy as np
 
-from streamseg.bench.simulate import simulate_stream
 from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS, CustomerFeatures
 from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite
 from streamseg.traits.cells import cell_at
 from streamseg.traits.schedule import Grid, Snapshot
+from streamseg_bench.simulate import simulate_stream
 
 #: Partitions of the simulated topic.
 PARTITIONS = 12

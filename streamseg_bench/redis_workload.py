@@ -7,7 +7,7 @@ the standardiser and per-segment statistics), the changed rows of the model's sa
 and the outbox (the change events of the batch); and for the batch the metadata a
 worker that does not hold the model lease writes (the settings record, the partition
 counts). :class:`Workload` builds such batches from realistic customer states
-(:func:`streamseg.bench.redis_memory.realistic_states`), with none of the engine's work
+(:func:`streamseg_bench.redis_memory.realistic_states`), with none of the engine's work
 (parsing, features of real events, scoring) in between, so that what a writer spends is
 mostly the store's encoding and the round trip.
 
@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.bench.redis_memory import _NAMES, PARTITIONS, realistic_states
 from streamseg.core.events import SegmentChange, SegmentChangeData
 from streamseg.core.features import SECONDS_PER_DAY, VECTOR_FIELDS
 from streamseg.core.scaling import OnlineStandardizer
@@ -42,6 +41,7 @@ from streamseg.model.stats import ClusterStats
 from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite, SampleRow
 from streamseg.traits.cells import CELLS
 from streamseg.traits.learner import TraitShare
+from streamseg_bench.redis_memory import _NAMES, PARTITIONS, realistic_states
 
 __all__ = ["PARTITIONS", "Workload", "evolve", "generate_states", "owned_partitions",
            "partition_name"]

@@ -1,7 +1,7 @@
 """Part b of ``bench redis`` (:mod:`.redis_limits`): writer processes and Redis's CPU.
 
 :func:`measure_writes` starts ``P`` writer processes (``fork``: each inherits the
-:class:`~streamseg.bench.redis_workload.Workload` without pickling it). Each takes its
+:class:`~streamseg_bench.redis_workload.Workload` without pickling it). Each takes its
 partitions (every ``P``-th of the 12, fencing any earlier writer), loads its customers
 from the store, prepares (in ``replay`` mode: encodes its batches, recording the script
 calls instead of sending them) and reports ready. Once all are ready the parent reads
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import redis
 
-from streamseg.bench.redis_workload import PARTITIONS, Workload, owned_partitions
 from streamseg.store.redis import RedisStore
 from streamseg.store.redis.scripts import FENCED_EXEC, Script
+from streamseg_bench.redis_workload import PARTITIONS, Workload, owned_partitions
 
 __all__ = ["machine_ticks", "measure_writes", "redis_cpu", "summarize"]
 

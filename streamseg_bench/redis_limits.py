@@ -56,9 +56,9 @@ from typing import Any
 
 import redis
 
-from streamseg.bench.redis_workload import Workload, generate_states
-from streamseg.bench.redis_writers import measure_writes
 from streamseg.store.redis import RedisStore
+from streamseg_bench.redis_workload import Workload, generate_states
+from streamseg_bench.redis_writers import measure_writes
 
 __all__ = ["bytes_per", "measure_memory", "parse_counts", "parse_options", "private_redis",
            "reading", "run", "table"]

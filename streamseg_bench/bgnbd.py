@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.bench.holdout import Transactions
+from streamseg_bench.holdout import Transactions
 
 
 class LifetimesMissing(RuntimeError):

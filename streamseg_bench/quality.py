@@ -3,7 +3,7 @@
 The README's quality figures come from :func:`quality`: the inertia of each model's
 stored vectors against batch k-means on the bundled CDNOW sample, and how well the
 segments recover the archetypes of a simulated stream (adjusted Rand index). The
-measures themselves are in :mod:`streamseg.bench.measures`; scikit-learn is needed
+measures themselves are in :mod:`streamseg_bench.measures`; scikit-learn is needed
 (``pip install -e ".[test]"``).
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.bench.common import run_file, stored_vectors
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
-from streamseg.bench.simulate import read_truth, write_stream
 from streamseg.config import SAMPLE_URI, Settings
+from streamseg_bench.common import run_file, stored_vectors
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
+from streamseg_bench.simulate import read_truth, write_stream
 
 #: The model kinds every quality figure is measured for.
 MODEL_KINDS = ("customer-kmeans", "river-kmeans")

@@ -1,6 +1,6 @@
 """Bytes and time per packed customer state: the Redis store's codec against msgpack and msgspec.
 
-Run ``python -m streamseg.bench.codec [CUSTOMERS] [--redis URL]`` (default 5,000
+Run ``python -m streamseg_bench.codec [CUSTOMERS] [--redis URL]`` (default 5,000
 simulated customers; needs the ``test`` extra for msgpack and msgspec). It prints, per
 codec, the bytes of a packed state (mean and max), the 64-byte chunks a customer then
 takes in its bucket hash, the share of customers over the three chunks
@@ -14,7 +14,7 @@ writers to that Redis meanwhile distort it).
 Every codec packs the same content, what the store keeps in the chunks of a customer
 (everything but the readable record): ``next_rescore_at``, the features, the vector,
 the applied offsets and the recent event-id hashes, on the states of
-:func:`streamseg.bench.redis_memory.realistic_states`. Encoding starts from a
+:func:`streamseg_bench.redis_memory.realistic_states`. Encoding starts from a
 :class:`~streamseg.core.state.CustomerState` and decoding ends with the same Python
 values (a :class:`~streamseg.core.features.CustomerFeatures`, lists, a dict), so the
 conversions a library needs are counted; every codec is checked to give back exactly
@@ -40,11 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streamseg.bench.redis_memory import realistic_states
 from streamseg.core.features import CustomerFeatures
 from streamseg.store.base import CustomerState
 from streamseg.store.redis.codec import _pack_state, _unpack_state
 from streamseg.store.redis.keys import _CHUNK_BYTES, _CHUNKS_READ
+from streamseg_bench.redis_memory import realistic_states
 
 __all__ = ["CodecFigures", "measure", "measure_codecs", "memory_per_customer"]
 
@@ -188,7 +188,7 @@ def memory_per_customer(redis_url: str, encode: Callable[[CustomerState], bytes]
                         customers: int = 20_000) -> float:
     """Redis ``used_memory`` per customer if packed states had the lengths of ``encode``.
 
-    The real store writes the customers (:func:`streamseg.bench.redis_memory.
+    The real store writes the customers (:func:`streamseg_bench.redis_memory.
     measure_memory_per_customer`), its packed state padded with zero bytes to the length
     ``encode`` gives (None: not padded). Redis memory depends on the lengths of fields
     and values, not on what the bytes mean, and the store ignores bytes past a state's
@@ -196,8 +196,8 @@ def memory_per_customer(redis_url: str, encode: Callable[[CustomerState], bytes]
     """
     from unittest import mock
 
-    from streamseg.bench.redis_memory import measure_memory_per_customer
     from streamseg.store.redis import batch
+    from streamseg_bench.redis_memory import measure_memory_per_customer
 
     if encode is None:
         return measure_memory_per_customer(redis_url, customers)

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from streamseg.bench.common import run_file
-from streamseg.bench.simulate import ARCHETYPES, STREAM_END, Archetype, simulate_stream
 from streamseg.core.events import CHANGE_EVENT_TYPE
+from streamseg_bench.common import run_file
+from streamseg_bench.simulate import ARCHETYPES, STREAM_END, Archetype, simulate_stream
 
 #: Archetypes whose behaviour does not change over the stream: nobody starts or stops.
 STATIONARY: dict[str, Archetype] = {

@@ -1,6 +1,6 @@
 """How the service scales with workers on real Kafka and Redis (``streamseg bench scale``).
 
-One simulated stream (:data:`~streamseg.bench.simulate.SIXTY_DAYS` archetypes, keyed by
+One simulated stream (:data:`~streamseg_bench.simulate.SIXTY_DAYS` archetypes, keyed by
 customer, the simulator's own event times: the service clock is event time) is
 produced once to a topic with enough partitions for the most workers (8: 4 workers own
 2 each). Then, for each repeat and within it for each worker count N (interleaved, so
@@ -55,13 +55,13 @@ import numpy as np
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from streamseg.bench.kafka import _create_topics, _produce, machine
-from streamseg.bench.measures import batch_kmeans_inertia, inertia
-from streamseg.bench.simulate import SIXTY_DAYS, STREAM_END, simulate_stream
-from streamseg.bench.worker import Worker
 from streamseg.config import ModelSettings, StoreSettings
 from streamseg.store import open_store
 from streamseg.store.redis import _delete_prefix
+from streamseg_bench.kafka import _create_topics, _produce, machine
+from streamseg_bench.measures import batch_kmeans_inertia, inertia
+from streamseg_bench.simulate import SIXTY_DAYS, STREAM_END, simulate_stream
+from streamseg_bench.worker import Worker
 
 #: Seconds between two reads of the stored positions (the window's resolution).
 POLL_S = 0.1
