@@ -61,7 +61,9 @@ def relative_spend(xs: np.ndarray, ys: np.ndarray, rate: float) -> float:
     """The curve through the points ``(xs, ys)`` at ``rate`` (flat below the first
     point, in proportion to the rate above the last)."""
     if rate >= xs[-1]:
-        return float(ys[-1] * rate / xs[-1])
+        # (A top point at rate 0 cannot come from customers with orders; a hand-edited
+        # share must still not divide by zero.)
+        return float(ys[-1] * rate / xs[-1]) if xs[-1] > 0 else float(ys[-1])
     return float(np.interp(rate, xs, ys))
 
 

@@ -49,6 +49,7 @@ def test_the_curve_is_flat_below_and_proportional_above_the_buyers_seen() -> Non
     assert relative_spend(xs, ys, 0.1) == 1.5
     assert relative_spend(xs, ys, 1.25) == pytest.approx(2.0)
     assert relative_spend(xs, ys, 4.0) == pytest.approx(5.0)
+    assert relative_spend(np.array([0.0]), np.array([1.5]), 2.0) == 1.5
 
 
 def test_curves_add_up_over_partitions_and_read_back() -> None:
