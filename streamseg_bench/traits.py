@@ -49,6 +49,9 @@ MAX_CALIBRATION_ERROR = 0.03
 METHODS = {"streamseg": "streamseg", "bgnbd": "BG/NBD (xGG)", "recency": "recency"}
 METRICS = {"purchase_auc": "purchase AUC", "purchase_ece": "purchase ECE (deciles)",
            "spend_rmse": "spend RMSE ($)", "spend_spearman": "spend Spearman"}
+#: Groups of customers by their orders up to the cutoff (lowest, highest; None: no
+#: bound), for where the spend's errors are (:func:`spend_by_orders`).
+ORDER_GROUPS = ((1, 1), (2, 4), (5, 14), (15, None))
 
 
 class NoTraits(RuntimeError):
@@ -124,10 +127,39 @@ def score(
     }
 
 
+def spend_by_orders(
+    orders: np.ndarray, spend: np.ndarray, predicted: dict[str, np.ndarray | None],
+) -> list[dict[str, Any]]:
+    """Per group of :data:`ORDER_GROUPS`: its customers, their mean spend, and per method
+    its mean predicted spend and sum of squared errors (the RMSE's share of the group).
+
+    >>> groups = spend_by_orders(np.array([1, 1, 3, 20]), np.array([0.0, 2.0, 10.0, 90.0]),
+    ...                          {"a": np.array([1.0, 1.0, 12.0, 60.0]), "b": None})
+    >>> [(g["orders"], g["customers"], g["mean_spend"]) for g in groups]
+    [('1', 2, 1.0), ('2-4', 1, 10.0), ('5-14', 0, None), ('15+', 1, 90.0)]
+    >>> groups[3]["methods"]
+    {'a': {'mean_expected_spend': 60.0, 'squared_error': 900.0}}
+    """
+    out = []
+    for low, high in ORDER_GROUPS:
+        mask = (orders >= low) & (orders <= (high if high is not None else orders.max()))
+        name = f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
+        count = int(mask.sum())
+        out.append({
+            "orders": name, "customers": count,
+            "mean_spend": _rounded(float(spend[mask].mean())) if count else None,
+            "methods": {method: {
+                "mean_expected_spend": _rounded(float(amount[mask].mean())),
+                "squared_error": round(float(((amount[mask] - spend[mask]) ** 2).sum()), 2),
+            } for method, amount in predicted.items() if amount is not None and count},
+        })
+    return out
+
+
 def _streamseg(
     csv_path: Path, folder: Path, ids: list[str], bought: np.ndarray, spend: np.ndarray,
     horizon_days: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray | None]:
     # Default settings (and STREAMSEG_* variables), as `streamseg export` reads them.
     summary, settings = run_file(str(csv_path), folder,
                                  {"source": {"csv": SAMPLE_CSV.model_dump()}})
@@ -135,23 +167,23 @@ def _streamseg(
     try:
         traits = traits_from_documents(exported_documents(settings), horizon_days)
     except NoTraits as error:
-        return {"error": str(error), "replayed_events": summary.processed}
+        return {"error": str(error), "replayed_events": summary.processed}, None
     missing = [c for c in ids if keys(c) not in traits]
     if missing:
         return {"error": f"{len(missing)} customers seen up to the cutoff have no traits "
-                f"(e.g. {missing[0]!r})", "replayed_events": summary.processed}
+                f"(e.g. {missing[0]!r})", "replayed_events": summary.processed}, None
     probability = np.array([traits[keys(c)][0] for c in ids])
     amount = np.array([traits[keys(c)][1] for c in ids])
     return {**score(bought, spend, probability, probability, amount),
-            "replayed_events": summary.processed}
+            "replayed_events": summary.processed}, amount
 
 
 def _bgnbd(log: Transactions, cutoff: date, ids: list[str], bought: np.ndarray,
-           spend: np.ndarray, horizon_days: int) -> dict[str, Any]:
+           spend: np.ndarray, horizon_days: int) -> tuple[dict[str, Any], np.ndarray | None]:
     try:
         forecast = bgnbd.fit_and_forecast(bgnbd.summarise(log, cutoff), horizon_days)
     except bgnbd.FitError as error:
-        return {"error": str(error)}
+        return {"error": str(error)}, None
     assert forecast.customer_ids == ids, "the summary covers the customers seen"
     result: dict[str, Any] = score(bought, spend, forecast.expected_purchases,
                                    forecast.purchase_probability, forecast.expected_spend)
@@ -161,7 +193,7 @@ def _bgnbd(log: Transactions, cutoff: date, ids: list[str], bought: np.ndarray,
     result["bgnbd_params"] = forecast.bgnbd_params
     result["gamma_gamma_params"] = forecast.gamma_gamma_params
     result["gamma_gamma_customers"] = forecast.gamma_gamma_customers
-    return result
+    return result, forecast.expected_spend
 
 
 def targets(methods: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
@@ -201,11 +233,14 @@ def run_cutoff(
     prefix = folder / "events.csv"
     events = write_sample_prefix(source, cutoff, prefix)
     recency = log.days_since_last(cutoff, ids)
-    methods = {
-        "streamseg": _streamseg(prefix, folder, ids, bought, spend, horizon_days),
-        "bgnbd": _bgnbd(log, cutoff, ids, bought, spend, horizon_days),
-        "recency": score(bought, spend, -recency, None, None),
-    }
+    ours, our_spend = _streamseg(prefix, folder, ids, bought, spend, horizon_days)
+    theirs, their_spend = _bgnbd(log, cutoff, ids, bought, spend, horizon_days)
+    methods = {"streamseg": ours, "bgnbd": theirs,
+               "recency": score(bought, spend, -recency, None, None)}
+    history = log.until(cutoff)
+    counts = dict(zip(*np.unique(history.customer_ids.astype(str), return_counts=True),
+                      strict=True))
+    orders = np.array([counts[c] for c in ids])
     # Outcomes observed up to the log's end only: a short last window is said, not hidden.
     observed = min(horizon_days, (log.last_day() - cutoff).days)
     return {
@@ -214,6 +249,8 @@ def run_cutoff(
         "mean_spend": round(float(spend.mean()), 4),
         "spend_std": round(float(spend.std()), 4), "outcome_days_observed": observed,
         "methods": methods, "targets": targets(methods),
+        "spend_by_orders": spend_by_orders(
+            orders, spend, {"streamseg": our_spend, "bgnbd": their_spend}),
     }
 
 

@@ -9,27 +9,33 @@ sums add up, so the model of several partitions is the sum of theirs: every work
 learn its own partitions' labels in its own fenced write, and every worker predicts
 with the sum (see :mod:`.learner`).
 
-Predictions shrink each cell to its parent (recency x orders, then recency, then all)
-with a pseudo-count: a cell seen 3 times is mostly its parent, one seen 3,000 times is
-itself. Counting is calibrated by construction (a cell's probability is the share of
-its snapshots that bought). Expected spend is the cell's mean spend relative to the
-average order, times the customer's average order shrunk to the population's, as the
-Gamma-Gamma model does (one large first order says little about the next).
+The probability is a logistic regression fitted to the cells' counts, on log scales of
+recency, orders and tenure, recency against the customer's own rhythm, and BG/NBD's
+evidence that a customer has stopped: their repeat orders times how much longer they
+have been around than at their last purchase (log scale), so that a customer who
+bought often and then went silent is not taken for a regular (:func:`design`).
+
+Expected spend is, as BG/NBD x Gamma-Gamma has it, how many purchases times the value
+of one: the probability to buy, times what a buyer of the customer's purchase *rate*
+spends in units of their average order (:mod:`.rates`), times the customer's average
+order shrunk to the population's, as the Gamma-Gamma model does (one large first order
+says little about the next). A share written before the rate curve predicts with the
+spend of buyers per recency x orders band instead, until its curve has buyers.
 
 Both are then calibrated online (:class:`Calibration`): recent-weighted sums over the
 matured labels of what the model predicted and what happened, which add up too, scale
-the odds of buying and the spend, so that the traits follow a cohort whose buying
+the odds of buying and the mean spend, so that the traits follow a cohort whose buying
 drifts as it ages.
 
 >>> stats = CellStats()
 >>> for _ in range(50):
-...     stats.learn(cell_of(5, 4, 400), 40.0, True, 80.0)    # recent regulars buy again
+...     stats.learn(cell_of(5, 4, 400), 40.0, True, 80.0, rate_of(4, 400), 2.0)  # regulars
 ...     stats.learn(cell_of(300, 1, 300), 20.0, False, 0.0)  # lapsed one-timers do not
 >>> table = stats.table()
 >>> p_hot, p_cold = table.probability(5, 4, 400), table.probability(300, 1, 300)
 >>> p_hot > 0.9 > 0.1 > p_cold
 True
->>> table.spend(p_hot, 5, 4, 40.0) > table.spend(p_cold, 300, 1, 20.0)
+>>> table.spend(p_hot, 5, 4, 40.0, 400) > table.spend(p_cold, 300, 1, 20.0, 300)
 True
 """
 
@@ -43,8 +49,10 @@ from typing import Any
 import numpy as np
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
+from streamseg.traits.rates import RateCurve, rate_of, relative_spend
 
-__all__ = ["CELLS", "Calibration", "CellStats", "CellTable", "cell_at", "cell_of"]
+__all__ = ["CALIBRATION_MIN_EXAMPLES", "CELLS", "Calibration", "CellStats", "CellTable",
+           "cell_at", "cell_of", "rate_of", "silence"]
 
 #: Band edges: recency in days, orders, tenure in days (a value at an edge is above it).
 RECENCY_EDGES = (3.0, 7.0, 14.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 365.0,
@@ -65,12 +73,17 @@ RIDGE = 1e-2
 CALIBRATION_HALF_LIFE_DAYS = 90.0
 #: Pseudo-count (in decayed labels) that holds a young calibration at 1.
 CALIBRATION_PRIOR = 50.0
+#: Labels a model must have learned before the calibration learns from its predictions
+#: (those of a model that has learned nothing are its starting guesses, not the data's).
+CALIBRATION_MIN_EXAMPLES = 50
 # Columns of the per-cell sums.
 _N, _BOUGHT, _REL = range(3)
 # Columns of the calibration sums: weight, predicted probability, bought, predicted
-# spend squared, predicted times realised spend.
-_CW, _CP, _CB, _XX, _XY = range(5)
-_CALIB = 5
+# spend squared, predicted times realised spend (the five of the first format, still
+# written for readers of that format), predicted spend, realised spend.
+_CW, _CP, _CB, _XX, _XY, _SX, _SY = range(7)
+_CALIB = 7
+_CALIB_V1 = 5
 _LN2 = math.log(2.0)
 
 
@@ -86,7 +99,7 @@ class Calibration:
     >>> c = Calibration()
     >>> c.learn(0.0, 0.5, False, 20.0, 0.0)
     >>> c.learn(90 * day, 0.5, True, 20.0, 10.0)   # one half-life later: twice the weight
-    >>> round(float(c.sums[_CB] / c.sums[_CW]), 4), round(float(c.sums[_XY] / c.sums[_XX]), 4)
+    >>> round(float(c.sums[_CB] / c.sums[_CW]), 4), round(float(c.sums[_SY] / c.sums[_SX]), 4)
     (0.6667, 0.3333)
     """
 
@@ -109,7 +122,7 @@ class Calibration:
         # Rounded as stored (short to write; a restored model equals the one kept).
         row = np.zeros(_CALIB)
         row[:3] = (1.0, probability, 1.0 if bought else 0.0)
-        row[3:] = (predicted_spend ** 2, predicted_spend * spend)
+        row[3:] = (predicted_spend ** 2, predicted_spend * spend, predicted_spend, spend)
         self.sums = np.round(self.sums + w * row, 6)
 
     def add(self, other: Calibration) -> None:
@@ -125,29 +138,42 @@ class Calibration:
 
     def factors(self) -> tuple[float, float]:
         """What multiplies the model's odds of buying (buyers over predicted buyers) and
-        its spend (least squares through the origin of the realised spend on the
-        predicted), both shrunk to 1 by CALIBRATION_PRIOR pseudo-labels."""
+        its spend (realised spend over predicted), both shrunk to 1 by
+        CALIBRATION_PRIOR pseudo-labels.
+
+        The spend's factor is a ratio of sums, not a least-squares slope: a slope is
+        pulled down by the few largest predictions (their errors are squared), and
+        would shrink every customer's spend for them."""
         w, p, b = self.sums[:3].tolist()
         p_factor = 1.0
         if w > 0 and p > 0:
             p_factor = (b + CALIBRATION_PRIOR * p / w) / (p + CALIBRATION_PRIOR * p / w)
-        xx, xy = self.sums[3:].tolist()
+        sx, sy = self.sums[_SX:].tolist()
         spend_factor = 1.0
-        if w > 0 and xx > 0:
-            # Least squares (through the origin) of the realised spend on the model's.
-            prior = CALIBRATION_PRIOR * xx / w
-            spend_factor = (xy + prior) / (xx + prior)
+        if w > 0 and sx > 0:
+            prior = CALIBRATION_PRIOR * sx / w
+            spend_factor = (sy + prior) / (sx + prior)
         return p_factor, spend_factor
 
     def to_json(self) -> str:
-        return ",".join(repr(x) for x in [self.ref, *self.sums.tolist()])
+        """The reference time and the sums of the first format (readers of that format
+        read it as they did)."""
+        return ",".join(repr(x) for x in [self.ref, *self.sums[:_CALIB_V1].tolist()])
+
+    def spend_json(self) -> str:
+        """The sums added since (predicted and realised spend), at the same reference."""
+        return ",".join(repr(x) for x in self.sums[_CALIB_V1:].tolist())
 
     @classmethod
-    def from_json(cls, data: str | None) -> Calibration:
+    def from_json(cls, data: str | None, spend: str | None = None) -> Calibration:
+        """From :meth:`to_json` and :meth:`spend_json` (None: written before them; a
+        calibration without its spend sums holds the spend at 1 until it has some)."""
         calibration = cls()
         if data:
             ref, *sums = (float(x) for x in data.split(","))
-            calibration.ref, calibration.sums = ref, np.array(sums)
+            extra = [float(x) for x in spend.split(",")] if spend else []
+            values = (sums + extra + [0.0] * _CALIB)[:_CALIB]
+            calibration.ref, calibration.sums = ref, np.array(values)
         return calibration
 
 
@@ -159,14 +185,37 @@ def _centres(edges: tuple[float, ...], top: float) -> np.ndarray:
 
 def design(recency_days: np.ndarray | float, orders: np.ndarray | float,
            tenure_days: np.ndarray | float) -> np.ndarray:
-    """The logistic model's inputs: log scales, and recency against the customer's own
-    rhythm (a frequent buyer gone quiet is a worse sign than an occasional one)."""
-    r = np.log1p(np.asarray(recency_days, dtype=float))
-    o = np.log1p(np.asarray(orders, dtype=float))
-    t = np.log1p(np.asarray(tenure_days, dtype=float))
-    per_order = np.asarray(tenure_days, dtype=float) / np.maximum(np.asarray(orders, float), 1.0)
-    gap = np.log1p(per_order)
-    return np.stack(np.broadcast_arrays(np.ones_like(r), r, o, t, r * o, r - gap), axis=-1)
+    """The logistic model's inputs: log scales, recency against the customer's own
+    rhythm (a frequent buyer gone quiet is a worse sign than an occasional one), and
+    :func:`silence`.
+
+    >>> design(10.0, 3, 100.0).shape
+    (7,)
+    """
+    recency = np.asarray(recency_days, dtype=float)
+    count = np.asarray(orders, dtype=float)
+    tenure = np.asarray(tenure_days, dtype=float)
+    r, o, t = np.log1p(recency), np.log1p(count), np.log1p(tenure)
+    gap = np.log1p(tenure / np.maximum(count, 1.0))
+    quiet = (count - 1.0) * (t - np.log1p(np.maximum(tenure - recency, 0.0)))
+    return np.stack(np.broadcast_arrays(np.ones_like(r), r, o, t, r * o, r - gap, quiet),
+                    axis=-1)
+
+
+def silence(recency_days: float, orders: int, tenure_days: float) -> float:
+    """BG/NBD's evidence that a customer has stopped buying: their repeat orders times
+    the log of how much longer they have been a customer than at their last purchase
+    (in BG/NBD the odds of having stopped grow as ``((a + T) / (a + t_x)) ** (r + x)``).
+    Nothing for a customer of one order; much for one who bought every day for a month
+    and not in the half-year since, whom recency and orders alone take for a regular.
+
+    >>> silence(0.0, 9, 200.0), silence(50.0, 1, 200.0)
+    (0.0, 0.0)
+    >>> round(silence(170.0, 56, 200.0), 1)
+    102.8
+    """
+    t = math.log1p(tenure_days)
+    return (orders - 1) * (t - math.log1p(max(tenure_days - recency_days, 0.0)))
 
 
 _REC_C = _centres(RECENCY_EDGES, 640.0)
@@ -229,11 +278,21 @@ class CellStats:
     #: What the model predicted for the labels against what they did (recent-weighted).
     calibration: Calibration = field(default_factory=Calibration)
 
+    #: Buyers' spend against their purchase rate (see :mod:`.rates`).
+    curve: RateCurve = field(default_factory=RateCurve)
+
     @property
     def examples(self) -> int:
         return int(self.sums[:, _N].sum())
 
-    def learn(self, cell: int, avg_order: float, bought: bool, spend: float) -> None:
+    def learn(self, cell: int, avg_order: float, bought: bool, spend: float,
+              rate: float | None = None, value: float | None = None) -> None:
+        """A labelled snapshot: its cell, average order, whether and how much it bought;
+        its purchase ``rate`` (:func:`rate_of`) and the ``value`` its spend is measured
+        in (its average order shrunk to the population's, as predictions use it), for
+        the rate curve (None: not learned there)."""
+        if bought and rate is not None and value is not None and value > 0:
+            self.curve.learn(rate, spend / value)
         row = self.sums[cell]
         row[_N] += 1.0
         row[_BOUGHT] += 1.0 if bought else 0.0
@@ -245,6 +304,7 @@ class CellStats:
         self.sums += other.sums
         self.avg_orders += other.avg_orders
         self.calibration.add(other.calibration)
+        self.curve.add(other.curve)
 
     def table(self) -> CellTable:
         """What predictions need (computed once per model change)."""
@@ -259,8 +319,9 @@ class CellStats:
         n_all = n.sum()
         mean_order = self.avg_orders / n_all if n_all else 0.0
         p_factor, spend_factor = self.calibration.factors()
+        rates, relative = self.curve.points()
         return CellTable(w, rel.reshape(-1), float(mean_order), int(n_all), p_factor,
-                         spend_factor)
+                         spend_factor, rates, relative)
 
     def to_json(self) -> dict[str, Any]:
         """Sparse: only the cells seen."""
@@ -271,7 +332,9 @@ class CellStats:
                          for c, (n, b, rel) in zip(seen.tolist(), self.sums[seen].tolist(),
                                                    strict=True))
         return {"cells": cells, "avg_orders": self.avg_orders,
-                "calibration": self.calibration.to_json()}
+                "calibration": self.calibration.to_json(),
+                "calibration_spend": self.calibration.spend_json(),
+                "rates": self.curve.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CellStats:
@@ -282,15 +345,19 @@ class CellStats:
                     cell, n, bought, rel = item.split(",")
                     stats.sums[int(cell)] = (int(n), int(bought), float(rel))
             stats.avg_orders = float(data.get("avg_orders", 0.0))
-            # Shares written before the calibration have none (it starts from there).
-            stats.calibration = Calibration.from_json(data.get("calibration"))
+            # Shares written before the calibration, its spend sums or the rate curve
+            # have none of them (each starts from there).
+            stats.calibration = Calibration.from_json(data.get("calibration"),
+                                                      data.get("calibration_spend"))
+            stats.curve = RateCurve.from_json(data.get("rates"))
         return stats
 
 
 @dataclass(slots=True, frozen=True)
 class CellTable:
     """What a prediction needs: the logistic coefficients, the relative spend of buyers
-    per recency x orders band, the population's average order."""
+    per recency x orders band (before the rate curve has buyers) and the rate curve's
+    points, the population's average order."""
 
     w: np.ndarray
     rel: np.ndarray
@@ -299,6 +366,9 @@ class CellTable:
     #: Calibration: what multiplies the odds of buying and the expected spend.
     p_factor: float = 1.0
     spend_factor: float = 1.0
+    #: The rate curve's points (:meth:`.rates.RateCurve.points`; empty: none yet).
+    rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    relative: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: ``w`` as floats, for the scalar path.
     coefficients: tuple[float, ...] = ()
 
@@ -317,11 +387,12 @@ class CellTable:
     def probability(self, recency_days: float, orders: int, tenure_days: float) -> float:
         """The model's probability, before calibration (:meth:`calibrated`)."""
         # Scalar arithmetic (this runs for every customer scored): design() by hand.
-        w0, w1, w2, w3, w4, w5 = self.coefficients
+        w0, w1, w2, w3, w4, w5, w6 = self.coefficients
         r = math.log1p(recency_days)
         o = math.log1p(orders)
         gap = math.log1p(tenure_days / max(orders, 1))
-        z = w0 + w1 * r + w2 * o + w3 * math.log1p(tenure_days) + w4 * r * o + w5 * (r - gap)
+        z = (w0 + w1 * r + w2 * o + w3 * math.log1p(tenure_days) + w4 * r * o
+             + w5 * (r - gap) + w6 * silence(recency_days, orders, tenure_days))
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
     def probability_of_cell(self, cell: int) -> float:
@@ -330,21 +401,33 @@ class CellTable:
         z = float(_CELL_X[cell] @ self.w)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
-    def spend_of_cell(self, cell: int, probability: float, orders: int,
-                      avg_order: float) -> float:
-        rf = cell // _T
-        return self._spend(probability, rf, orders, avg_order)
+    def spend_of_cell(self, cell: int, probability: float, orders: int, avg_order: float,
+                      rate: float) -> float:
+        """The spend of a snapshot in ``cell`` (what it keeps of its features, with its
+        orders, average order and purchase rate), before calibration."""
+        return self._spend(probability, cell // _T, orders, avg_order, rate)
 
     def spend(self, probability: float, recency_days: float, orders: int,
-              avg_order: float, tenure_days: float = 0.0) -> float:
+              avg_order: float, tenure_days: float) -> float:
         """Expected spend within the horizon: the probability to buy (before calibration)
-        times what a buyer of the band spends, relative to their average order shrunk to
-        the population's, before calibration (see :meth:`calibrated_spend`)."""
+        times what a buyer of the customer's purchase rate spends relative to their
+        average order, times that order shrunk to the population's; before calibration
+        (see :meth:`calibrated_spend`)."""
         r = bisect.bisect_right(RECENCY_EDGES, recency_days)
         f = bisect.bisect_right(ORDER_EDGES, orders)
-        return self._spend(probability, r * _F + f, orders, avg_order)
+        return self._spend(probability, r * _F + f, orders, avg_order,
+                           rate_of(orders, tenure_days))
 
-    def _spend(self, probability: float, rf: int, orders: int, avg_order: float) -> float:
+    def value(self, orders: int, avg_order: float) -> float:
+        """The customer's average order shrunk to the population's (by ORDER_PRIOR
+        orders): what one purchase of theirs is expected to be worth."""
         mean = self.mean_order if self.mean_order > 0 else avg_order
-        shrunk = (orders * avg_order + ORDER_PRIOR * mean) / (orders + ORDER_PRIOR)
-        return probability * float(self.rel[rf]) * shrunk
+        return (orders * avg_order + ORDER_PRIOR * mean) / (orders + ORDER_PRIOR)
+
+    def _spend(self, probability: float, rf: int, orders: int, avg_order: float,
+               rate: float) -> float:
+        if len(self.rates):
+            relative = relative_spend(self.rates, self.relative, rate)
+        else:  # a model of shares from before the rate curve: per band
+            relative = float(self.rel[rf])
+        return probability * relative * self.value(orders, avg_order)

@@ -44,7 +44,13 @@ from typing import Any
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
 from streamseg.core.state import CustomerState
 from streamseg.store.base import Store
-from streamseg.traits.cells import CellStats, CellTable, cell_at
+from streamseg.traits.cells import (
+    CALIBRATION_MIN_EXAMPLES,
+    CellStats,
+    CellTable,
+    cell_at,
+    rate_of,
+)
 from streamseg.traits.quality import Quality
 from streamseg.traits.schedule import Grid, Label, Snapshot, phase_of
 
@@ -281,15 +287,25 @@ class TraitLearner:
         if share is None:  # not this worker's partition: its owner learns it
             return
         table = self.table()
+        first = state.features.first_purchase
+        assert first is not None  # snapshots are of customers with purchases
         for label in labels:
             snapshot = label.snapshot
+            # The snapshot's purchase rate: its orders over its tenure then (the first
+            # purchase is the customer's, and a late one moved the orders it keeps).
+            rate = rate_of(snapshot.orders, max(0.0, snapshot.at - first) / SECONDS_PER_DAY)
             p = table.probability_of_cell(snapshot.cell)
-            spend = table.spend_of_cell(snapshot.cell, p, snapshot.orders, snapshot.avg_order)
+            spend = table.spend_of_cell(snapshot.cell, p, snapshot.orders, snapshot.avg_order,
+                                        rate)
             share.quality.update(table.calibrated(p), label.bought,
                                  table.calibrated_spend(spend), label.spend)
-            # The calibration compares the model's own predictions with the outcomes.
-            share.stats.calibration.learn(snapshot.at, p, label.bought, spend, label.spend)
-            share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend)
+            # The calibration compares the model's own predictions with the outcomes; not
+            # those of a model that has hardly learned (in a replay, the first batch's
+            # labels all meet the empty model, whose guesses would weigh for months).
+            if table.examples >= CALIBRATION_MIN_EXAMPLES:
+                share.stats.calibration.learn(snapshot.at, p, label.bought, spend, label.spend)
+            share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend,
+                              rate, table.value(snapshot.orders, snapshot.avg_order))
         self._dirty = True
         self._encoded.pop(state.partition or "", None)
 

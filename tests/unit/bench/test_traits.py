@@ -136,3 +136,22 @@ def test_cli_prints_the_json_of_one_cutoff() -> None:
     assert entry["cutoff"] == "1997-06-30" and entry["customers"] == 2357
     assert set(entry["methods"]) == {"streamseg", "bgnbd", "recency"}
     assert not any("error" in method for method in entry["methods"].values())
+
+
+def test_small_run_splits_the_spend_errors_by_orders(small_run) -> None:
+    """The groups cover every customer once, and their squared errors add up to each
+    method's RMSE."""
+    result, rows = small_run
+    entry = result["cutoffs"][0]
+    groups = entry["spend_by_orders"]
+    assert [g["orders"] for g in groups] == ["1", "2-4", "5-14", "15+"]
+    assert sum(g["customers"] for g in groups) == entry["customers"]
+    orders: dict[str, int] = {}
+    for row in rows:
+        if day(row) <= CUTOFF:
+            orders[row["customer_id"]] = orders.get(row["customer_id"], 0) + 1
+    assert groups[0]["customers"] == sum(n == 1 for n in orders.values())
+    for method in ("streamseg", "bgnbd"):
+        total = sum(g["methods"][method]["squared_error"] for g in groups if g["customers"])
+        assert (total / entry["customers"]) ** 0.5 == pytest.approx(
+            entry["methods"][method]["spend_rmse"], abs=1e-3)

@@ -47,8 +47,8 @@ def test_partitions_add_up_whatever_their_reference_times() -> None:
     second.learn(800 * DAY, 0.3, False, 20.0, 0.0)  # the second partition is further on
     whole.learn(800 * DAY, 0.3, False, 20.0, 0.0)
     summed = Calibration()
-    summed.add(Calibration.from_json(first.to_json()))
-    summed.add(Calibration.from_json(second.to_json()))
+    summed.add(Calibration.from_json(first.to_json(), first.spend_json()))
+    summed.add(Calibration.from_json(second.to_json(), second.spend_json()))
     reversed_order = Calibration()
     reversed_order.add(second)
     reversed_order.add(first)

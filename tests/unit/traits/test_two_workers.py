@@ -96,6 +96,10 @@ def test_two_workers_learn_what_one_learns_once_and_predict_alike() -> None:
     # Each label learned once, by its partition's owner: the same counts as one worker.
     assert both.quality.examples == learned_one.quality.examples
     assert np.array_equal(both.stats.sums[:, :2], learned_one.stats.sums[:, :2])
+    # The buyers of the spend curve too (their rates depend on the snapshot alone).
+    assert learned_one.stats.curve.buyers > 0
+    assert np.array_equal(both.stats.curve.sums[:, 0], learned_one.stats.curve.sums[:, 0])
+    assert np.allclose(both.stats.curve.sums[:, 1], learned_one.stats.curve.sums[:, 1])
     # Each worker predicts with its own share and the other's as stored (the final
     # visits were not written): the same model once both shares are the stored ones.
     for index, worker in enumerate(workers):
