@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -234,6 +235,33 @@ def wait_until(condition: Callable[[], bool], what: str, *,
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}\n{stacks}",
                         pytrace=False)
         time.sleep(interval)
+
+
+def quiet(services: list[Service], seconds: float = 6.0, interval: float = 0.5
+          ) -> Callable[[], bool]:
+    """A condition, polled every ``interval``, that holds once the workers' model
+    versions, segment changes and processed events stayed the same for ``seconds``.
+
+    The default is longer than ``model.refine_interval_s`` (5 s): a worker whose input
+    went idle refines once more with the complete restart search when any update was not
+    refined over yet, at most that long after its last refinement -- so a window longer
+    than it cannot close before that refinement (quality measured before it is quality
+    in the middle of a backlog, not at rest). The services need ``metrics_port``.
+    """
+    rounds = max(2, math.ceil(seconds / interval) + 1)
+    seen: list[tuple[float, ...]] = []
+
+    def condition() -> bool:
+        values: list[float] = []
+        for service in services:
+            samples = service.metrics() or {}
+            values += [samples.get("streamseg_model_version", -1.0),
+                       sum(v for k, v in samples.items()
+                           if k.startswith("streamseg_segment_changes_total")),
+                       samples.get("streamseg_events_processed_total", -1.0)]
+        seen.append(tuple(values))
+        return len(seen) >= rounds and len(set(seen[-rounds:])) == 1
+    return condition
 
 
 # -------------------------------------------------------------------------- kafka --

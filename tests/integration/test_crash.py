@@ -45,8 +45,10 @@ from tests.integration._service import (
     assert_model_matches_store,
     committed_offsets,
     end_offsets,
+    free_port,
     last_changes,
     produce,
+    quiet,
     read_topic,
     service_config,
     sixty_day_stream,
@@ -112,7 +114,7 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
             # exactly the stored segments' counts, which the end checks. (With more
             # customers than the reservoir they drift apart, crashes or not.)
             model={"n_clusters": N_CLUSTERS, "reservoir_size": 10_000},
-        ))
+        ), metrics_port=free_port())
         spawned.append(services[label])
         stores[label] = RedisStore.from_uri(redis_url, prefix=run_id)
     crashed, clean = services["crashed"], services["clean"]
@@ -144,6 +146,12 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     for label, service in services.items():
         wait_until(lambda label=label: progress(label) == total,
                    f"the {label} run to reach the end of the topic", services=[service])
+    # At rest, as a live service is once its input goes idle: the refinement with the
+    # complete restart search has run. (Right at the end of a backlog the model is
+    # wherever the last periodic refinement left it; the clean run, done first, would be
+    # judged at rest and the crashed one in mid-flight.)
+    wait_until(quiet(list(services.values())), "both runs to settle",
+               services=list(services.values()), interval=0.5)
     for service in services.values():
         service.terminate()
     for service in services.values():
@@ -207,14 +215,15 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     for label in services:
         assert_model_matches_store(services[label].config_path, stores[label], label)
 
-    # the crashed run's model is as good as the clean one's
+    # the crashed run's model is as good as the clean one's (the bounds of the
+    # several-workers issue: within 1.10 of batch k-means, at most 0.02 worse)
     quality = {label: _quality(services[label], stores[label], states[label])
                for label in services}
     print(f"kills {kills}, quality {quality}")
     for label, (ratio, used) in quality.items():
         assert used == N_CLUSTERS, f"{label}: only {used} of {N_CLUSTERS} segments used"
-        assert ratio <= 1.25, f"{label}: inertia {ratio:.3f} x batch k-means"
-    assert quality["crashed"][0] <= quality["clean"][0] + 0.1, quality
+        assert ratio <= 1.10, f"{label}: inertia {ratio:.3f} x batch k-means"
+    assert quality["crashed"][0] <= quality["clean"][0] + 0.02, quality
 
 
 def _await_next_write(store: RedisStore, service: Service, timeout: float = 30.0) -> None:

@@ -48,6 +48,7 @@ from tests.integration._service import (
     free_port,
     last_changes,
     produce,
+    quiet,
     read_topic,
     service_config,
     stream_positions,
@@ -88,28 +89,10 @@ def _progress(store: Store, topic: str) -> int:
     return sum(stream_positions(store.positions(), topic).values())
 
 
-def _quiet(services: list[Service], rounds: int = 6) -> Callable[[], bool]:
-    """A condition that holds once the workers' changes, refinements and sweeps stopped:
-    the same counters ``rounds`` polls in a row."""
-    seen: list[tuple[float, ...]] = []
-
-    def condition() -> bool:
-        values: list[float] = []
-        for service in services:
-            samples = service.metrics() or {}
-            values += [samples.get("streamseg_model_version", -1.0),
-                       sum(v for k, v in samples.items()
-                           if k.startswith("streamseg_segment_changes_total")),
-                       samples.get("streamseg_events_processed_total", -1.0)]
-        seen.append(tuple(values))
-        return len(seen) >= rounds and len(set(seen[-rounds:])) == 1
-    return condition
-
-
 def _settle(services: list[Service], store: Store, topic: str, total: int) -> None:
     wait_until(lambda: _progress(store, topic) == total, "the end of the topic",
                services=services)
-    wait_until(_quiet(services), "the workers to settle", services=services, interval=0.5)
+    wait_until(quiet(services), "the workers to settle", services=services, interval=0.5)
 
 
 def _stop(services: list[Service]) -> None:
