@@ -217,7 +217,8 @@ def config(
 @app.command()
 def schema(
     changes: Annotated[bool, typer.Option(
-        "--changes", help="The segment-change CloudEvent instead of the input event."
+        "--changes", help="The change stream's CloudEvents (segment and risk-band changes) "
+        "instead of the input event."
     )] = False,
 ) -> None:
     """Print the JSON Schema of input events (or of change events)."""

@@ -28,9 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 #: Reasons a customer's segment changes; they travel in every change event.
 ChangeReason = Literal["first_assignment", "behaviour", "inactivity", "model_update"]
@@ -305,5 +305,15 @@ def event_json_schema() -> dict[str, Any]:
 
 
 def change_json_schema() -> dict[str, Any]:
-    """JSON Schema of :class:`SegmentChange` (``streamseg schema --changes``)."""
-    return SegmentChange.model_json_schema()
+    """JSON Schema of what the change stream carries (``streamseg schema --changes``):
+    a :class:`SegmentChange` or a :class:`RiskBandChange`, told apart by ``type``.
+
+    >>> schema = change_json_schema()
+    >>> sorted(schema["discriminator"]["mapping"])
+    ['io.streamseg.risk.changed', 'io.streamseg.segment.changed']
+    """
+    return _CHANGE_ADAPTER.json_schema()
+
+
+_CHANGE_ADAPTER: TypeAdapter[ChangeEvent] = TypeAdapter(
+    Annotated[ChangeEvent, Field(discriminator="type")])

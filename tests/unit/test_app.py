@@ -193,10 +193,10 @@ def test_change_events_are_valid_cloudevents_and_last_one_matches_store(tmp_path
     last: dict[str, int] = {}
     for line in (tmp_path / "changes.jsonl").read_text().splitlines():
         document = json.loads(line)
+        jsonschema.validate(document, schema)  # either type: the stream's schema
         if document["type"] == "io.streamseg.risk.changed":
             jsonschema.validate(document, RiskBandChange.model_json_schema())
             continue
-        jsonschema.validate(document, schema)
         assert document["subject"] == document["data"]["customer_id"]
         last[document["subject"]] = document["data"]["to_segment"]
     store = open_store(settings.store)

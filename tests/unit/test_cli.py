@@ -65,7 +65,10 @@ def test_schema_commands_print_json_schemas(tmp_path: Path) -> None:
     event = json.loads(_run(["schema"], tmp_path).stdout)
     assert {"event_id", "customer_id", "timestamp", "amount"} <= set(event["required"])
     change = json.loads(_run(["schema", "--changes"], tmp_path).stdout)
-    assert "specversion" in change["properties"] and "data" in change["properties"]
+    # both types the change stream carries, told apart by "type"
+    assert change["discriminator"]["propertyName"] == "type"
+    for name in ("SegmentChange", "RiskBandChange"):
+        assert {"specversion", "type", "data"} <= set(change["$defs"][name]["properties"])
 
 
 def test_simulate_then_run_from_stdin(tmp_path: Path) -> None:

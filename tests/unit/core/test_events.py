@@ -66,3 +66,21 @@ def test_change_event_is_a_cloudevent_with_stable_id() -> None:
     document = json.loads(a.to_json())
     assert document["specversion"] == "1.0" and document["subject"] == "c1"
     jsonschema.validate(document, change_json_schema())
+
+
+def test_the_change_schema_takes_both_types_the_stream_carries_and_nothing_else() -> None:
+    from datetime import datetime
+
+    import jsonschema
+
+    from streamseg.core.events import RiskBandChange, RiskBandChangeData
+
+    risk = RiskBandChange.create(RiskBandChangeData(
+        customer_id="c1", from_band="active", to_band="at_risk", purchase_probability=0.12,
+        expected_spend=4.0, horizon_days=90.0, event_time=datetime(2024, 1, 1, tzinfo=UTC)))
+    document = json.loads(risk.to_json())
+    jsonschema.validate(document, change_json_schema())
+    # a risk change's data under the segment-change type is neither
+    wrong = {**document, "type": "io.streamseg.segment.changed"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, change_json_schema())
