@@ -303,8 +303,7 @@ def _unpack_body(data: bytes, version: int, stream_name: Callable[[int], str],
         next_rescore_at = _F64.unpack_from(data, 1)[0]
     partition_id, pos = _head(data)
     _, pos = _read_varint(data, pos)
-    updated_us = None if updated_at is None else _micros(float(updated_at))
-    features, pos = _unpack_features(data, pos, version == _CODEC_VERSION, updated_us)
+    features, pos = _unpack_features(data, pos, version == _CODEC_VERSION, updated_at)
     vector: list[float] | None = None
     if header & _HAS_VECTOR:
         dim, pos = _read_varint(data, pos)

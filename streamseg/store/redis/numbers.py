@@ -10,7 +10,7 @@ microseconds before ``updated_at``, anything else as its float64.
 ...                             decayed_spend=19.99, orders=2, total_spend=39.98,
 ...                             refunded=0.0, refunds=0)
 >>> _pack_features(features, out, updated_us=86_400_250_000)  # 3 bytes of tags, then
->>> len(out), _unpack_features(bytes(out), 0, True, 86_400_250_000)[0] == features
+>>> len(out), _unpack_features(bytes(out), 0, True, 86_400.25)[0] == features
 (13, True)
 
 (five float64s and the tags would take 45 bytes).
@@ -101,16 +101,17 @@ def _pack_features(features: CustomerFeatures, out: bytearray,
                 else:
                     tag = _TAG_F64
                     body += _F64.pack(value)
-            elif index == 0 and updated_us is not None and _micros(value) is not None:
+            elif (index == 0 and updated_us is not None
+                  and (micros := _micros(value)) is not None):
                 # The event time of the last event, usually updated_at or a little before.
                 tag = _TAG_BEFORE_UPDATED
-                _varint(_zigzag(updated_us - round(value * 1e6)), body)
+                _varint(_zigzag(updated_us - micros), body)
             elif value.is_integer() and -_EXACT_INT < value < _EXACT_INT:
                 tag = _TAG_INTEGRAL
                 _varint(_zigzag(int(value)), body)
-            elif _cents(value) is not None:
+            elif (cents := _cents(value)) is not None:
                 tag = _TAG_CENTS
-                _varint(_zigzag(round(value * 100)), body)
+                _varint(_zigzag(cents), body)
             else:
                 tag = _TAG_F64
                 body += _F64.pack(value)
@@ -147,9 +148,10 @@ def _cents(value: float) -> int | None:
 
 
 def _unpack_features(data: bytes, pos: int, v3: bool,
-                     updated_us: int | None) -> tuple[CustomerFeatures, int]:
+                     updated_at: float | None) -> tuple[CustomerFeatures, int]:
     """The features at ``pos`` and the position after them; ``v3``: of codec version 3
-    (version 2 has integral floats as i32 and no tags 6 and 7)."""
+    (version 2 has integral floats as i32 and no tags 6 and 7); ``updated_at``: of the
+    customer's readable record."""
     tags = int.from_bytes(data[pos:pos + 3], "little")
     pos += 3
     values: dict[str, Any] = {}
@@ -176,6 +178,7 @@ def _unpack_features(data: bytes, pos: int, v3: bool,
             number, pos = _read_varint(data, pos)
             values[name] = _unzigzag(number) / 100
         elif tag == _TAG_BEFORE_UPDATED and v3:
+            updated_us = None if updated_at is None else _micros(float(updated_at))
             if updated_us is None:
                 raise ValueError("the state's time is relative to updated_at, which the "
                                  "readable record does not hold as whole microseconds")
