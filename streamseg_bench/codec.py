@@ -50,6 +50,9 @@ __all__ = ["CodecFigures", "measure", "measure_codecs", "memory_per_customer"]
 
 #: What a decoder gives back: (next_rescore_at, features, vector, applied, recent_ids).
 Decoded = tuple[float | None, CustomerFeatures, list[float] | None, dict[str, int], list[int]]
+#: A decoder is given the bytes and the customer's ``updated_at``, which the store reads
+#: with them from the readable record (the store's codec refers to it; the others do not).
+Decoder = Callable[[bytes, float | None], Decoded]
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def _expected(state: CustomerState) -> Decoded:
 
 
 def _streamseg(states: list[CustomerState]) -> tuple[Callable[[CustomerState], bytes],
-                                                     Callable[[bytes], Decoded]]:
+                                                     Decoder]:
     names = sorted({name for state in states for name in state.applied})
     ids = {name: index + 1 for index, name in enumerate(names)}
     by_id = {index: name for name, index in ids.items()}
@@ -93,13 +96,13 @@ def _streamseg(states: list[CustomerState]) -> tuple[Callable[[CustomerState], b
     def encode(state: CustomerState) -> bytes:
         return _pack_state(state, ids)
 
-    def decode(data: bytes) -> Decoded:
-        return _unpack_state("", data, by_id.__getitem__)
+    def decode(data: bytes, updated_at: float | None) -> Decoded:
+        return _unpack_state("", data, by_id.__getitem__, updated_at)
 
     return encode, decode
 
 
-def _msgpack_dict() -> tuple[Callable[[CustomerState], bytes], Callable[[bytes], Decoded]]:
+def _msgpack_dict() -> tuple[Callable[[CustomerState], bytes], Decoder]:
     import msgpack  # type: ignore[import-untyped,unused-ignore]
 
     def encode(state: CustomerState) -> bytes:
@@ -108,7 +111,7 @@ def _msgpack_dict() -> tuple[Callable[[CustomerState], bytes], Callable[[bytes],
             "vector": state.vector, "applied": state.applied, "recent_ids": state.recent_ids,
         }))
 
-    def decode(data: bytes) -> Decoded:
+    def decode(data: bytes, updated_at: float | None) -> Decoded:
         value = msgpack.unpackb(data)
         return (value["next_rescore_at"], CustomerFeatures(**value["features"]),
                 value["vector"], value["applied"], value["recent_ids"])
@@ -117,7 +120,7 @@ def _msgpack_dict() -> tuple[Callable[[CustomerState], bytes], Callable[[bytes],
 
 
 def _msgspec(array_like: bool) -> tuple[Callable[[CustomerState], bytes],
-                                        Callable[[bytes], Decoded]]:
+                                        Decoder]:
     import msgspec
 
     # defstruct rather than class statements: with postponed annotations msgspec could
@@ -146,7 +149,7 @@ def _msgspec(array_like: bool) -> tuple[Callable[[CustomerState], bytes],
             state.vector, state.applied, state.recent_ids,
         ))
 
-    def decode(data: bytes) -> Decoded:
+    def decode(data: bytes, updated_at: float | None) -> Decoded:
         value: Any = decoder.decode(data)
         f = value.features
         return (value.next_rescore_at,
@@ -159,17 +162,17 @@ def _msgspec(array_like: bool) -> tuple[Callable[[CustomerState], bytes],
 
 
 def measure(name: str, encode: Callable[[CustomerState], bytes],
-            decode: Callable[[bytes], Decoded], states: list[CustomerState],
+            decode: Decoder, states: list[CustomerState],
             repeat: int = 5) -> CodecFigures:
     """The figures of one codec over ``states`` (CPU time: the best of ``repeat`` runs)."""
     packed = [encode(state) for state in states]
-    exact = all(decode(data) == _expected(state)
+    exact = all(decode(data, state.updated_at) == _expected(state)
                 for data, state in zip(packed, states, strict=True))
     best = math.inf
     for _ in range(repeat):
         start = time.process_time()
         for state in states:
-            decode(encode(state))
+            decode(encode(state), state.updated_at)
         best = min(best, time.process_time() - start)
     sizes = [len(data) for data in packed]
     chunks = [-(-size // _CHUNK_BYTES) for size in sizes]

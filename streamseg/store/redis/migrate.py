@@ -196,11 +196,12 @@ class Migration:
         chunk_counts: Counter[bytes] = Counter(
             raw for index, raw in map(_split_field, table) if index >= 0)
         for cid, public, packed in customers_in(table):
-            segment = _unpack_public(public)[0]
+            segment, updated_at = _unpack_public(public)[:2]
             due_at: float | None = None
             partition = LOCAL_PARTITION
             if packed:
-                due_at, _, _, applied, _ = _unpack_state(cid, packed, self._streams.name)
+                due_at, _, _, applied, _ = _unpack_state(cid, packed, self._streams.name,
+                                                         updated_at)
                 known = _state_partition(packed)
                 partition = (self._streams.name(known) if known
                              else _partition_of_streams(list(applied)))

@@ -32,9 +32,9 @@ next_rescore_at of the partition's customers in it (or removes the group if they
 none; a NaN time is never due). Only this partition's index changes: the groups of
 another partition keep their scores whatever customers of its own they hold. Chunk 0
 of a packed state is under a field that starts with byte 1; its first byte (the header)
-is 128..191 for codec version 2 and has bit 0 set when a float64 next_rescore_at
-follows (at byte 1, counting from 0), then the partition's id as a varint at byte 9
-(Lua's 2 and 10; see :mod:`.codec`).
+is 128..255 for codec versions 2 and 3 (their heads are alike) and has bit 0 set when a
+float64 next_rescore_at follows (at byte 1, counting from 0), then the partition's id as
+a varint at byte 9 (Lua's 2 and 10; see :mod:`.codec`).
 
 :data:`LEASE_ACQUIRE`, :data:`LEASE_RENEW`, :data:`LEASE_RELEASE` -- the model lease
 (:mod:`.lease`). KEYS[1] = ``{p}:lease``; ARGV = token, time to live in milliseconds.
@@ -93,7 +93,7 @@ for g = 3, #ARGV, 2 do
     for i = 1, #values, 2 do
       local chunk = values[i + 1]
       local head = string.byte(chunk, 1) or 0
-      if string.byte(values[i], 1) == 1 and head >= 128 and head < 192 and head % 2 == 1 then
+      if string.byte(values[i], 1) == 1 and head >= 128 and head % 2 == 1 then
         local id, scale, pos, byte = 0, 1, 10, 128
         while byte >= 128 do
           byte = string.byte(chunk, pos) or 0

@@ -189,7 +189,7 @@ class RedisStore(Store):
             (state.next_rescore_at, state.features, state.vector, state.applied,
              state.recent_ids, state.snapshots, state.risk_band,
              state.traits_since) = _unpack_all(
-                 cid, packed, self._streams.name)
+                 cid, packed, self._streams.name, updated_at)
             partition_id = _state_partition(packed)
             state.partition = self._streams.name(partition_id) if partition_id else None
         return state

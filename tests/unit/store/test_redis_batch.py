@@ -144,7 +144,7 @@ def test_a_state_is_recorded_under_the_partition_it_is_written_with() -> None:
 
 def test_customers_read_back_from_the_bucket_hash() -> None:
     ids = ["\x00zero", "\x1fescape", "\x05five", "plain", "long"]
-    states = {cid: _state(cid, index, recent=40 if cid == "long" else 2)
+    states = {cid: _state(cid, index, recent=48 if cid == "long" else 2)
               for index, cid in enumerate(ids)}
     encoded = _encode(BatchWrite([PartitionWrite(Partition("kafka:events:0"),
                                                  list(states.values()))]))
@@ -161,7 +161,8 @@ def test_customers_read_back_from_the_bucket_hash() -> None:
         (state.segment, state.updated_at, state.model_version,
          state.segment_name, state.traits) = _unpack_public(public)
         (state.next_rescore_at, state.features, state.vector, state.applied,
-         state.recent_ids) = _unpack_state(cid, packed, names.__getitem__)
+         state.recent_ids) = _unpack_state(cid, packed, names.__getitem__,
+                                            state.updated_at)
         state.partition = names[_state_partition(packed)]
         back[cid] = state
     assert {cid: s.to_dict() for cid, s in back.items()} == {

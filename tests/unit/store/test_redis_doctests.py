@@ -14,11 +14,12 @@ from streamseg.store.redis import (
     keys,
     memo,
     migrate,
+    numbers,
     partitions,
     scan,
 )
 
-MODULES = [batch, codec, connection, keys, memo, migrate, partitions, scan]
+MODULES = [batch, codec, connection, keys, memo, migrate, numbers, partitions, scan]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
