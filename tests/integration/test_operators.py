@@ -126,6 +126,8 @@ def live(kafka_servers: str, kafka_admin: Any, redis_url: str,
                    if k.startswith("streamseg_consumer_lag_records{")]
             return (samples.get("streamseg_events_processed_total") == applied
                     and samples.get("streamseg_ready") == 1.0
+                    # the dashboard's silhouette panel: measured once the model is seeded
+                    and "streamseg_silhouette" in samples
                     and sizes == CUSTOMERS and len(lag) == 4 and sum(lag) == 0
                     and sum(end_offsets(kafka_servers, changes).values()) >= changes_metric > 0)
 

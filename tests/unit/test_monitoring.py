@@ -134,7 +134,8 @@ def test_the_dashboard_has_the_panels_operators_need() -> None:
                    "streamseg_end_to_end_latency_seconds_bucket",
                    "streamseg_segment_size_customers", "streamseg_segment_changes_total",
                    "streamseg_store_errors_total", "streamseg_broker_errors_total",
-                   "streamseg_ready"):
+                   "streamseg_ready", "streamseg_silhouette", "streamseg_trait_auc",
+                   "streamseg_trait_calibration_error", "streamseg_trait_spend_rmse"):
         assert needed in by_metric, f"no panel shows {needed}"
     exprs = [query.expr for query in dashboard_queries()]
     assert any("by (topic, partition)" in e for e in exprs), "lag per partition"
@@ -173,7 +174,12 @@ def test_shared_gauges_are_never_summed_across_workers(query: Query) -> None:
     per-partition gauges are aggregated per partition (or per segment, summing the
     partitions' shares), counters are rated."""
     expr = query.expr
-    for name in ("streamseg_model_version", "streamseg_event_time_watermark_seconds"):
+    for name in ("streamseg_model_version", "streamseg_event_time_watermark_seconds",
+                 # one model's figures: the same on every worker (the silhouette is only
+                 # on the lease holder's, but a second one during a hand-over is alike)
+                 "streamseg_silhouette", "streamseg_trait_auc",
+                 "streamseg_trait_calibration_error", "streamseg_trait_spend_rmse",
+                 "streamseg_trait_examples"):
         for match in re.finditer(name, expr):
             assert expr[:match.start()].endswith("max("), f"{query.where}: {expr}"
     for match in re.finditer("streamseg_segment_size_customers", expr):
