@@ -9,7 +9,8 @@ import pytest
 
 from streamseg_bench import kafka as bench_kafka
 
-pytestmark = pytest.mark.integration
+# Alone: other tests' keys would count in the shared Redis' used_memory.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_bench_kafka_runs_every_part(kafka_servers: str, redis_url: str) -> None:

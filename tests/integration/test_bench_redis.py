@@ -19,6 +19,7 @@ def _check(result: dict, runs: int) -> None:
         assert figures["redis_cpu_s_per_1000_writes"] >= 0
 
 
+@pytest.mark.serial  # other tests' keys would count in the shared Redis' used_memory
 def test_on_a_shared_redis_its_prefix_is_deleted(redis_url: str) -> None:
     result = run(customers=240, seconds=0.3, writers=(1, 2), batches=(40,),
                  modes=("store", "replay"), redis_url=redis_url, sample_size=20)

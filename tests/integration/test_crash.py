@@ -56,7 +56,7 @@ from tests.integration._service import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SEED = int(os.environ.get("STREAMSEG_CRASH_SEED", "20240601"))
 KILLS = 6

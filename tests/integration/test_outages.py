@@ -40,7 +40,7 @@ from tests.integration._service import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: How long Redis stays down while events keep flowing.
 REDIS_OUTAGE_S = 10.0

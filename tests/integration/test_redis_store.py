@@ -486,6 +486,7 @@ def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
     assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
 
 
+@pytest.mark.serial  # other tests' keys would count in the shared Redis' used_memory
 def test_memory_per_customer_within_budget(redis_url: str) -> None:
     # 5k customers in 256 buckets: ~20 per bucket, as the default 1024 buckets at 20k;
     # over the 12 partitions of a topic, so that they share every bucket.
