@@ -210,18 +210,34 @@ class SegmentChangeData(BaseModel):
     model_version: int
 
 
-class SegmentChange(BaseModel):
-    """A segment-change event in the CloudEvents 1.0 structured JSON format."""
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 envelope (structured JSON) of the change stream's events; each
+    type fixes ``type`` and ``data``."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str
+    id: str = Field(description="Derived from what changed: a redelivered change has the same id.")
     source: str
-    type: Literal["io.streamseg.segment.changed"] = CHANGE_EVENT_TYPE
+    type: str
     time: datetime
     subject: str = Field(description="The customer id.")
     datacontenttype: Literal["application/json"] = "application/json"
+
+    @staticmethod
+    def id_of(key: str) -> str:
+        """The event id of a change described by ``key`` (a UUID 5: the same change, the
+        same id, so consumers can drop a redelivered one)."""
+        return str(uuid.uuid5(_CHANGE_ID_NAMESPACE, key))
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class SegmentChange(CloudEvent):
+    """A segment-change event in the CloudEvents 1.0 structured JSON format."""
+
+    type: Literal["io.streamseg.segment.changed"] = CHANGE_EVENT_TYPE
     data: SegmentChangeData
 
     @classmethod
@@ -230,16 +246,8 @@ class SegmentChange(BaseModel):
             f"{data.customer_id}|{data.from_segment}|{data.to_segment}|"
             f"{data.event_time.isoformat()}|{data.model_version}"
         )
-        return cls(
-            id=str(uuid.uuid5(_CHANGE_ID_NAMESPACE, key)),
-            source=source,
-            time=data.event_time,
-            subject=data.customer_id,
-            data=data,
-        )
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
+        return cls(id=cls.id_of(key), source=source, time=data.event_time,
+                   subject=data.customer_id, data=data)
 
 
 #: CloudEvents ``type`` of a risk-band change (see streamseg.traits.bands).
@@ -262,30 +270,19 @@ class RiskBandChangeData(BaseModel):
     event_time: datetime = Field(description="Event time (the service clock) of the change.")
 
 
-class RiskBandChange(BaseModel):
+class RiskBandChange(CloudEvent):
     """A risk-band-change event in the CloudEvents 1.0 structured JSON format, on the
     change stream next to segment changes (same key, same delivery guarantees)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    specversion: Literal["1.0"] = "1.0"
-    id: str
-    source: str
     type: Literal["io.streamseg.risk.changed"] = RISK_EVENT_TYPE
-    time: datetime
-    subject: str = Field(description="The customer id.")
-    datacontenttype: Literal["application/json"] = "application/json"
     data: RiskBandChangeData
 
     @classmethod
     def create(cls, data: RiskBandChangeData, source: str = "streamseg") -> RiskBandChange:
         key = (f"risk|{data.customer_id}|{data.from_band}|{data.to_band}|"
                f"{data.event_time.isoformat()}")
-        return cls(id=str(uuid.uuid5(_CHANGE_ID_NAMESPACE, key)), source=source,
-                   time=data.event_time, subject=data.customer_id, data=data)
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
+        return cls(id=cls.id_of(key), source=source, time=data.event_time,
+                   subject=data.customer_id, data=data)
 
 
 #: What the change stream carries.

@@ -18,10 +18,13 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from tests.integration._service import Service
 
 KAFKA = os.environ.get("STREAMSEG_TEST_KAFKA", "127.0.0.1:9092")
 REDIS = os.environ.get("STREAMSEG_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -116,3 +119,20 @@ def producer(kafka_servers: str) -> Iterator[Any]:
     client = KafkaProducer(bootstrap_servers=kafka_servers, acks="all", linger_ms=5)
     yield client
     client.close(timeout=10)
+
+
+@pytest.fixture
+def cleanup(redis_url: str) -> Iterator[tuple[list[Service], list[str]]]:
+    """(services, Redis prefixes) to clean up at teardown: each service still running
+    is SIGKILLed, each prefix deleted."""
+    from streamseg.store.redis import _delete_prefix
+
+    spawned: list[Service] = []
+    prefixes: list[str] = []
+    yield spawned, prefixes
+    for service in spawned:
+        service.stop_quietly()
+    client = redis.Redis.from_url(redis_url)
+    for prefix in prefixes:
+        _delete_prefix(client, prefix)
+    client.close()

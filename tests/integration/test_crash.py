@@ -28,17 +28,16 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import redis
 
 from streamseg.config import load_settings
 from streamseg.engine import SegmentationEngine
-from streamseg.store.redis import RedisStore, _delete_prefix
+from streamseg.store.redis import RedisStore
 from streamseg_bench.measures import batch_kmeans_inertia, inertia
 from tests.integration._service import (
     Service,
@@ -62,20 +61,6 @@ SEED = int(os.environ.get("STREAMSEG_CRASH_SEED", "20240601"))
 KILLS = 6
 CUSTOMERS = 8000  # ~164k events: room for six kills even on a fast machine
 N_CLUSTERS = 5
-
-
-@pytest.fixture
-def cleanup(redis_url: str) -> Iterator[tuple[list[Service], list[str]]]:
-    """(services to SIGKILL, Redis prefixes to delete) at teardown."""
-    spawned: list[Service] = []
-    prefixes: list[str] = []
-    yield spawned, prefixes
-    for service in spawned:
-        service.stop_quietly()
-    client = redis.Redis.from_url(redis_url)
-    for prefix in prefixes:
-        _delete_prefix(client, prefix)
-    client.close()
 
 
 def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(

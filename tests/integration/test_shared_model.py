@@ -23,19 +23,17 @@ import json
 import random
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import redis
 
 from streamseg.config import StoreSettings
 from streamseg.core.state import CustomerState
 from streamseg.store import Store, open_store
-from streamseg.store.redis import _delete_prefix
 from streamseg_bench.measures import batch_kmeans_inertia, inertia
 from streamseg_bench.simulate import simulate_stream
 from tests.integration._service import (
@@ -56,19 +54,6 @@ from tests.integration._service import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cleanup(redis_url: str) -> Iterator[tuple[list[Service], list[str]]]:
-    spawned: list[Service] = []
-    prefixes: list[str] = []
-    yield spawned, prefixes
-    for service in spawned:
-        service.stop_quietly()
-    client = redis.Redis.from_url(redis_url)
-    for prefix in prefixes:
-        _delete_prefix(client, prefix)
-    client.close()
 
 
 def _config(kafka: str, redis_url: str, topic: str, prefix: str, changes: str,

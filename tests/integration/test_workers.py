@@ -20,16 +20,14 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from streamseg.config import StoreSettings
 from streamseg.store import Store, open_store
-from streamseg.store.redis import _delete_prefix
 from streamseg_bench.simulate import simulate_stream
 from tests.integration._service import (
     SIXTY_DAYS,
@@ -45,19 +43,6 @@ from tests.integration._service import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cleanup(redis_url: str) -> Iterator[tuple[list[Service], list[str]]]:
-    spawned: list[Service] = []
-    prefixes: list[str] = []
-    yield spawned, prefixes
-    for service in spawned:
-        service.stop_quietly()
-    client = redis.Redis.from_url(redis_url)
-    for prefix in prefixes:
-        _delete_prefix(client, prefix)
-    client.close()
 
 
 def _stream(customers: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
