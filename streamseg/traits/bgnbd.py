@@ -178,7 +178,10 @@ def _fit(key: bytes) -> Params | None:
     with np.errstate(all="ignore"):
         result = optimize.minimize(loss, np.zeros(4), method="L-BFGS-B",
                                    bounds=[(-_BOUND, _BOUND)] * 4)
-    if not np.all(np.isfinite(result.x)) or not math.isfinite(result.fun):
+    # At the box's edge the likelihood ran off (the data do not determine a parameter):
+    # no fit, rather than predictions from a bound.
+    if (not np.all(np.isfinite(result.x)) or not math.isfinite(result.fun)
+            or np.abs(result.x).max() >= _BOUND - 1e-3):
         return None
     r, alpha, a, b = np.exp(result.x).tolist()
     return r, alpha * scale, a, b
@@ -193,7 +196,7 @@ def expected_purchases(params: Params, repeat: int, last_days: float, age_days: 
     >>> round(expected_purchases((0.25, 30.0, 0.8, 2.5), 0, 0.0, 100.0, 90.0), 3)
     0.158
     """
-    r, alpha, a, b = params
+    r, alpha, a, b = (np.float64(v) for v in params)  # overflows to inf, not an error
     x = float(repeat)
     if abs(a - 1.0) < 1e-9 or a + b + x - 1.0 <= 0.0:
         return None

@@ -158,3 +158,13 @@ def test_a_histogram_of_another_layout_of_bands_is_not_read_as_this_one() -> Non
     assert HistoryHistogram.from_json(stored).labels == 300
     other = "9" + stored[stored.index(":"):]  # another version's bands
     assert HistoryHistogram.from_json(other).labels == 0
+
+
+def test_extreme_parameters_do_not_fail() -> None:
+    # Parameters a small store once fitted (r huge, alpha tiny): powers that overflow a
+    # float (Python's ** raised OverflowError, which stopped the service's batches).
+    extreme = (22026.47, 0.2176, 13.58, 0.0779)
+    for repeat, last, age in ((6, 343.0, 405.0), (0, 0.0, 405.0), (40, 10.0, 405.0)):
+        value = expected_purchases(extreme, repeat, last, age, 90.0)
+        assert value is None or 0.0 <= value < float("inf")
+
