@@ -196,17 +196,22 @@ def expected_purchases(params: Params, repeat: int, last_days: float, age_days: 
     >>> round(expected_purchases((0.25, 30.0, 0.8, 2.5), 0, 0.0, 100.0, 90.0), 3)
     0.158
     """
-    r, alpha, a, b = (np.float64(v) for v in params)  # overflows to inf, not an error
+    r, alpha, a, b = params
     x = float(repeat)
     if abs(a - 1.0) < 1e-9 or a + b + x - 1.0 <= 0.0:
         return None
-    with np.errstate(all="ignore"):
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, days / (alpha + age_days + days))
+    # Scalar arithmetic (this runs for every customer scored); a power beyond a float's
+    # range means no finite value.
+    try:
+        hyp = float(special.hyp2f1(r + x, b + x, a + b + x - 1.0,
+                                   days / (alpha + age_days + days)))
         first = ((a + b + x - 1.0) / (a - 1.0)
                  * (1.0 - ((alpha + age_days) / (alpha + age_days + days)) ** (r + x) * hyp))
         second = 1.0 + (a / (b + x - 1.0) * ((alpha + age_days) / (alpha + last_days))
                         ** (r + x) if repeat > 0 else 0.0)
-    value = float(first / second)
+        value = first / second
+    except (OverflowError, ZeroDivisionError):
+        return None
     return value if math.isfinite(value) and value >= 0.0 else None
 
 
