@@ -65,7 +65,7 @@ _CELLS = (len(REPEAT_EDGES) + 1) * _A * _R
 # Columns: labels, sums of their x, T, t_x, T squared and t_x squared.
 _N, _X, _T, _TX, _T2, _TX2 = range(6)
 #: Box of the fit's unknowns (their logs; alpha in units of the mean age): wide enough
-#: for any data, narrow enough that a flat likelihood cannot run off.
+#: for any data the model fits; a fit stopped at its edge is no fit (:func:`fit`).
 _BOUND = 10.0
 
 
