@@ -16,11 +16,15 @@ have been around than at their last purchase (log scale), so that a customer who
 bought often and then went silent is not taken for a regular (:func:`design`).
 
 Expected spend is, as BG/NBD x Gamma-Gamma has it, how many purchases times the value
-of one: the probability to buy, times what a buyer of the customer's purchase *rate*
-spends in units of their average order (:mod:`.rates`), times the customer's average
-order shrunk to the population's, as the Gamma-Gamma model does (one large first order
-says little about the next). A share written before the rate curve predicts with the
-spend of buyers per recency x orders band instead, until its curve has buyers.
+of one, the customer's average order shrunk to the population's, as the Gamma-Gamma
+model does (one large first order says little about the next). The purchases are the
+mean of two estimates: the probability to buy times what a buyer of the customer's
+purchase *rate* spends in units of their average order (:mod:`.rates`), and BG/NBD's
+expected purchases, fitted to the labels' purchase histories (:mod:`.bgnbd`), which
+follow a frequent buyer's rhythm where the rate curve's top bands hold few buyers. A
+share written before the rate curve predicts with the spend of buyers per recency x
+orders band instead, until its curve has buyers; one written before the histories,
+with the first estimate alone until BG/NBD has enough labels to be fitted.
 
 Both are then calibrated online (:class:`Calibration`): recent-weighted sums over the
 matured labels of what the model predicted and what happened, which add up too, scale
@@ -49,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from streamseg.core.features import SECONDS_PER_DAY, CustomerFeatures
+from streamseg.traits.bgnbd import HistoryHistogram, Params, expected_purchases, fit
 from streamseg.traits.rates import RateCurve, rate_of, relative_spend
 
 __all__ = ["CALIBRATION_MIN_EXAMPLES", "CELLS", "Calibration", "CellStats", "CellTable",
@@ -227,6 +232,11 @@ _R_IDX, _F_IDX, _T_IDX = (a.reshape(-1) for a in np.meshgrid(
 _CELL_X = design(_REC_C[_R_IDX], _ORD_C[_F_IDX], np.maximum(_TEN_C[_T_IDX], _REC_C[_R_IDX]))
 
 
+def _cell_recency(cell: int, tenure_days: float) -> float:
+    """The recency of a customer in ``cell`` (its band's centre, at most the tenure)."""
+    return min(float(_REC_C[cell // (_F * _T)]), max(0.0, tenure_days))
+
+
 def cell_of(recency_days: float, orders: int, tenure_days: float) -> int:
     """The cell of a customer's recency, order count and tenure."""
     r = bisect.bisect_right(RECENCY_EDGES, recency_days)
@@ -280,19 +290,26 @@ class CellStats:
 
     #: Buyers' spend against their purchase rate (see :mod:`.rates`).
     curve: RateCurve = field(default_factory=RateCurve)
+    #: The labels' purchase histories, for BG/NBD's purchases (:mod:`.bgnbd`).
+    histories: HistoryHistogram = field(default_factory=HistoryHistogram)
 
     @property
     def examples(self) -> int:
         return int(self.sums[:, _N].sum())
 
     def learn(self, cell: int, avg_order: float, bought: bool, spend: float,
-              rate: float | None = None, value: float | None = None) -> None:
+              rate: float | None = None, value: float | None = None,
+              history: tuple[int, float, float] | None = None) -> None:
         """A labelled snapshot: its cell, average order, whether and how much it bought;
         its purchase ``rate`` (:func:`rate_of`) and the ``value`` its spend is measured
         in (its average order shrunk to the population's, as predictions use it), for
-        the rate curve (None: not learned there)."""
+        the rate curve (None: not learned there); the customer's ``history`` as of the
+        end of its horizon, for BG/NBD: repeat purchases, days from the first purchase to
+        the last and to the horizon's end (None: not learned there)."""
         if bought and rate is not None and value is not None and value > 0:
             self.curve.learn(rate, spend / value)
+        if history is not None:
+            self.histories.learn(*history)
         row = self.sums[cell]
         row[_N] += 1.0
         row[_BOUGHT] += 1.0 if bought else 0.0
@@ -305,9 +322,11 @@ class CellStats:
         self.avg_orders += other.avg_orders
         self.calibration.add(other.calibration)
         self.curve.add(other.curve)
+        self.histories.add(other.histories)
 
-    def table(self) -> CellTable:
-        """What predictions need (computed once per model change)."""
+    def table(self, horizon_days: float = 90.0) -> CellTable:
+        """What predictions of the next ``horizon_days`` need (computed once per model
+        change)."""
         n, bought = self.sums[:, _N], self.sums[:, _BOUGHT]
         w = fit_logistic(_CELL_X, n, bought)
         # Spend relative to the average order, among those who bought: per recency x
@@ -321,7 +340,7 @@ class CellStats:
         p_factor, spend_factor = self.calibration.factors()
         rates, relative = self.curve.points()
         return CellTable(w, rel.reshape(-1), float(mean_order), int(n_all), p_factor,
-                         spend_factor, rates, relative)
+                         spend_factor, rates, relative, fit(self.histories), horizon_days)
 
     def to_json(self) -> dict[str, Any]:
         """Sparse: only the cells seen."""
@@ -334,7 +353,7 @@ class CellStats:
         return {"cells": cells, "avg_orders": self.avg_orders,
                 "calibration": self.calibration.to_json(),
                 "calibration_spend": self.calibration.spend_json(),
-                "rates": self.curve.to_json()}
+                "rates": self.curve.to_json(), "histories": self.histories.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CellStats:
@@ -345,11 +364,12 @@ class CellStats:
                     cell, n, bought, rel = item.split(",")
                     stats.sums[int(cell)] = (int(n), int(bought), float(rel))
             stats.avg_orders = float(data.get("avg_orders", 0.0))
-            # Shares written before the calibration, its spend sums or the rate curve
-            # have none of them (each starts from there).
+            # Shares written before the calibration, its spend sums, the rate curve or
+            # the histories have none of them (each starts from there).
             stats.calibration = Calibration.from_json(data.get("calibration"),
                                                       data.get("calibration_spend"))
             stats.curve = RateCurve.from_json(data.get("rates"))
+            stats.histories = HistoryHistogram.from_json(data.get("histories"))
         return stats
 
 
@@ -369,6 +389,10 @@ class CellTable:
     #: The rate curve's points (:meth:`.rates.RateCurve.points`; empty: none yet).
     rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
     relative: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: BG/NBD's (r, alpha, a, b) (None: too few labels yet, or a share from before the
+    #: histories: the spend is then the rate curve's alone) and the horizon in days.
+    bgnbd: Params | None = None
+    horizon_days: float = 90.0
     #: ``w`` as floats, for the scalar path.
     coefficients: tuple[float, ...] = ()
 
@@ -402,21 +426,35 @@ class CellTable:
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
     def spend_of_cell(self, cell: int, probability: float, orders: int, avg_order: float,
-                      rate: float) -> float:
+                      rate: float, tenure_days: float) -> float:
         """The spend of a snapshot in ``cell`` (what it keeps of its features, with its
-        orders, average order and purchase rate), before calibration."""
-        return self._spend(probability, cell // _T, orders, avg_order, rate)
+        orders, average order, purchase rate and tenure), before calibration."""
+        recency = _cell_recency(cell, tenure_days)
+        return self.blended(*self.estimates(probability, cell // _T, orders, avg_order, rate,
+                                            self._purchases(orders, recency, tenure_days)))
 
     def spend(self, probability: float, recency_days: float, orders: int,
               avg_order: float, tenure_days: float) -> float:
-        """Expected spend within the horizon: the probability to buy (before calibration)
-        times what a buyer of the customer's purchase rate spends relative to their
-        average order, times that order shrunk to the population's; before calibration
-        (see :meth:`calibrated_spend`)."""
+        """Expected spend within the horizon, before calibration (see
+        :meth:`calibrated_spend`): the mean of two estimates (:meth:`estimates`), the
+        probability to buy (before calibration) times what a buyer of the customer's
+        purchase rate spends relative to their average order, and BG/NBD's expected
+        purchases, each times that order shrunk to the population's."""
         r = bisect.bisect_right(RECENCY_EDGES, recency_days)
         f = bisect.bisect_right(ORDER_EDGES, orders)
-        return self._spend(probability, r * _F + f, orders, avg_order,
-                           rate_of(orders, tenure_days))
+        return self.blended(*self.estimates(probability, r * _F + f, orders, avg_order,
+                                            rate_of(orders, tenure_days),
+                                            self._purchases(orders, recency_days,
+                                                            tenure_days)))
+
+    def _purchases(self, orders: int, recency_days: float, tenure_days: float
+                   ) -> float | None:
+        """BG/NBD's expected purchases within the horizon (None: not fitted)."""
+        if self.bgnbd is None:
+            return None
+        tenure = max(0.0, tenure_days)
+        return expected_purchases(self.bgnbd, max(0, orders - 1),
+                                  max(0.0, tenure - recency_days), tenure, self.horizon_days)
 
     def value(self, orders: int, avg_order: float) -> float:
         """The customer's average order shrunk to the population's (by ORDER_PRIOR
@@ -424,10 +462,24 @@ class CellTable:
         mean = self.mean_order if self.mean_order > 0 else avg_order
         return (orders * avg_order + ORDER_PRIOR * mean) / (orders + ORDER_PRIOR)
 
-    def _spend(self, probability: float, rf: int, orders: int, avg_order: float,
-               rate: float) -> float:
+    @staticmethod
+    def blended(rated: float, bgnbd: float | None) -> float:
+        """The mean of the two estimates (:meth:`estimates`), neither of which is known
+        to be the better (weights fitted to the matured labels follow the past too
+        closely); the rate curve's alone before BG/NBD is fitted."""
+        return rated if bgnbd is None else (rated + bgnbd) / 2.0
+
+    def estimates(self, probability: float, rf: int, orders: int, avg_order: float,
+                  rate: float, purchases: float | None) -> tuple[float, float | None]:
+        """The spend two ways, each a number of purchases (in units of the customer's
+        value) times that value: what buyers of the customer's rate spent next, learned
+        from the labels, which follows how the cohort buys; and BG/NBD's purchases
+        (None: not fitted), which follow the customer's own rhythm and silence beyond
+        the bands that labels fill (the most frequent buyers)."""
+        value = self.value(orders, avg_order)
         if len(self.rates):
             relative = relative_spend(self.rates, self.relative, rate)
         else:  # a model of shares from before the rate curve: per band
             relative = float(self.rel[rf])
-        return probability * relative * self.value(orders, avg_order)
+        return (probability * relative * value,
+                None if purchases is None else purchases * value)

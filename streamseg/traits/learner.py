@@ -227,7 +227,7 @@ class TraitLearner:
 
     def table(self) -> CellTable:
         if self._table is None:
-            self._table = self.total().stats.table()
+            self._table = self.total().stats.table(self.horizon_days)
         return self._table
 
     def examples(self) -> int:
@@ -293,10 +293,11 @@ class TraitLearner:
             snapshot = label.snapshot
             # The snapshot's purchase rate: its orders over its tenure then (the first
             # purchase is the customer's, and a late one moved the orders it keeps).
-            rate = rate_of(snapshot.orders, max(0.0, snapshot.at - first) / SECONDS_PER_DAY)
+            tenure = max(0.0, snapshot.at - first) / SECONDS_PER_DAY
+            rate = rate_of(snapshot.orders, tenure)
             p = table.probability_of_cell(snapshot.cell)
             spend = table.spend_of_cell(snapshot.cell, p, snapshot.orders, snapshot.avg_order,
-                                        rate)
+                                        rate, tenure)
             share.quality.update(table.calibrated(p), label.bought,
                                  table.calibrated_spend(spend), label.spend)
             # The calibration compares the model's own predictions with the outcomes; not
@@ -305,9 +306,23 @@ class TraitLearner:
             if table.examples >= CALIBRATION_MIN_EXAMPLES:
                 share.stats.calibration.learn(snapshot.at, p, label.bought, spend, label.spend)
             share.stats.learn(snapshot.cell, snapshot.avg_order, label.bought, label.spend,
-                              rate, table.value(snapshot.orders, snapshot.avg_order))
+                              rate, table.value(snapshot.orders, snapshot.avg_order),
+                              self._history(state, snapshot))
         self._dirty = True
         self._encoded.pop(state.partition or "", None)
+
+    def _history(self, state: CustomerState, snapshot: Snapshot) -> tuple[int, float, float]:
+        """The customer's purchase history as of the end of the snapshot's horizon: their
+        repeat purchases, and days from the first purchase to the last and to the
+        horizon's end. A snapshot matures before any event after its horizon is applied
+        (:mod:`.schedule`), so the features are those of then."""
+        features = state.features
+        assert features.first_purchase is not None and features.last_purchase is not None
+        end = snapshot.at + self.horizon_days * SECONDS_PER_DAY
+        first = features.first_purchase
+        last = min(features.last_purchase, end)
+        return (max(0, features.orders - 1), max(0.0, last - first) / SECONDS_PER_DAY,
+                max(0.0, end - first) / SECONDS_PER_DAY)
 
     def refresh(self) -> None:
         """Predict with what was learned so far (the engine calls it before scoring)."""
