@@ -38,7 +38,15 @@ from streamseg.config import SAMPLE_CSV, SAMPLE_PATH, Settings
 from streamseg_bench import bgnbd
 from streamseg_bench.common import run_file
 from streamseg_bench.holdout import Transactions, write_sample_prefix
-from streamseg_bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
+from streamseg_bench.scoring import (
+    auc_difference,
+    bootstrap_interval,
+    expected_calibration_error,
+    rmse,
+    rmse_difference,
+    roc_auc,
+    spearman,
+)
 
 #: The issue's cutoffs: each leaves 90 days of the sample (which ends 1998-06-30) after it.
 CUTOFFS = (date(1997, 6, 30), date(1997, 9, 30), date(1997, 12, 31), date(1998, 3, 31))
@@ -159,7 +167,8 @@ def spend_by_orders(
 def _streamseg(
     csv_path: Path, folder: Path, ids: list[str], bought: np.ndarray, spend: np.ndarray,
     horizon_days: int,
-) -> tuple[dict[str, Any], np.ndarray | None]:
+) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """Its scores, and its purchase probabilities and expected spends (None: no traits)."""
     # Default settings (and STREAMSEG_* variables), as `streamseg export` reads them.
     summary, settings = run_file(str(csv_path), folder,
                                  {"source": {"csv": SAMPLE_CSV.model_dump()}})
@@ -167,23 +176,25 @@ def _streamseg(
     try:
         traits = traits_from_documents(exported_documents(settings), horizon_days)
     except NoTraits as error:
-        return {"error": str(error), "replayed_events": summary.processed}, None
+        return {"error": str(error), "replayed_events": summary.processed}, None, None
     missing = [c for c in ids if keys(c) not in traits]
     if missing:
         return {"error": f"{len(missing)} customers seen up to the cutoff have no traits "
-                f"(e.g. {missing[0]!r})", "replayed_events": summary.processed}, None
+                f"(e.g. {missing[0]!r})", "replayed_events": summary.processed}, None, None
     probability = np.array([traits[keys(c)][0] for c in ids])
     amount = np.array([traits[keys(c)][1] for c in ids])
     return {**score(bought, spend, probability, probability, amount),
-            "replayed_events": summary.processed}, amount
+            "replayed_events": summary.processed}, probability, amount
 
 
 def _bgnbd(log: Transactions, cutoff: date, ids: list[str], bought: np.ndarray,
-           spend: np.ndarray, horizon_days: int) -> tuple[dict[str, Any], np.ndarray | None]:
+           spend: np.ndarray, horizon_days: int
+           ) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """Its scores, and its expected purchases (its ranking) and spends (None: no fit)."""
     try:
         forecast = bgnbd.fit_and_forecast(bgnbd.summarise(log, cutoff), horizon_days)
     except bgnbd.FitError as error:
-        return {"error": str(error)}, None
+        return {"error": str(error)}, None, None
     assert forecast.customer_ids == ids, "the summary covers the customers seen"
     result: dict[str, Any] = score(bought, spend, forecast.expected_purchases,
                                    forecast.purchase_probability, forecast.expected_spend)
@@ -193,7 +204,7 @@ def _bgnbd(log: Transactions, cutoff: date, ids: list[str], bought: np.ndarray,
     result["bgnbd_params"] = forecast.bgnbd_params
     result["gamma_gamma_params"] = forecast.gamma_gamma_params
     result["gamma_gamma_customers"] = forecast.gamma_gamma_customers
-    return result, forecast.expected_spend
+    return result, forecast.expected_purchases, forecast.expected_spend
 
 
 def targets(methods: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
@@ -220,6 +231,24 @@ def targets(methods: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
     }
 
 
+def versus(bought: np.ndarray, spend: np.ndarray,
+           ours: tuple[np.ndarray | None, np.ndarray | None],
+           theirs: tuple[np.ndarray | None, np.ndarray | None]) -> dict[str, Any]:
+    """streamseg's AUC and spend RMSE less BG/NBD's (x Gamma-Gamma's), and streamseg's
+    ECE, each with its 95% bootstrap interval over the customers
+    (:func:`.scoring.bootstrap_interval`; the differences paired): whether a gap in the
+    table is more than this sample's chance (None: a method made no such prediction)."""
+    (our_probability, our_spend), (their_ranking, their_spend) = ours, theirs
+    return {
+        "purchase_auc": None if our_probability is None or their_ranking is None
+        else bootstrap_interval(auc_difference, bought, our_probability, their_ranking),
+        "spend_rmse": None if our_spend is None or their_spend is None
+        else bootstrap_interval(rmse_difference, spend, our_spend, their_spend),
+        "purchase_ece": None if our_probability is None
+        else bootstrap_interval(expected_calibration_error, bought, our_probability),
+    }
+
+
 def run_cutoff(
     log: Transactions, source: Path, cutoff: date, folder: Path, horizon_days: int,
 ) -> dict[str, Any]:
@@ -233,8 +262,9 @@ def run_cutoff(
     prefix = folder / "events.csv"
     events = write_sample_prefix(source, cutoff, prefix)
     recency = log.days_since_last(cutoff, ids)
-    ours, our_spend = _streamseg(prefix, folder, ids, bought, spend, horizon_days)
-    theirs, their_spend = _bgnbd(log, cutoff, ids, bought, spend, horizon_days)
+    ours, our_probability, our_spend = _streamseg(prefix, folder, ids, bought, spend,
+                                                  horizon_days)
+    theirs, their_ranking, their_spend = _bgnbd(log, cutoff, ids, bought, spend, horizon_days)
     methods = {"streamseg": ours, "bgnbd": theirs,
                "recency": score(bought, spend, -recency, None, None)}
     history = log.until(cutoff)
@@ -249,6 +279,8 @@ def run_cutoff(
         "mean_spend": round(float(spend.mean()), 4),
         "spend_std": round(float(spend.std()), 4), "outcome_days_observed": observed,
         "methods": methods, "targets": targets(methods),
+        "versus_bgnbd": versus(bought, spend, (our_probability, our_spend),
+                               (their_ranking, their_spend)),
         "spend_by_orders": spend_by_orders(
             orders, spend, {"streamseg": our_spend, "bgnbd": their_spend}),
     }
@@ -309,13 +341,26 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def format_targets(result: dict[str, Any]) -> str:
-    """The issue's targets for the streamseg column, met or not, per cutoff."""
+    """The issue's targets for the streamseg column, met or not, per cutoff; then how far
+    from BG/NBD's each gap is, with its bootstrap interval."""
     word = {True: "met", False: "NOT met", None: "not measured"}
     lines = ["targets (streamseg): AUC >= BG/NBD's, spend RMSE <= BG/NBD x Gamma-Gamma's, "
              f"ECE <= {MAX_CALIBRATION_ERROR}"]
     for entry in result["cutoffs"]:
         parts = [f"{name} {word[value]}" for name, value in entry["targets"].items()]
         lines.append(f"  {entry['cutoff']}: " + ", ".join(parts))
+    lines.append("with 95% bootstrap intervals over the customers: streamseg less BG/NBD "
+                 "(x GG), paired; streamseg's ECE:")
+    for entry in result["cutoffs"]:
+        parts = []
+        for key, label in (("purchase_auc", "AUC"), ("spend_rmse", "spend RMSE"),
+                           ("purchase_ece", "ECE")):
+            gap = entry.get("versus_bgnbd", {}).get(key)
+            sign = "+" if key != "purchase_ece" else ""
+            parts.append(f"{label} n/a" if gap is None else
+                         f"{label} {gap['value']:{sign}.4f} [{gap['low']:{sign}.4f}, "
+                         f"{gap['high']:{sign}.4f}]")
+        lines.append(f"  {entry['cutoff']}: " + "; ".join(parts))
     return "\n".join(lines)
 
 

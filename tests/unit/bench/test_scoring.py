@@ -10,7 +10,14 @@ from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from streamseg_bench.scoring import expected_calibration_error, rmse, roc_auc, spearman
+from streamseg_bench.scoring import (
+    auc_difference,
+    bootstrap_interval,
+    expected_calibration_error,
+    rmse,
+    roc_auc,
+    spearman,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -76,3 +83,22 @@ def test_spearman_of_a_constant_is_undefined() -> None:
 def test_scores_refuse_arrays_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="one length"):
         rmse([1.0, 2.0], [1.0])
+
+
+def test_a_paired_interval_is_narrower_than_the_scores_own_spread() -> None:
+    # Two rankings that differ in a few customers only: pairing cancels what the
+    # customers share, so the difference's interval is far narrower than either AUC's.
+    rng = np.random.default_rng(4)
+    y = (rng.random(2000) < 0.2).astype(float)
+    a = y + rng.normal(0, 1.0, 2000)
+    b = a.copy()
+    b[:50] = rng.normal(0, 1.0, 50)
+    own = bootstrap_interval(roc_auc, y, a)
+    gap = bootstrap_interval(auc_difference, y, a, b)
+    assert own is not None and gap is not None
+    assert gap["value"] == pytest.approx(roc_auc(y, a) - roc_auc(y, b), abs=1e-4)
+    assert (gap["high"] - gap["low"]) < (own["high"] - own["low"]) / 3
+
+
+def test_an_undefined_statistic_has_no_interval() -> None:
+    assert bootstrap_interval(roc_auc, [1.0, 1.0, 1.0], [0.1, 0.2, 0.3]) is None

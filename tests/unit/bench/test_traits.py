@@ -79,6 +79,20 @@ def test_small_run_scores_the_services_traits(small_run) -> None:
     assert "error" not in traits.format_table(result)
 
 
+def test_small_run_gives_each_gap_to_bgnbd_its_interval(small_run) -> None:
+    # The differences are those of the table's columns, inside their own intervals.
+    result, _ = small_run
+    entry = result["cutoffs"][0]
+    ours, theirs = entry["methods"]["streamseg"], entry["methods"]["bgnbd"]
+    gaps = entry["versus_bgnbd"]
+    for key in ("purchase_auc", "spend_rmse"):
+        gap = gaps[key]
+        assert gap["value"] == pytest.approx(ours[key] - theirs[key], abs=2e-4)
+        assert gap["low"] <= gap["value"] <= gap["high"] and gap["low"] < gap["high"]
+    assert gaps["purchase_ece"]["value"] == pytest.approx(ours["purchase_ece"], abs=1e-4)
+    assert f"AUC {gaps['purchase_auc']['value']:+.4f}" in traits.format_targets(result)
+
+
 def test_a_store_without_traits_is_said_never_scored() -> None:
     documents = [{"customer_id": "1", "segment": 0, "traits": None},
                  {"customer_id": "2", "segment": 1}]
