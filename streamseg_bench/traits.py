@@ -231,7 +231,7 @@ def targets(methods: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
     }
 
 
-def versus(bought: np.ndarray, spend: np.ndarray,
+def intervals(bought: np.ndarray, spend: np.ndarray,
            ours: tuple[np.ndarray | None, np.ndarray | None],
            theirs: tuple[np.ndarray | None, np.ndarray | None]) -> dict[str, Any]:
     """streamseg's AUC and spend RMSE less BG/NBD's (x Gamma-Gamma's), and streamseg's
@@ -240,9 +240,9 @@ def versus(bought: np.ndarray, spend: np.ndarray,
     table is more than this sample's chance (None: a method made no such prediction)."""
     (our_probability, our_spend), (their_ranking, their_spend) = ours, theirs
     return {
-        "purchase_auc": None if our_probability is None or their_ranking is None
+        "auc_less_bgnbd": None if our_probability is None or their_ranking is None
         else bootstrap_interval(auc_difference, bought, our_probability, their_ranking),
-        "spend_rmse": None if our_spend is None or their_spend is None
+        "spend_rmse_less_bgnbd_gg": None if our_spend is None or their_spend is None
         else bootstrap_interval(rmse_difference, spend, our_spend, their_spend),
         "purchase_ece": None if our_probability is None
         else bootstrap_interval(expected_calibration_error, bought, our_probability),
@@ -279,7 +279,7 @@ def run_cutoff(
         "mean_spend": round(float(spend.mean()), 4),
         "spend_std": round(float(spend.std()), 4), "outcome_days_observed": observed,
         "methods": methods, "targets": targets(methods),
-        "versus_bgnbd": versus(bought, spend, (our_probability, our_spend),
+        "intervals": intervals(bought, spend, (our_probability, our_spend),
                                (their_ranking, their_spend)),
         "spend_by_orders": spend_by_orders(
             orders, spend, {"streamseg": our_spend, "bgnbd": their_spend}),
@@ -353,9 +353,9 @@ def format_targets(result: dict[str, Any]) -> str:
                  "(x GG), paired; streamseg's ECE:")
     for entry in result["cutoffs"]:
         parts = []
-        for key, label in (("purchase_auc", "AUC"), ("spend_rmse", "spend RMSE"),
+        for key, label in (("auc_less_bgnbd", "AUC"), ("spend_rmse_less_bgnbd_gg", "spend RMSE"),
                            ("purchase_ece", "ECE")):
-            gap = entry.get("versus_bgnbd", {}).get(key)
+            gap = entry.get("intervals", {}).get(key)
             sign = "+" if key != "purchase_ece" else ""
             parts.append(f"{label} n/a" if gap is None else
                          f"{label} {gap['value']:{sign}.4f} [{gap['low']:{sign}.4f}, "

@@ -84,13 +84,14 @@ def test_small_run_gives_each_gap_to_bgnbd_its_interval(small_run) -> None:
     result, _ = small_run
     entry = result["cutoffs"][0]
     ours, theirs = entry["methods"]["streamseg"], entry["methods"]["bgnbd"]
-    gaps = entry["versus_bgnbd"]
-    for key in ("purchase_auc", "spend_rmse"):
-        gap = gaps[key]
+    gaps = entry["intervals"]
+    for key, name in (("purchase_auc", "auc_less_bgnbd"),
+                      ("spend_rmse", "spend_rmse_less_bgnbd_gg")):
+        gap = gaps[name]
         assert gap["value"] == pytest.approx(ours[key] - theirs[key], abs=2e-4)
         assert gap["low"] <= gap["value"] <= gap["high"] and gap["low"] < gap["high"]
     assert gaps["purchase_ece"]["value"] == pytest.approx(ours["purchase_ece"], abs=1e-4)
-    assert f"AUC {gaps['purchase_auc']['value']:+.4f}" in traits.format_targets(result)
+    assert f"AUC {gaps['auc_less_bgnbd']['value']:+.4f}" in traits.format_targets(result)
 
 
 def test_a_store_without_traits_is_said_never_scored() -> None:
