@@ -41,6 +41,7 @@ from streamseg.model.stats import ClusterStats
 from streamseg.store.base import BatchWrite, CustomerState, Partition, PartitionWrite, SampleRow
 from streamseg.traits.cells import CELLS
 from streamseg.traits.learner import TraitShare
+from streamseg.traits.rates import rate_of
 from streamseg_bench.redis_memory import _NAMES, PARTITIONS, realistic_states
 
 __all__ = ["PARTITIONS", "Workload", "evolve", "generate_states", "owned_partitions",
@@ -271,7 +272,13 @@ def _trait_share(segments: list[int], rng: np.random.Generator) -> dict[str, Any
         p = float(rng.random())
         bought = bool(rng.random() < p)
         spend = float(rng.uniform(10, 200)) if bought else 0.0
-        share.stats.learn(cell, float(rng.uniform(10, 100)), bought, spend)
+        avg_order = float(rng.uniform(10, 100))
+        # A history as the service learns it (rate curve, BG/NBD's histogram): so that
+        # the share has the size of a real one.
+        repeat = int(rng.geometric(0.3)) - 1
+        age = float(rng.uniform(1, 540))
+        share.stats.learn(cell, avg_order, bought, spend, rate_of(repeat + 1, age), avg_order,
+                          (repeat, float(rng.uniform(0, age)) if repeat else 0.0, age))
         share.quality.update(p, bought, p * 50.0, spend)
     for segment in segments:
         share.count(segment, (round(float(rng.random()), 4), round(float(rng.uniform(0, 99)), 2)),
