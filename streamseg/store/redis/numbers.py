@@ -73,6 +73,17 @@ _FEATURE_FLOATS = (
 _EXACT_INT = 2**53
 
 
+def _same(value: float, other: float | None) -> bool:
+    """``value`` is ``other``: equal, and zeros of one sign (0.0 == -0.0, but a time
+    stored as "the same as" another must read back with its own sign).
+
+    >>> _same(0.0, -0.0), _same(-0.0, -0.0), _same(1.5, None)
+    (False, True, False)
+    """
+    return (other is not None and value == other
+            and math.copysign(1.0, value) == math.copysign(1.0, other))
+
+
 def _pack_features(features: CustomerFeatures, out: bytearray,
                    updated_us: int | None = None) -> None:
     # The hot path of every write: plain locals and one pass (see the module docstring).
@@ -91,9 +102,9 @@ def _pack_features(features: CustomerFeatures, out: bytearray,
             tag = _TAG_NONE
         else:
             value = float(value)
-            if (index == 1 or index == 2) and value == reference:
+            if (index == 1 or index == 2) and _same(value, reference):
                 tag = _TAG_AS_REFERENCE
-            elif index == 2 and value == last:
+            elif index == 2 and _same(value, last):
                 tag = _TAG_AS_LAST
             elif value == 0.0:  # -0.0 keeps its sign: as a float64
                 if math.copysign(1.0, value) > 0:

@@ -431,3 +431,18 @@ def test_any_state_of_codec_version_2_reads_back_exactly(state: CustomerState) -
     assert (back.applied, back.partition) == (state.applied, state.partition)
     # and the same state written now reads back the same
     assert _decode("c", _pack_state(state, STREAMS), state.updated_at) == back
+
+
+@pytest.mark.parametrize(("last", "reference"), [(0.0, -0.0), (-0.0, 0.0)])
+def test_a_time_equal_to_another_but_for_the_sign_of_zero_keeps_its_sign(
+        last: float, reference: float) -> None:
+    # 0.0 == -0.0: a time stored as "the same as reference_time" would read back with
+    # the other sign (hypothesis found it in test_any_state_comes_back_exactly).
+    empty = CustomerFeatures.empty()
+    features = CustomerFeatures(**{**empty.to_dict(), "last_purchase": last,
+                                   "first_purchase": last, "reference_time": reference})
+    back = _round_trip(CustomerState("c", features)).features
+    for name, value in (("last_purchase", last), ("first_purchase", last),
+                        ("reference_time", reference)):
+        got = getattr(back, name)
+        assert math.copysign(1.0, got) == math.copysign(1.0, value), name
