@@ -712,3 +712,20 @@ def test_a_v1_worker_writing_during_the_migration_makes_it_start_again(
     finally:
         for key in client.scan_iter(match=Keys(other).all_pattern):
             client.delete(key)
+
+
+def test_sample_rows_round_trip_packed_and_rows_of_the_text_format_still_read(
+        small_store: RedisStore, client: redis.Redis, redis_prefix: str) -> None:
+    part = small_store.take_partition(P)
+    rows: dict[str, Any] = {"a": (2, [0.1, -1 / 3, 1e-300, -0.0, 5.0, 7.25]), "b": (-1, [])}
+    small_store.write_batch(BatchWrite([PartitionWrite(part, [], rows)]))
+    key = Keys(redis_prefix).sample(small_store._partitions.id_of(P))
+    stored = client.hgetall(key)
+    assert stored[b"a"][:1] == b"\x01" and len(stored[b"a"]) == 3 + 6 * 8  # packed
+    # A row as a release before the packed rows wrote it: exact float text.
+    client.hset(key, "old", "3|0.5,-1.25,0.30000000000000004")
+    back = small_store.read_sample([P])[P]
+    assert back["a"] == (2, [0.1, -1 / 3, 1e-300, -0.0, 5.0, 7.25])
+    assert math.copysign(1.0, back["a"][1][3]) == -1.0
+    assert back["b"] == (-1, [])
+    assert back["old"] == (3, [0.5, -1.25, 0.30000000000000004])

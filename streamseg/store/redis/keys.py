@@ -62,9 +62,12 @@ key                     type    content                                      wri
                                 clock). All absolute values, written by
                                 the owner's batch with its customers.
 ``{p}:sample:{i}``      HASH    the model's sample of the partition's        owner /
-                                customers: ``<id>`` -> ``segment|x1,x2,..``  owner, the
-                                (exact float text; segment -1 = warming      refiner
-                                up), changed with the customers
+                                customers: ``<id>`` -> ``\x01``, segment    owner, the
+                                (int16; -1 = warming up), the vector         refiner
+                                (float64s), little-endian (earlier
+                                releases: ``segment|x1,x2,..``, exact
+                                float text; both read), changed with the
+                                customers
 ``{p}:outbox:{i}``      LIST    the change events (CloudEvents JSON) of the  owner /
                                 partition's last batch, replaced by its      owner, next
                                 every batch                                  owner

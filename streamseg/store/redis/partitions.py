@@ -10,6 +10,7 @@ far (name -> id). Ids are never reused, so this store keeps what it has read of 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -56,16 +57,36 @@ customers=5, outbox=['change'], model=None)
     return partition
 
 
-def encode_sample_row(row: SampleRow) -> str:
-    """A sample row as stored: ``segment|x1,x2,...`` (exact float text).
+#: First byte of a packed sample row (a row of the text format starts with its segment:
+#: a digit or "-").
+_PACKED_ROW = b"\x01"
+_SEGMENT = struct.Struct("<h")
 
-    >>> encode_sample_row((2, [0.5, -1.25])), decode_sample_row(b"2|0.5,-1.25")
-    ('2|0.5,-1.25', (2, [0.5, -1.25]))
+
+def encode_sample_row(row: SampleRow) -> bytes:
+    """A sample row as stored: a tag byte, the segment (int16) and the vector's float64s,
+    little-endian: exact, and in Redis about half the size of the text format
+    ``segment|x1,x2,...`` (a six-feature row is 51 bytes against about 120, which also
+    keeps it in the 64 bytes of a listpack value). Both formats read.
+
+    >>> row = (2, [0.1, -1.25])
+    >>> encode_sample_row(row).hex()
+    '0102009a9999999999b93f000000000000f4bf'
+    >>> decode_sample_row(encode_sample_row(row)) == row
+    True
+    >>> decode_sample_row(b"2|0.1,-1.25") == row   # the text format of earlier releases
+    True
     """
-    return f"{int(row[0])}|" + ",".join(repr(float(v)) for v in row[1])
+    vector = [float(v) for v in row[1]]
+    return (_PACKED_ROW + _SEGMENT.pack(int(row[0]))
+            + struct.pack(f"<{len(vector)}d", *vector))
 
 
 def decode_sample_row(value: bytes | str) -> SampleRow:
+    if isinstance(value, bytes) and value[:1] == _PACKED_ROW:
+        (segment,) = _SEGMENT.unpack_from(value, 1)
+        count = (len(value) - 3) // 8
+        return int(segment), list(struct.unpack_from(f"<{count}d", value, 3))
     segment, _, vector = _text(value).partition("|")
     return int(segment), [float(v) for v in vector.split(",")] if vector else []
 
