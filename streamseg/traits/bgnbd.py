@@ -53,8 +53,9 @@ Params = tuple[float, float, float, float]
 #: cells are few enough (704 at most) for the share to stay small.
 REPEAT_EDGES = (1, 2, 3, 4, 5, 7, 10, 15, 20, 30)
 DAY_EDGES = (7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0)
-#: The layout of the bands, stored with the sums (a change of the bands changes it).
-LAYOUT = 1
+#: The layout of the sums, stored with them (a change of the bands or of the units
+#: changes it). 2: days in whole tenths.
+LAYOUT = 2
 #: Labels a fit needs, in all and with a repeat purchase: with fewer, the four
 #: parameters are hardly determined (the dropout's two are learned only from customers
 #: who came back), and predictions go without BG/NBD's purchases.
@@ -62,7 +63,10 @@ MIN_LABELS = 200
 MIN_REPEAT_LABELS = 50
 _A = _R = len(DAY_EDGES) + 1
 _CELLS = (len(REPEAT_EDGES) + 1) * _A * _R
-# Columns: labels, sums of their x, T, t_x, T squared and t_x squared.
+# Columns: labels, sums of their x, T and t_x (in tenths of days), T squared and t_x
+# squared (in days squared). All whole numbers (below 2**53), so that sums are exact:
+# the histogram of several partitions is the same, to the bit, in whatever order
+# they are added, and so is the fit every worker makes of it.
 _N, _X, _T, _TX, _T2, _TX2 = range(6)
 #: Box of the fit's unknowns (their logs; alpha in units of the mean age): wide enough
 #: for any data the model fits; a fit stopped at its edge is no fit (:func:`fit`).
@@ -104,11 +108,11 @@ class HistoryHistogram:
         if repeat < 0 or not 0.0 <= last_days <= age_days < math.inf:
             return
         row = self.sums[cell_of(repeat, age_days, age_days - last_days)]
-        # Days to a tenth, their squares whole (only their cell's spread needs them), so
-        # that the sums are short to write, a restored histogram equals the one kept, and
-        # the sums of partitions equal that of all.
+        # Whole tenths of days, squares in whole days (only their cell's spread needs
+        # them): short to write, and exact (see the columns above).
         age, last = round(age_days, 1), round(last_days, 1) if repeat else 0.0
-        row[:] = np.round(row + (1.0, repeat, age, last, round(age ** 2), round(last ** 2)), 1)
+        row += (1.0, repeat, round(age * 10), round(last * 10), round(age ** 2),
+                round(last ** 2))
 
     def add(self, other: HistoryHistogram) -> None:
         self.sums = self.sums + other.sums
@@ -118,7 +122,7 @@ class HistoryHistogram:
         of the cells seen, ``;``-separated."""
         seen = np.flatnonzero(self.sums[:, _N])
         return f"{LAYOUT}:" + ";".join(
-            f"{c},{int(n)},{int(x)},{t!r},{tx!r},{int(t2)},{int(tx2)}"
+            f"{c},{int(n)},{int(x)},{int(t)},{int(tx)},{int(t2)},{int(tx2)}"
             for c, (n, x, t, tx, t2, tx2)
             in zip(seen.tolist(), self.sums[seen].tolist(), strict=True))
 
@@ -153,7 +157,7 @@ def fit(hist: HistoryHistogram) -> Params | None:
 @functools.lru_cache(maxsize=8)
 def _fit(key: bytes) -> Params | None:
     n, sx, st, stx, st2, stx2 = np.frombuffer(key).reshape(-1, 6).T
-    x, age, last = sx / n, st / n, stx / n
+    x, age, last = sx / n, st / n / 10.0, stx / n / 10.0
     age_var = np.maximum(st2 / n - age ** 2, 0.0)
     last_var = np.maximum(stx2 / n - last ** 2, 0.0)
     # Ages in units of the mean age, so that the start and the box fit any data.

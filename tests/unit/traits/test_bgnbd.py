@@ -75,6 +75,25 @@ def test_the_histograms_of_two_partitions_add_up_to_that_of_both() -> None:
     assert fit(summed) == pytest.approx(fit(whole), rel=1e-3)  # the optimiser's tolerance
 
 
+def test_workers_adding_the_partitions_in_any_order_fit_the_same_model() -> None:
+    # Each worker adds the other partitions' histograms to its own: in another order on
+    # each. The sums must agree to the bit, or the optimiser may stop elsewhere (within
+    # its tolerance) and the workers predict with different models.
+    rng = np.random.default_rng(8)
+    parts = [HistoryHistogram() for _ in range(3)]
+    for i, (x, t_x, age) in enumerate(sample(rng, 3000, 0.4, 25.0, 1.0, 3.0)):
+        parts[i % 3].learn(x, t_x + 0.01 * (i % 7), age + 0.37 * (i % 11))
+    sums, fits = [], []
+    for order in ((0, 1, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        total = HistoryHistogram()
+        for index in order:
+            total.add(HistoryHistogram.from_json(parts[index].to_json()))
+        sums.append(total.sums.tobytes())
+        fits.append(fit(total))
+    assert len(set(sums)) == 1
+    assert fits[0] is not None and all(f == fits[0] for f in fits)
+
+
 def test_an_impossible_history_is_not_learned() -> None:
     hist = HistoryHistogram()
     hist.learn(-1, 0.0, 10.0)
@@ -96,8 +115,8 @@ def test_a_label_learns_the_history_as_of_the_end_of_its_horizon() -> None:
     # 200): each history has the purchases up to its end (two; the last on day 20).
     hist = learner.total().stats.histories
     assert hist.labels == 4 == learner.examples()
-    n, x, age, last = hist.sums[:, :4].sum(axis=0).tolist()
-    assert (n, x, age, last) == (4, 4, 107 + 137 + 167 + 197, 4 * 20)
+    n, x, age, last = hist.sums[:, :4].sum(axis=0).tolist()  # days in tenths
+    assert (n, x, age / 10, last / 10) == (4, 4, 107 + 137 + 167 + 197, 4 * 20)
 
 
 def _stats_with_histories() -> CellStats:
