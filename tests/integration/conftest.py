@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,25 @@ def kafka_admin(kafka_servers: str) -> Iterator[Any]:
     admin.close()
 
 
+def _wait_for_leaders(admin: Any, name: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Until the broker describes every partition of the new topic with a leader. A
+    consumer group formed before then (a loaded broker, e.g. with tests running in
+    parallel) was seen to get "No partition metadata" for the topic: its leader assigned
+    nothing, and the consumer read nothing until a metadata refresh minutes later."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics([name])
+        leaders = [p for t in described if t.get("error_code") == 0
+                   for p in t.get("partitions", [])
+                   if p.get("error_code") == 0 and p.get("leader_id", -1) >= 0]
+        if len(leaders) == partitions:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"topic {name}: {len(leaders)} of {partitions} partitions have a "
+                        f"leader after {timeout_s:.0f} s", pytrace=False)
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def new_topic(kafka_admin: Any) -> Iterator[Callable[..., str]]:
     """Factory: create a uniquely named topic (4 partitions); deleted after the test."""
@@ -92,6 +112,7 @@ def new_topic(kafka_admin: Any) -> Iterator[Callable[..., str]]:
             wait_for_metadata=True,
         )
         created.append(name)
+        _wait_for_leaders(kafka_admin, name, partitions)
         return name
 
     yield make
