@@ -80,10 +80,9 @@ def kafka_admin(kafka_servers: str) -> Iterator[Any]:
 
 
 def _wait_for_leaders(admin: Any, name: str, partitions: int, timeout_s: float = 30.0) -> None:
-    """Until the broker describes every partition of the new topic with a leader. A
-    consumer group formed before then (a loaded broker, e.g. with tests running in
-    parallel) was seen to get "No partition metadata" for the topic: its leader assigned
-    nothing, and the consumer read nothing until a metadata refresh minutes later."""
+    """Until the broker describes every partition of the new topic with a leader, so that
+    a test's producers and consumers start on a topic that is ready (on a loaded broker,
+    producing right after the creation met NotLeaderForPartitionError)."""
     deadline = time.monotonic() + timeout_s
     while True:
         described = admin.describe_topics([name])
